@@ -1,0 +1,159 @@
+//! `csr-approver check`: evaluates CSRs without writing anything and explains each
+//! decision, for a human (table) or a script (JSON lines).
+
+use std::fmt::Write as _;
+
+use jiff::Timestamp;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use serde::Serialize;
+
+use crate::decision::{CsrFacts, Decision, decide};
+use crate::inventory::{
+    CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo, normalize_dns_name,
+};
+use crate::policy::Policy;
+use crate::request::parse_request;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// One evaluated CSR.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub facts: CsrFacts,
+    pub decision: Decision,
+}
+
+/// The JSON-lines contract: one object per CSR.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    name: &'a str,
+    verdict: &'a str,
+    reason: &'a str,
+    message: &'a str,
+}
+
+/// A CSR as the duplicate and flood rules see it.
+pub fn summarize(csr: &CertificateSigningRequest) -> CsrSummary {
+    let node_name = parse_request(&csr.spec.request.0).ok().and_then(|r| {
+        r.common_names
+            .first()
+            .and_then(|cn| cn.strip_prefix(crate::decision::NODE_USER_PREFIX))
+            .map(normalize_dns_name)
+    });
+    CsrSummary {
+        name: csr.metadata.name.clone().unwrap_or_default(),
+        signer: csr.spec.signer_name.clone(),
+        created: csr.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        state: CsrState::of(csr),
+        node_name,
+    }
+}
+
+/// Builds the inventory from cluster objects; `csrs` are every CSR the cluster holds,
+/// including the ones being evaluated.
+pub fn build_inventory<'a>(
+    nodes: impl IntoIterator<Item = &'a k8s_openapi::api::core::v1::Node>,
+    machines: impl IntoIterator<Item = MachineInfo>,
+    csrs: impl IntoIterator<Item = &'a CertificateSigningRequest>,
+) -> Inventory {
+    Inventory::new(
+        nodes.into_iter().filter_map(NodeInfo::from_node),
+        machines,
+        csrs.into_iter().map(summarize),
+    )
+}
+
+pub fn evaluate(
+    targets: &[CertificateSigningRequest],
+    inventory: &Inventory,
+    policy: &Policy,
+    now: Timestamp,
+) -> Vec<Evaluation> {
+    targets
+        .iter()
+        .map(|csr| {
+            let facts = CsrFacts::from_csr(csr);
+            let decision = decide(&facts, inventory, policy, now);
+            Evaluation { facts, decision }
+        })
+        .collect()
+}
+
+pub fn render(evaluations: &[Evaluation], format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => evaluations
+            .iter()
+            .map(|e| {
+                let line = JsonLine {
+                    name: &e.facts.name,
+                    verdict: e.decision.verdict.as_str(),
+                    reason: e.decision.reason.as_str(),
+                    message: &e.decision.message,
+                };
+                // Serialising a struct of strings cannot fail.
+                serde_json::to_string(&line).unwrap_or_default() + "\n"
+            })
+            .collect(),
+        OutputFormat::Table => render_table(evaluations),
+    }
+}
+
+fn short_signer(signer: &str) -> &str {
+    match signer {
+        crate::decision::CLIENT_SIGNER => "kubelet-client",
+        crate::decision::SERVING_SIGNER => "kubelet-serving",
+        other => other,
+    }
+}
+
+fn render_table(evaluations: &[Evaluation]) -> String {
+    let header = [
+        "NAME",
+        "REQUESTER",
+        "SIGNER",
+        "VERDICT",
+        "REASON",
+        "MESSAGE",
+    ];
+    let rows: Vec<[String; 6]> = evaluations
+        .iter()
+        .map(|e| {
+            [
+                e.facts.name.clone(),
+                e.facts.username.clone(),
+                short_signer(&e.facts.signer_name).to_string(),
+                e.decision.verdict.as_str().to_uppercase(),
+                e.decision.reason.as_str().to_string(),
+                e.decision.message.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}   ", width = widths[i]);
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out
+}

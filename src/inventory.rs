@@ -1,0 +1,247 @@
+//! What the cluster knows about its machines: Nodes, Machines (OpenShift machine API and
+//! Cluster API), and the other kubelet CSRs (for the duplicate and flood rules). Built from
+//! Kubernetes objects by the controller or from files by `check`; read by `decide`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::Node;
+use serde_json::Value;
+
+use crate::request::canonical_ip;
+
+/// Lowercase, without the trailing dot: how DNS names and node names compare.
+pub fn normalize_dns_name(name: &str) -> String {
+    name.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// A Node or Machine address, typed as Kubernetes types them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypedAddress {
+    /// `InternalIP`, `ExternalIP`, `Hostname`, `InternalDNS`, `ExternalDNS`.
+    pub kind: String,
+    pub value: AddressValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AddressValue {
+    Ip(IpAddr),
+    Dns(String),
+}
+
+impl std::fmt::Display for AddressValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddressValue::Ip(ip) => ip.fmt(f),
+            AddressValue::Dns(d) => f.write_str(d),
+        }
+    }
+}
+
+impl TypedAddress {
+    pub fn new(kind: &str, raw: &str) -> TypedAddress {
+        let value = match IpAddr::from_str(raw.trim()) {
+            Ok(ip) => AddressValue::Ip(canonical_ip(ip)),
+            Err(_) => AddressValue::Dns(normalize_dns_name(raw)),
+        };
+        TypedAddress {
+            kind: kind.to_string(),
+            value,
+        }
+    }
+
+    /// Whether this address names the host `node` (Hostname or InternalDNS).
+    pub fn names_host(&self, node: &str) -> bool {
+        matches!(self.kind.as_str(), "Hostname" | "InternalDNS")
+            && self.value == AddressValue::Dns(node.to_string())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Normalised node name.
+    pub name: String,
+    pub addresses: Vec<TypedAddress>,
+}
+
+impl NodeInfo {
+    pub fn from_node(node: &Node) -> Option<NodeInfo> {
+        let name = normalize_dns_name(node.metadata.name.as_deref()?);
+        let addresses = node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .map(|list| {
+                list.iter()
+                    .map(|a| TypedAddress::new(&a.type_, &a.address))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(NodeInfo { name, addresses })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineInfo {
+    /// `machine.openshift.io` or `cluster.x-k8s.io`.
+    pub api_group: String,
+    pub namespace: String,
+    pub name: String,
+    pub created: Option<Timestamp>,
+    pub addresses: Vec<TypedAddress>,
+    /// Normalised name of the Node this Machine became, once linked.
+    pub node_ref: Option<String>,
+}
+
+impl MachineInfo {
+    /// Reads a Machine of either API from its JSON form. Both APIs share the shape this
+    /// needs: `status.addresses[{type,address}]` and `status.nodeRef.name`.
+    pub fn from_json(object: &Value) -> Option<MachineInfo> {
+        let api_version = object.get("apiVersion")?.as_str()?;
+        let api_group = api_version.split('/').next()?.to_string();
+        let metadata = object.get("metadata")?;
+        let name = metadata.get("name")?.as_str()?.to_string();
+        let namespace = metadata
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let created = metadata
+            .get("creationTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        let status = object.get("status");
+        let addresses = status
+            .and_then(|s| s.get("addresses"))
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|a| {
+                        let kind = a.get("type")?.as_str()?;
+                        let address = a.get("address")?.as_str()?;
+                        Some(TypedAddress::new(kind, address))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let node_ref = status
+            .and_then(|s| s.get("nodeRef"))
+            .and_then(|r| r.get("name"))
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(normalize_dns_name);
+        Some(MachineInfo {
+            api_group,
+            namespace,
+            name,
+            created,
+            addresses,
+            node_ref,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "Machine {}/{} ({})",
+            self.namespace, self.name, self.api_group
+        )
+    }
+}
+
+/// Where a CSR stands, from its status conditions and certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrState {
+    Pending,
+    Approved,
+    Denied,
+    Failed,
+    Issued,
+}
+
+impl CsrState {
+    pub fn of(csr: &CertificateSigningRequest) -> CsrState {
+        let Some(status) = csr.status.as_ref() else {
+            return CsrState::Pending;
+        };
+        let has = |t: &str| {
+            status
+                .conditions
+                .as_ref()
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == t && c.status != "False"))
+        };
+        if has("Denied") {
+            CsrState::Denied
+        } else if has("Failed") {
+            CsrState::Failed
+        } else if status.certificate.as_ref().is_some_and(|c| !c.0.is_empty()) {
+            CsrState::Issued
+        } else if has("Approved") {
+            CsrState::Approved
+        } else {
+            CsrState::Pending
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CsrState::Pending => "Pending",
+            CsrState::Approved => "Approved",
+            CsrState::Denied => "Denied",
+            CsrState::Failed => "Failed",
+            CsrState::Issued => "Issued",
+        }
+    }
+}
+
+/// Another kubelet CSR in the cluster, as the duplicate and flood rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsrSummary {
+    pub name: String,
+    pub signer: String,
+    pub created: Option<Timestamp>,
+    pub state: CsrState,
+    /// Normalised node name from the request's CN `system:node:<name>`, when it parses.
+    pub node_name: Option<String>,
+}
+
+/// Everything `decide` may consult besides the CSR itself.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    nodes: HashMap<String, NodeInfo>,
+    machines: Vec<MachineInfo>,
+    csrs: Vec<CsrSummary>,
+}
+
+impl Inventory {
+    pub fn new(
+        nodes: impl IntoIterator<Item = NodeInfo>,
+        machines: impl IntoIterator<Item = MachineInfo>,
+        csrs: impl IntoIterator<Item = CsrSummary>,
+    ) -> Inventory {
+        Inventory {
+            nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
+            machines: machines.into_iter().collect(),
+            csrs: csrs.into_iter().collect(),
+        }
+    }
+
+    /// `name` must be normalised.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name)
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn machines(&self) -> &[MachineInfo] {
+        &self.machines
+    }
+
+    pub fn csrs(&self) -> &[CsrSummary] {
+        &self.csrs
+    }
+}

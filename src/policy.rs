@@ -1,0 +1,579 @@
+//! The approval policy (DESIGN §4): a YAML document, every field optional with safe
+//! defaults. Parsing validates as it goes, so an invalid value is reported with its field
+//! path and a `Policy` value is always usable.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use regex::Regex;
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::normalize_dns_name;
+use crate::request::{KeyAlgorithm, RSA_MIN_VERIFIABLE_BITS, canonical_ip};
+
+/// The OpenShift service account that submits client CSRs for new nodes.
+pub const OPENSHIFT_NODE_BOOTSTRAPPER: &str =
+    "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
+
+#[derive(Debug, thiserror::Error)]
+#[error("policy field `{path}`: {message}")]
+pub struct PolicyError {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Policy {
+    pub mode: Mode,
+    pub deny: bool,
+    pub client: ClientPolicy,
+    pub serving: ServingPolicy,
+    pub machines: MachinePolicy,
+    pub inventory: Vec<InventoryEntry>,
+    pub keys: KeyPolicy,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            mode: Mode::Enforce,
+            deny: false,
+            client: ClientPolicy::default(),
+            serving: ServingPolicy::default(),
+            machines: MachinePolicy::default(),
+            inventory: Vec::new(),
+            keys: KeyPolicy::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Mode {
+    #[serde(rename = "enforce")]
+    Enforce,
+    /// Decide, log, record Events and metrics, but never write an approval or denial.
+    #[serde(rename = "dry-run")]
+    DryRun,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ClientPolicy {
+    pub enabled: bool,
+    pub bootstrappers: Vec<Bootstrapper>,
+    pub renewals: bool,
+    pub join_window: HumanDuration,
+    pub allow_duplicates: bool,
+    pub max_pending: MaxPending,
+    pub max_expiration_seconds: u32,
+}
+
+impl Default for ClientPolicy {
+    fn default() -> Self {
+        ClientPolicy {
+            enabled: true,
+            bootstrappers: vec![Bootstrapper::openshift_node_bootstrapper()],
+            renewals: true,
+            join_window: HumanDuration(Duration::from_secs(2 * 3600)),
+            allow_duplicates: false,
+            max_pending: MaxPending::Auto,
+            max_expiration_seconds: DEFAULT_MAX_EXPIRATION_SECONDS,
+        }
+    }
+}
+
+/// 366 days, the longest a kubelet certificate is normally issued for.
+pub const DEFAULT_MAX_EXPIRATION_SECONDS: u32 = 31_622_400;
+
+/// Who may ask for a new node's client certificate. Exactly one of `username` or `group`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(try_from = "RawBootstrapper")]
+pub struct Bootstrapper {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// With `username`: groups the requester must also be in.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawBootstrapper {
+    username: Option<String>,
+    group: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+impl TryFrom<RawBootstrapper> for Bootstrapper {
+    type Error = String;
+    fn try_from(raw: RawBootstrapper) -> Result<Self, String> {
+        match (&raw.username, &raw.group) {
+            (Some(u), None) if !u.is_empty() => {}
+            (None, Some(g)) if !g.is_empty() => {
+                if !raw.groups.is_empty() {
+                    return Err("`groups` is only valid together with `username`".to_string());
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err("set either `username` or `group`, not both".to_string());
+            }
+            _ => return Err("needs a non-empty `username` or `group`".to_string()),
+        }
+        Ok(Bootstrapper {
+            username: raw.username,
+            group: raw.group,
+            groups: raw.groups,
+        })
+    }
+}
+
+impl Bootstrapper {
+    pub fn openshift_node_bootstrapper() -> Self {
+        Bootstrapper {
+            username: Some(OPENSHIFT_NODE_BOOTSTRAPPER.to_string()),
+            group: None,
+            groups: vec![
+                "system:serviceaccounts".to_string(),
+                "system:serviceaccounts:openshift-machine-config-operator".to_string(),
+            ],
+        }
+    }
+
+    pub fn matches(&self, username: &str, groups: &[String]) -> bool {
+        let in_group = |g: &String| groups.iter().any(|have| have == g);
+        match (&self.username, &self.group) {
+            (Some(u), _) => u == username && self.groups.iter().all(in_group),
+            (None, Some(g)) => in_group(g),
+            (None, None) => false,
+        }
+    }
+}
+
+impl fmt::Display for Bootstrapper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.username, &self.group) {
+            (Some(u), _) => write!(f, "user {u}"),
+            (None, Some(g)) => write!(f, "group {g}"),
+            (None, None) => f.write_str("nobody"),
+        }
+    }
+}
+
+/// `auto` = max(Machines, Nodes, inventory entries) + 100, or a fixed number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MaxPending {
+    Auto,
+    Fixed(u32),
+}
+
+impl<'de> Deserialize<'de> for MaxPending {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u32),
+            Word(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| de::Error::custom("expected `auto` or a non-negative integer"))?
+        {
+            Raw::Number(n) => Ok(MaxPending::Fixed(n)),
+            Raw::Word(w) if w == "auto" => Ok(MaxPending::Auto),
+            Raw::Word(w) => Err(de::Error::custom(format!(
+                "expected `auto` or a non-negative integer, got {w:?}"
+            ))),
+        }
+    }
+}
+
+/// The headroom `maxPending: auto` allows above the number of known machines.
+pub const AUTO_MAX_PENDING_HEADROOM: usize = 100;
+
+impl MaxPending {
+    pub fn limit(self, machines: usize, nodes: usize, inventory: usize) -> usize {
+        match self {
+            MaxPending::Fixed(n) => n as usize,
+            MaxPending::Auto => machines.max(nodes).max(inventory) + AUTO_MAX_PENDING_HEADROOM,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum AddressSource {
+    Machine,
+    Node,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ServingPolicy {
+    pub enabled: bool,
+    pub address_sources: Vec<AddressSource>,
+    #[serde(rename = "allowedIPRanges")]
+    pub allowed_ip_ranges: Vec<Cidr>,
+    pub dns_name_patterns: Vec<AnchoredRegex>,
+    pub max_expiration_seconds: u32,
+}
+
+impl Default for ServingPolicy {
+    fn default() -> Self {
+        ServingPolicy {
+            enabled: true,
+            address_sources: vec![AddressSource::Machine, AddressSource::Node],
+            allowed_ip_ranges: Vec::new(),
+            dns_name_patterns: Vec::new(),
+            max_expiration_seconds: DEFAULT_MAX_EXPIRATION_SECONDS,
+        }
+    }
+}
+
+pub const OPENSHIFT_MACHINE_GROUP: &str = "machine.openshift.io";
+pub const CLUSTER_API_MACHINE_GROUP: &str = "cluster.x-k8s.io";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct MachinePolicy {
+    pub api_groups: Vec<String>,
+    /// "" = every namespace.
+    pub namespace: String,
+}
+
+impl Default for MachinePolicy {
+    fn default() -> Self {
+        MachinePolicy {
+            api_groups: vec![
+                OPENSHIFT_MACHINE_GROUP.to_string(),
+                CLUSTER_API_MACHINE_GROUP.to_string(),
+            ],
+            namespace: String::new(),
+        }
+    }
+}
+
+impl MachinePolicy {
+    pub fn admits(&self, api_group: &str, namespace: &str) -> bool {
+        self.api_groups.iter().any(|g| g == api_group)
+            && (self.namespace.is_empty() || self.namespace == namespace)
+    }
+}
+
+/// A bare-metal/UPI host expected to join. Exactly one of `name` or `namePattern`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawInventoryEntry")]
+pub struct InventoryEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "namePattern", skip_serializing_if = "Option::is_none")]
+    pub name_pattern: Option<AnchoredRegex>,
+    /// Addresses owned by the host named `name`: IPs and DNS names its serving CSR may carry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
+    /// A fence: IP SANs of matching nodes must fall inside these ranges.
+    #[serde(rename = "ipRanges", skip_serializing_if = "Vec::is_empty")]
+    pub ip_ranges: Vec<Cidr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawInventoryEntry {
+    name: Option<String>,
+    name_pattern: Option<AnchoredRegex>,
+    #[serde(default)]
+    addresses: Vec<Address>,
+    #[serde(default, rename = "ipRanges")]
+    ip_ranges: Vec<Cidr>,
+}
+
+impl TryFrom<RawInventoryEntry> for InventoryEntry {
+    type Error = String;
+    fn try_from(raw: RawInventoryEntry) -> Result<Self, String> {
+        let name = match (raw.name, &raw.name_pattern) {
+            (Some(n), None) => {
+                let normalized = normalize_dns_name(&n);
+                if !is_dns1123_subdomain(&normalized) {
+                    return Err(format!("`name` {n:?} is not a valid DNS-1123 node name"));
+                }
+                Some(normalized)
+            }
+            (None, Some(_)) => {
+                if !raw.addresses.is_empty() {
+                    return Err(
+                        "`addresses` belong to one host: use them with `name`, not `namePattern`"
+                            .to_string(),
+                    );
+                }
+                None
+            }
+            (Some(_), Some(_)) => return Err("set either `name` or `namePattern`, not both".into()),
+            (None, None) => return Err("needs `name` or `namePattern`".into()),
+        };
+        Ok(InventoryEntry {
+            name,
+            name_pattern: raw.name_pattern,
+            addresses: raw.addresses,
+            ip_ranges: raw.ip_ranges,
+        })
+    }
+}
+
+impl InventoryEntry {
+    /// `node` must already be normalised.
+    pub fn matches(&self, node: &str) -> bool {
+        match (&self.name, &self.name_pattern) {
+            (Some(name), _) => name == node,
+            (None, Some(pattern)) => pattern.0.is_match(node),
+            (None, None) => false,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match (&self.name, &self.name_pattern) {
+            (Some(name), _) => format!("inventory entry {name}"),
+            (None, Some(p)) => format!("inventory pattern {}", p.0.as_str()),
+            (None, None) => "empty inventory entry".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct KeyPolicy {
+    #[serde(rename = "minRSABits", deserialize_with = "min_rsa_bits")]
+    pub min_rsa_bits: usize,
+    /// Key types accepted: RSA, ECDSA-P256, ECDSA-P384, Ed25519.
+    pub types: Vec<KeyType>,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        KeyPolicy {
+            min_rsa_bits: RSA_MIN_VERIFIABLE_BITS,
+            types: vec![
+                KeyType::Rsa,
+                KeyType::EcdsaP256,
+                KeyType::EcdsaP384,
+                KeyType::Ed25519,
+            ],
+        }
+    }
+}
+
+fn min_rsa_bits<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let bits = usize::deserialize(d)?;
+    if bits < RSA_MIN_VERIFIABLE_BITS {
+        return Err(de::Error::custom(format!(
+            "{bits} is below {RSA_MIN_VERIFIABLE_BITS}, the smallest RSA key whose signature can be verified"
+        )));
+    }
+    Ok(bits)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum KeyType {
+    #[serde(rename = "RSA")]
+    Rsa,
+    #[serde(rename = "ECDSA-P256")]
+    EcdsaP256,
+    #[serde(rename = "ECDSA-P384")]
+    EcdsaP384,
+    Ed25519,
+}
+
+impl KeyType {
+    pub fn of(key: KeyAlgorithm) -> Self {
+        match key {
+            KeyAlgorithm::Rsa { .. } => KeyType::Rsa,
+            KeyAlgorithm::EcdsaP256 => KeyType::EcdsaP256,
+            KeyAlgorithm::EcdsaP384 => KeyType::EcdsaP384,
+            KeyAlgorithm::Ed25519 => KeyType::Ed25519,
+        }
+    }
+}
+
+/// A duration written as `90s`, `30m`, `2h`; never negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim_start().starts_with('-') {
+            return Err(de::Error::custom(format!("duration {text:?} is negative")));
+        }
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| {
+                de::Error::custom(format!("invalid duration {text:?}: {e} (use e.g. 30m, 2h)"))
+            })
+    }
+}
+
+/// An IP network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub IpNet);
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&canonical_ip(ip))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let net = IpNet::from_str(text.trim()).map_err(|_| {
+            de::Error::custom(format!(
+                "invalid CIDR {text:?} (expected e.g. 10.0.0.0/8 or fd00::/8)"
+            ))
+        })?;
+        if net.trunc() != net {
+            return Err(de::Error::custom(format!(
+                "CIDR {text:?} has host bits set; did you mean {}?",
+                net.trunc()
+            )));
+        }
+        Ok(Cidr(net))
+    }
+}
+
+/// A regular expression that must match the whole value: it has to start with `^` and end
+/// with `$`, so `worker-1` cannot match `worker-1.evil.example`.
+#[derive(Debug, Clone)]
+pub struct AnchoredRegex(pub Regex);
+
+impl Serialize for AnchoredRegex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AnchoredRegex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if !text.starts_with('^') || !text.ends_with('$') || text.ends_with("\\$") {
+            return Err(de::Error::custom(format!(
+                "pattern {text:?} must be anchored: start with ^ and end with $"
+            )));
+        }
+        Regex::new(&text)
+            .map(AnchoredRegex)
+            .map_err(|e| de::Error::custom(format!("invalid regular expression {text:?}: {e}")))
+    }
+}
+
+/// An address an inventory host owns: an IP or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Ip(IpAddr),
+    Dns(String),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Ip(ip) => ip.fmt(f),
+            Address::Dns(name) => f.write_str(name),
+        }
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if let Ok(ip) = IpAddr::from_str(text.trim()) {
+            return Ok(Address::Ip(canonical_ip(ip)));
+        }
+        let name = normalize_dns_name(&text);
+        if is_dns1123_subdomain(&name) {
+            Ok(Address::Dns(name))
+        } else {
+            Err(de::Error::custom(format!(
+                "{text:?} is neither an IP address nor a DNS name"
+            )))
+        }
+    }
+}
+
+/// RFC 1123 subdomain as Kubernetes validates object names: lowercase alphanumerics and
+/// `-`, labels of at most 63 characters separated by dots, at most 253 in all.
+pub fn is_dns1123_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+impl Policy {
+    /// Parses a policy document. Errors name the field path, e.g.
+    /// `serving.allowedIPRanges[0]`.
+    pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
+        if text.trim().is_empty() {
+            return Ok(Policy::default());
+        }
+        let mut path = String::from("(document)");
+        let mut message = String::new();
+        let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize::<_, Policy>(de).map_err(|e| {
+                path = e.path().to_string();
+                message = e.inner().to_string();
+                <serde_saphyr::Error as de::Error>::custom(e.to_string())
+            })
+        });
+        match result {
+            Ok(policy) => Ok(policy),
+            Err(e) => {
+                if message.is_empty() {
+                    message = e.to_string();
+                }
+                if path == "." || path.is_empty() {
+                    path = "(document)".to_string();
+                }
+                Err(PolicyError { path, message })
+            }
+        }
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.mode == Mode::DryRun
+    }
+}

@@ -1,0 +1,273 @@
+//! PKCS#10 parsing: from a CSR object's `spec.request` (PEM bytes) to the facts the decision
+//! needs. Pure: no I/O, no clock.
+
+use std::fmt;
+use std::io::Cursor;
+use std::net::IpAddr;
+
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::cri_attributes::ParsedCriAttribute;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_SIG_ED25519,
+};
+use x509_parser::pem::Pem;
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+
+/// Kubelet CSRs are a few hundred bytes; anything this large is not one.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The PEM label of a PKCS#10 request.
+const CSR_PEM_LABEL: &str = "CERTIFICATE REQUEST";
+
+/// ring, which verifies the signature, refuses smaller RSA moduli; the policy can only
+/// raise this floor.
+pub const RSA_MIN_VERIFIABLE_BITS: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("request is {size} bytes, over the {MAX_REQUEST_BYTES}-byte limit")]
+    TooLarge { size: usize },
+    #[error("request is not PEM: {0}")]
+    NotPem(String),
+    #[error("request holds more than one PEM block; exactly one CERTIFICATE REQUEST is allowed")]
+    MultipleBlocks,
+    #[error("request has data after its PEM block")]
+    TrailingData,
+    #[error("PEM block is labelled {0:?}, expected \"CERTIFICATE REQUEST\"")]
+    WrongLabel(String),
+    #[error("request is not a valid PKCS#10 structure: {0}")]
+    Malformed(String),
+    #[error("unsupported public key: {0}")]
+    UnsupportedKey(String),
+    #[error("weak key: RSA {bits} bits is below the minimum of {min}")]
+    WeakKey { bits: usize, min: usize },
+    #[error("signature does not verify against the request's own public key: {0}")]
+    BadSignature(String),
+}
+
+/// The public key's algorithm as policy names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
+    Rsa { bits: usize },
+    EcdsaP256,
+    EcdsaP384,
+    Ed25519,
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyAlgorithm::Rsa { bits } => write!(f, "RSA-{bits}"),
+            KeyAlgorithm::EcdsaP256 => f.write_str("ECDSA-P256"),
+            KeyAlgorithm::EcdsaP384 => f.write_str("ECDSA-P384"),
+            KeyAlgorithm::Ed25519 => f.write_str("Ed25519"),
+        }
+    }
+}
+
+/// Everything the decision reads from a PKCS#10 request whose self-signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedRequest {
+    pub common_names: Vec<String>,
+    pub organizations: Vec<String>,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    pub emails: Vec<String>,
+    pub uris: Vec<String>,
+    /// SAN kinds a kubelet never asks for (otherName, directoryName, …), described.
+    pub other_sans: Vec<String>,
+    pub key: KeyAlgorithm,
+}
+
+impl ParsedRequest {
+    pub fn has_any_san(&self) -> bool {
+        !(self.dns_names.is_empty()
+            && self.ip_addresses.is_empty()
+            && self.emails.is_empty()
+            && self.uris.is_empty()
+            && self.other_sans.is_empty())
+    }
+}
+
+/// Parses and verifies a PEM-encoded PKCS#10 request, as found in `spec.request`.
+pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
+    let der = single_pem_block(pem)?;
+    let (rest, csr) = X509CertificationRequest::from_der(&der)
+        .map_err(|e| RequestError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(RequestError::Malformed(format!(
+            "{} bytes after the DER structure",
+            rest.len()
+        )));
+    }
+    let info = &csr.certification_request_info;
+    let key = key_algorithm(&csr)?;
+    // Checked before verifying so a small key is reported as weak, not as a bad signature.
+    if let KeyAlgorithm::Rsa { bits } = key
+        && bits < RSA_MIN_VERIFIABLE_BITS
+    {
+        return Err(RequestError::WeakKey {
+            bits,
+            min: RSA_MIN_VERIFIABLE_BITS,
+        });
+    }
+    csr.verify_signature()
+        .map_err(|e| RequestError::BadSignature(e.to_string()))?;
+
+    let mut parsed = ParsedRequest {
+        common_names: attribute_strings(info.subject.iter_common_name(), "CN")?,
+        organizations: attribute_strings(info.subject.iter_organization(), "O")?,
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        emails: Vec::new(),
+        uris: Vec::new(),
+        other_sans: Vec::new(),
+        key,
+    };
+    // Every extensionRequest attribute and every SAN extension in it counts: a second SAN
+    // extension must not be able to hide names from the checks.
+    for attribute in info.iter_attributes() {
+        let ParsedCriAttribute::ExtensionRequest(request) = attribute.parsed_attribute() else {
+            continue;
+        };
+        for extension in &request.extensions {
+            match extension.parsed_extension() {
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    for name in &san.general_names {
+                        collect_san(name, &mut parsed)?;
+                    }
+                }
+                ParsedExtension::UnsupportedExtension { .. } | ParsedExtension::Unparsed => {}
+                ParsedExtension::ParseError { error } => {
+                    return Err(RequestError::Malformed(format!(
+                        "extension {}: {error}",
+                        extension.oid
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn single_pem_block(pem: &[u8]) -> Result<Vec<u8>, RequestError> {
+    if pem.len() > MAX_REQUEST_BYTES {
+        return Err(RequestError::TooLarge { size: pem.len() });
+    }
+    let text =
+        std::str::from_utf8(pem).map_err(|_| RequestError::NotPem("not UTF-8 text".to_string()))?;
+    let text = text.trim_start();
+    if !text.starts_with("-----BEGIN ") {
+        return Err(RequestError::NotPem(
+            "does not start with a -----BEGIN line".to_string(),
+        ));
+    }
+    let (block, consumed) =
+        Pem::read(Cursor::new(text.as_bytes())).map_err(|e| RequestError::NotPem(e.to_string()))?;
+    let rest = text.get(consumed..).unwrap_or_default();
+    if rest.contains("-----BEGIN") {
+        return Err(RequestError::MultipleBlocks);
+    }
+    if !rest.trim().is_empty() {
+        return Err(RequestError::TrailingData);
+    }
+    if block.label != CSR_PEM_LABEL {
+        return Err(RequestError::WrongLabel(block.label));
+    }
+    Ok(block.contents)
+}
+
+fn key_algorithm(csr: &X509CertificationRequest<'_>) -> Result<KeyAlgorithm, RequestError> {
+    let spki = &csr.certification_request_info.subject_pki;
+    let oid = &spki.algorithm.algorithm;
+    if *oid == OID_PKCS1_RSAENCRYPTION {
+        let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
+            return Err(RequestError::Malformed(
+                "RSA public key does not parse".to_string(),
+            ));
+        };
+        let modulus = rsa.modulus;
+        let significant = modulus
+            .iter()
+            .position(|b| *b != 0)
+            .map_or(0, |i| modulus.len() - i);
+        let bits = match modulus.get(modulus.len() - significant) {
+            Some(first) => significant * 8 - first.leading_zeros() as usize,
+            None => 0,
+        };
+        return Ok(KeyAlgorithm::Rsa { bits });
+    }
+    if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        return match curve {
+            Some(c) if c == OID_EC_P256 => Ok(KeyAlgorithm::EcdsaP256),
+            Some(c) if c == OID_NIST_EC_P384 => Ok(KeyAlgorithm::EcdsaP384),
+            Some(c) => Err(RequestError::UnsupportedKey(format!("ECDSA curve {c}"))),
+            None => Err(RequestError::UnsupportedKey(
+                "ECDSA key without a named curve".to_string(),
+            )),
+        };
+    }
+    if *oid == OID_SIG_ED25519 {
+        return Ok(KeyAlgorithm::Ed25519);
+    }
+    Err(RequestError::UnsupportedKey(format!("algorithm {oid}")))
+}
+
+fn attribute_strings<'a>(
+    values: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'a>>,
+    what: &str,
+) -> Result<Vec<String>, RequestError> {
+    values
+        .map(|v| {
+            v.as_str().map(str::to_string).map_err(|e| {
+                RequestError::Malformed(format!("subject {what} is not a string: {e}"))
+            })
+        })
+        .collect()
+}
+
+fn collect_san(name: &GeneralName<'_>, parsed: &mut ParsedRequest) -> Result<(), RequestError> {
+    match name {
+        GeneralName::DNSName(dns) => parsed.dns_names.push((*dns).to_string()),
+        GeneralName::IPAddress(bytes) => {
+            let ip = match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes).map(IpAddr::from).ok(),
+                16 => <[u8; 16]>::try_from(*bytes).map(IpAddr::from).ok(),
+                _ => None,
+            }
+            .ok_or_else(|| RequestError::Malformed(format!("IP SAN of {} bytes", bytes.len())))?;
+            parsed.ip_addresses.push(canonical_ip(ip));
+        }
+        GeneralName::RFC822Name(email) => parsed.emails.push((*email).to_string()),
+        GeneralName::URI(uri) => parsed.uris.push((*uri).to_string()),
+        GeneralName::OtherName(oid, _) => parsed.other_sans.push(format!("otherName {oid}")),
+        GeneralName::DirectoryName(dn) => parsed.other_sans.push(format!("directoryName {dn}")),
+        GeneralName::RegisteredID(oid) => parsed.other_sans.push(format!("registeredID {oid}")),
+        GeneralName::X400Address(_) => parsed.other_sans.push("x400Address".to_string()),
+        GeneralName::EDIPartyName(_) => parsed.other_sans.push("ediPartyName".to_string()),
+        GeneralName::Invalid(tag, _) => {
+            return Err(RequestError::Malformed(format!(
+                "invalid SAN with tag {tag}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry, so `::ffff:10.0.0.1`
+/// cannot slip past a check written for `10.0.0.1` or the other way round.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
