@@ -10,8 +10,9 @@ use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-    OID_SIG_ED25519,
+    OID_PKCS1_SHA1WITHRSA, OID_SIG_ED25519,
 };
+use x509_parser::der_parser::oid;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
@@ -113,6 +114,16 @@ pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
             bits,
             min: RSA_MIN_VERIFIABLE_BITS,
         });
+    }
+    // SHA-1 signatures verify with ring's legacy support, but no kubelet sends them and
+    // they are forgeable in principle: refuse them outright.
+    let signature_algorithm = &csr.signature_algorithm.algorithm;
+    if *signature_algorithm == OID_PKCS1_SHA1WITHRSA
+        || *signature_algorithm == oid!(1.2.840.10045.4.1)
+    {
+        return Err(RequestError::BadSignature(format!(
+            "SHA-1 signature algorithm {signature_algorithm} is not accepted"
+        )));
     }
     csr.verify_signature()
         .map_err(|e| RequestError::BadSignature(e.to_string()))?;

@@ -1,0 +1,361 @@
+//! Builders for decision tests: real PKCS#10 requests (rcgen, or openssl fixtures in
+//! tests/fixtures/requests), CSR facts, Machines, Nodes and policies.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use csr_approver::decision::{CLIENT_SIGNER, CsrFacts, Decision, SERVING_SIGNER, decide};
+use csr_approver::inventory::{
+    CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo, TypedAddress,
+};
+use csr_approver::policy::Policy;
+use jiff::{SignedDuration, Timestamp};
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+
+pub const BOOTSTRAPPER: &str =
+    "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
+pub const BOOTSTRAPPER_GROUPS: [&str; 3] = [
+    "system:serviceaccounts",
+    "system:serviceaccounts:openshift-machine-config-operator",
+    "system:authenticated",
+];
+pub const CLIENT_USAGES: [&str; 2] = ["digital signature", "client auth"];
+pub const SERVING_USAGES: [&str; 2] = ["digital signature", "server auth"];
+
+pub fn fixture(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+}
+
+pub fn fixture_bytes(path: &str) -> Vec<u8> {
+    std::fs::read(fixture(path)).expect("fixture exists")
+}
+
+/// The instant every test evaluates at.
+pub fn now() -> Timestamp {
+    "2026-11-23T12:00:00Z".parse().expect("valid timestamp")
+}
+
+pub fn ago(seconds: i64) -> Timestamp {
+    now() - SignedDuration::from_secs(seconds)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    P256,
+    P384,
+    Ed25519,
+    Rsa2048,
+    Rsa3072,
+}
+
+fn key_pair(key: Key) -> &'static KeyPair {
+    static KEYS: [OnceLock<KeyPair>; 5] = [const { OnceLock::new() }; 5];
+    let index = key as usize;
+    KEYS[index].get_or_init(|| match key {
+        Key::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256"),
+        Key::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("P-384"),
+        Key::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519"),
+        Key::Rsa2048 | Key::Rsa3072 => {
+            let file = if key == Key::Rsa2048 { "keys/rsa2048.pem" } else { "keys/rsa3072.pem" };
+            let pem = String::from_utf8(fixture_bytes(file)).expect("utf-8 key");
+            KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).expect("RSA key")
+        }
+    })
+}
+
+/// A PKCS#10 request to build.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub cn: Option<String>,
+    pub org: Option<String>,
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+    pub emails: Vec<String>,
+    pub uris: Vec<String>,
+    pub key: Key,
+}
+
+impl Request {
+    pub fn node(name: &str) -> Request {
+        Request {
+            cn: Some(format!("system:node:{name}")),
+            org: Some("system:nodes".to_string()),
+            dns: Vec::new(),
+            ips: Vec::new(),
+            emails: Vec::new(),
+            uris: Vec::new(),
+            key: Key::P256,
+        }
+    }
+
+    pub fn key(mut self, key: Key) -> Request {
+        self.key = key;
+        self
+    }
+
+    pub fn cn(mut self, cn: &str) -> Request {
+        self.cn = Some(cn.to_string());
+        self
+    }
+
+    pub fn org(mut self, org: Option<&str>) -> Request {
+        self.org = org.map(str::to_string);
+        self
+    }
+
+    pub fn dns(mut self, name: &str) -> Request {
+        self.dns.push(name.to_string());
+        self
+    }
+
+    pub fn ip(mut self, ip: &str) -> Request {
+        self.ips.push(ip.parse().expect("test IP"));
+        self
+    }
+
+    pub fn email(mut self, email: &str) -> Request {
+        self.emails.push(email.to_string());
+        self
+    }
+
+    pub fn uri(mut self, uri: &str) -> Request {
+        self.uris.push(uri.to_string());
+        self
+    }
+
+    pub fn pem(&self) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        if let Some(org) = &self.org {
+            dn.push(DnType::OrganizationName, org.as_str());
+        }
+        if let Some(cn) = &self.cn {
+            dn.push(DnType::CommonName, cn.as_str());
+        }
+        params.distinguished_name = dn;
+        let mut sans = Vec::new();
+        for d in &self.dns {
+            sans.push(SanType::DnsName(d.clone().try_into().expect("DNS SAN")));
+        }
+        for ip in &self.ips {
+            sans.push(SanType::IpAddress(*ip));
+        }
+        for e in &self.emails {
+            sans.push(SanType::Rfc822Name(e.clone().try_into().expect("email SAN")));
+        }
+        for u in &self.uris {
+            sans.push(SanType::URI(u.clone().try_into().expect("URI SAN")));
+        }
+        params.subject_alt_names = sans;
+        let csr = params
+            .serialize_request(key_pair(self.key))
+            .expect("rcgen serializes the CSR");
+        csr.pem().expect("PEM").into_bytes()
+    }
+}
+
+/// A CSR object's facts; defaults to a pending client CSR from the OpenShift bootstrapper.
+#[derive(Debug, Clone)]
+pub struct Csr(pub CsrFacts);
+
+impl Csr {
+    pub fn client(request: &Request) -> Csr {
+        Csr(CsrFacts {
+            name: "csr-client".to_string(),
+            signer_name: CLIENT_SIGNER.to_string(),
+            username: BOOTSTRAPPER.to_string(),
+            groups: BOOTSTRAPPER_GROUPS.iter().map(|g| g.to_string()).collect(),
+            usages: CLIENT_USAGES.iter().map(|u| u.to_string()).collect(),
+            expiration_seconds: None,
+            created: Some(now()),
+            state: CsrState::Pending,
+            request: request.pem(),
+        })
+    }
+
+    /// A serving CSR from `system:node:<node>`.
+    pub fn serving(node: &str, request: &Request) -> Csr {
+        Csr(CsrFacts {
+            name: "csr-serving".to_string(),
+            signer_name: SERVING_SIGNER.to_string(),
+            username: format!("system:node:{node}"),
+            groups: vec!["system:nodes".to_string(), "system:authenticated".to_string()],
+            usages: SERVING_USAGES.iter().map(|u| u.to_string()).collect(),
+            expiration_seconds: None,
+            created: Some(now()),
+            state: CsrState::Pending,
+            request: request.pem(),
+        })
+    }
+
+    /// A client renewal from `system:node:<node>`.
+    pub fn renewal(node: &str, request: &Request) -> Csr {
+        let mut csr = Csr::client(request);
+        csr.0.username = format!("system:node:{node}");
+        csr.0.groups = vec!["system:nodes".to_string(), "system:authenticated".to_string()];
+        csr
+    }
+
+    pub fn raw_request(mut self, bytes: Vec<u8>) -> Csr {
+        self.0.request = bytes;
+        self
+    }
+
+    pub fn name(mut self, name: &str) -> Csr {
+        self.0.name = name.to_string();
+        self
+    }
+
+    pub fn user(mut self, username: &str, groups: &[&str]) -> Csr {
+        self.0.username = username.to_string();
+        self.0.groups = groups.iter().map(|g| g.to_string()).collect();
+        self
+    }
+
+    pub fn usages(mut self, usages: &[&str]) -> Csr {
+        self.0.usages = usages.iter().map(|u| u.to_string()).collect();
+        self
+    }
+
+    pub fn signer(mut self, signer: &str) -> Csr {
+        self.0.signer_name = signer.to_string();
+        self
+    }
+
+    pub fn state(mut self, state: CsrState) -> Csr {
+        self.0.state = state;
+        self
+    }
+
+    pub fn created(mut self, at: Timestamp) -> Csr {
+        self.0.created = Some(at);
+        self
+    }
+
+    pub fn expiration(mut self, seconds: i64) -> Csr {
+        self.0.expiration_seconds = Some(seconds);
+        self
+    }
+}
+
+pub fn machine(name: &str, created: Timestamp, addresses: &[(&str, &str)]) -> MachineInfo {
+    MachineInfo {
+        api_group: "machine.openshift.io".to_string(),
+        namespace: "openshift-machine-api".to_string(),
+        name: name.to_string(),
+        created: Some(created),
+        addresses: addresses.iter().map(|(k, v)| TypedAddress::new(k, v)).collect(),
+        node_ref: None,
+    }
+}
+
+pub fn node(name: &str, addresses: &[(&str, &str)]) -> NodeInfo {
+    NodeInfo {
+        name: name.to_string(),
+        addresses: addresses.iter().map(|(k, v)| TypedAddress::new(k, v)).collect(),
+    }
+}
+
+pub fn summary(name: &str, signer: &str, node: &str, state: CsrState, created: Timestamp) -> CsrSummary {
+    CsrSummary {
+        name: name.to_string(),
+        signer: signer.to_string(),
+        created: Some(created),
+        state,
+        node_name: Some(node.to_string()),
+    }
+}
+
+/// Everything but the CSR: cluster objects and the policy.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub nodes: Vec<NodeInfo>,
+    pub machines: Vec<MachineInfo>,
+    pub csrs: Vec<CsrSummary>,
+    pub policy: Policy,
+}
+
+impl World {
+    pub fn new() -> World {
+        World::default()
+    }
+
+    pub fn policy_yaml(mut self, yaml: &str) -> World {
+        self.policy = Policy::from_yaml(yaml).expect("test policy is valid");
+        self
+    }
+
+    pub fn node(mut self, node: NodeInfo) -> World {
+        self.nodes.push(node);
+        self
+    }
+
+    pub fn machine(mut self, machine: MachineInfo) -> World {
+        self.machines.push(machine);
+        self
+    }
+
+    pub fn csr(mut self, csr: CsrSummary) -> World {
+        self.csrs.push(csr);
+        self
+    }
+
+    pub fn decide(&self, csr: &Csr) -> Decision {
+        let inventory = Inventory::new(
+            self.nodes.iter().cloned(),
+            self.machines.iter().cloned(),
+            self.csrs.iter().cloned(),
+        );
+        decide(&csr.0, &inventory, &self.policy, now())
+    }
+}
+
+/// The standard new-worker scene: Machine worker-1 created 5 minutes ago, unlinked.
+pub fn joining_world() -> World {
+    World::new().machine(machine(
+        "worker-1",
+        ago(300),
+        &[
+            ("InternalDNS", "worker-1"),
+            ("InternalIP", "10.0.0.11"),
+        ],
+    ))
+}
+
+/// Worker-1 registered: its Machine is linked and its Node carries its addresses.
+pub fn registered_world() -> World {
+    let mut m = machine(
+        "worker-1",
+        ago(600),
+        &[
+            ("InternalDNS", "worker-1"),
+            ("InternalDNS", "worker-1.example.com"),
+            ("InternalIP", "10.0.0.11"),
+        ],
+    );
+    m.node_ref = Some("worker-1".to_string());
+    World::new().machine(m).node(node(
+        "worker-1",
+        &[("InternalIP", "10.0.0.11"), ("Hostname", "worker-1")],
+    ))
+}
+
+/// Asserts verdict and reason together, showing the message on failure.
+#[macro_export]
+macro_rules! assert_decision {
+    ($decision:expr, $verdict:pat, $reason:expr) => {{
+        let d = $decision;
+        assert!(
+            matches!(d.verdict, $verdict) && d.reason == $reason,
+            "expected {} / {:?}, got {:?} / {:?}: {}",
+            stringify!($verdict),
+            $reason,
+            d.verdict,
+            d.reason,
+            d.message
+        );
+        d
+    }};
+}

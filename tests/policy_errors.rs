@@ -1,0 +1,236 @@
+//! The policy format: defaults, every accepted field, and every kind of error, each naming
+//! the field path.
+
+use csr_approver::policy::{AddressSource, MaxPending, Mode, Policy};
+
+fn error_of(yaml: &str) -> (String, String) {
+    let err = Policy::from_yaml(yaml).expect_err("policy must be rejected");
+    (err.path, err.message)
+}
+
+#[track_caller]
+fn assert_rejected(yaml: &str, path: &str, message_part: &str) {
+    let (p, m) = error_of(yaml);
+    assert_eq!(p, path, "path for {yaml:?} (message: {m})");
+    assert!(m.contains(message_part), "message {m:?} should mention {message_part:?}");
+}
+
+#[test]
+fn empty_document_gives_safe_defaults() {
+    let p = Policy::from_yaml("").expect("valid");
+    assert_eq!(p.mode, Mode::Enforce);
+    assert!(!p.deny);
+    assert!(p.client.enabled && p.client.renewals && !p.client.allow_duplicates);
+    assert_eq!(p.client.join_window.0.as_secs(), 7200);
+    assert_eq!(p.client.max_pending, MaxPending::Auto);
+    assert_eq!(p.client.bootstrappers.len(), 1);
+    assert_eq!(
+        p.client.bootstrappers[0].username.as_deref(),
+        Some("system:serviceaccount:openshift-machine-config-operator:node-bootstrapper")
+    );
+    assert_eq!(p.serving.address_sources, [AddressSource::Machine, AddressSource::Node]);
+    assert_eq!(p.serving.max_expiration_seconds, 31_622_400);
+    assert_eq!(p.keys.min_rsa_bits, 2048);
+    assert!(p.inventory.is_empty());
+}
+
+#[test]
+fn the_design_example_parses() {
+    let yaml = r#"
+mode: enforce
+deny: false
+client:
+  enabled: true
+  bootstrappers:
+    - username: system:serviceaccount:openshift-machine-config-operator:node-bootstrapper
+    - group: system:bootstrappers
+  renewals: true
+  joinWindow: 2h
+  allowDuplicates: false
+  maxPending: auto
+serving:
+  enabled: true
+  addressSources: [Machine, Node]
+  allowedIPRanges: [10.0.0.0/8, fd00::/8]
+  dnsNamePatterns: ['^worker-[0-9]+\.example\.com$']
+  maxExpirationSeconds: 31622400
+machines:
+  apiGroups: [machine.openshift.io, cluster.x-k8s.io]
+  namespace: ""
+inventory:
+  - name: worker-0.example.com
+    addresses: [10.1.101.50]
+  - namePattern: '^worker-[0-9]+\.example\.com$'
+    ipRanges: [10.1.101.0/24]
+keys:
+  minRSABits: 2048
+"#;
+    let p = Policy::from_yaml(yaml).expect("design example is valid");
+    assert_eq!(p.client.bootstrappers.len(), 2);
+    assert_eq!(p.serving.allowed_ip_ranges.len(), 2);
+    assert_eq!(p.inventory.len(), 2);
+}
+
+#[test]
+fn dry_run_mode_and_fixed_max_pending_parse() {
+    let p = Policy::from_yaml("mode: dry-run\nclient: {maxPending: 250}").expect("valid");
+    assert!(p.is_dry_run());
+    assert_eq!(p.client.max_pending, MaxPending::Fixed(250));
+}
+
+#[test]
+fn unknown_top_level_field_is_named() {
+    assert_rejected("denny: true", "denny", "unknown field `denny`");
+}
+
+#[test]
+fn unknown_nested_field_is_named_with_its_path() {
+    assert_rejected("client: {joinWindwo: 1h}", "client.joinWindwo", "unknown field `joinWindwo`");
+}
+
+#[test]
+fn unknown_inventory_field_is_named() {
+    assert_rejected("inventory: [{name: a, adresses: [10.0.0.1]}]", "inventory[0].adresses", "line 1");
+}
+
+#[test]
+fn bad_mode_is_rejected() {
+    assert_rejected("mode: yolo", "mode", "yolo");
+}
+
+#[test]
+fn bad_boolean_is_rejected() {
+    assert_rejected("deny: maybe", "deny", "");
+}
+
+#[test]
+fn bad_cidr_is_rejected_with_index() {
+    assert_rejected("serving: {allowedIPRanges: [10.0.0.0/8, 10.0.0.300/24]}", "serving.allowedIPRanges[1]", "invalid CIDR");
+}
+
+#[test]
+fn cidr_without_prefix_is_rejected() {
+    assert_rejected("serving: {allowedIPRanges: [10.0.0.1]}", "serving.allowedIPRanges[0]", "invalid CIDR");
+}
+
+#[test]
+fn cidr_with_host_bits_is_rejected() {
+    assert_rejected("serving: {allowedIPRanges: [10.0.0.1/8]}", "serving.allowedIPRanges[0]", "host bits");
+}
+
+#[test]
+fn bad_inventory_ip_range_is_rejected() {
+    assert_rejected("inventory: [{namePattern: '^a$', ipRanges: [nope]}]", "inventory[0].ipRanges[0]", "invalid CIDR");
+}
+
+#[test]
+fn unanchored_dns_pattern_is_rejected() {
+    assert_rejected("serving: {dnsNamePatterns: ['worker-.*']}", "serving.dnsNamePatterns[0]", "anchored");
+}
+
+#[test]
+fn half_anchored_pattern_is_rejected() {
+    assert_rejected("serving: {dnsNamePatterns: ['^worker-.*']}", "serving.dnsNamePatterns[0]", "anchored");
+}
+
+#[test]
+fn escaped_dollar_is_not_an_anchor() {
+    assert_rejected(r"inventory: [{namePattern: '^worker\$'}]", "inventory[0].namePattern", "anchored");
+}
+
+#[test]
+fn invalid_regex_is_rejected() {
+    assert_rejected("inventory: [{namePattern: '^worker-[0-9$'}]", "inventory[0].namePattern", "invalid regular expression");
+}
+
+#[test]
+fn negative_duration_is_rejected() {
+    assert_rejected("client: {joinWindow: -1h}", "client.joinWindow", "negative");
+}
+
+#[test]
+fn unparseable_duration_is_rejected() {
+    assert_rejected("client: {joinWindow: soon}", "client.joinWindow", "invalid duration");
+}
+
+#[test]
+fn negative_max_pending_is_rejected() {
+    assert_rejected("client: {maxPending: -5}", "client.maxPending", "non-negative");
+}
+
+#[test]
+fn word_max_pending_other_than_auto_is_rejected() {
+    assert_rejected("client: {maxPending: lots}", "client.maxPending", "lots");
+}
+
+#[test]
+fn negative_expiration_is_rejected() {
+    assert_rejected("serving: {maxExpirationSeconds: -1}", "serving.maxExpirationSeconds", "");
+}
+
+#[test]
+fn rsa_floor_below_2048_is_rejected() {
+    assert_rejected("keys: {minRSABits: 1024}", "keys.minRSABits", "below 2048");
+}
+
+#[test]
+fn unknown_key_type_is_rejected() {
+    assert_rejected("keys: {types: [DSA]}", "keys.types[0]", "DSA");
+}
+
+#[test]
+fn unknown_address_source_is_rejected() {
+    assert_rejected("serving: {addressSources: [Machine, DNS]}", "serving.addressSources[1]", "DNS");
+}
+
+#[test]
+fn bootstrapper_with_both_username_and_group_is_rejected() {
+    assert_rejected("client: {bootstrappers: [{username: a, group: b}]}", "client.bootstrappers[0]", "either");
+}
+
+#[test]
+fn empty_bootstrapper_is_rejected() {
+    assert_rejected("client: {bootstrappers: [{}]}", "client.bootstrappers[0]", "username");
+}
+
+#[test]
+fn groups_with_group_bootstrapper_is_rejected() {
+    assert_rejected("client: {bootstrappers: [{group: g, groups: [x]}]}", "client.bootstrappers[0]", "only valid together with `username`");
+}
+
+#[test]
+fn inventory_entry_needs_a_name_or_pattern() {
+    assert_rejected("inventory: [{addresses: [10.0.0.1]}]", "inventory[0]", "needs `name` or `namePattern`");
+}
+
+#[test]
+fn inventory_entry_with_name_and_pattern_is_rejected() {
+    assert_rejected("inventory: [{name: a, namePattern: '^a$'}]", "inventory[0]", "not both");
+}
+
+#[test]
+fn inventory_pattern_with_addresses_is_rejected() {
+    assert_rejected("inventory: [{namePattern: '^a$', addresses: [10.0.0.1]}]", "inventory[0]", "addresses");
+}
+
+#[test]
+fn inventory_name_must_be_a_node_name() {
+    assert_rejected("inventory: [{name: 'worker_1'}]", "inventory[0]", "DNS-1123");
+}
+
+#[test]
+fn inventory_address_must_be_ip_or_dns() {
+    assert_rejected("inventory: [{name: a, addresses: ['not an address!']}]", "inventory[0].addresses[0]", "neither an IP");
+}
+
+#[test]
+fn not_yaml_is_rejected() {
+    let (_, message) = error_of("client: [unclosed");
+    assert!(!message.is_empty());
+}
+
+#[test]
+fn a_list_instead_of_a_map_is_rejected() {
+    let (path, _) = error_of("- mode: enforce");
+    assert_eq!(path, "(document)");
+}
