@@ -855,7 +855,13 @@ fn decide_serving(
                         ),
                     ));
                 }
-                let known: Vec<String> = owned.iter().map(|(v, _)| v.to_string()).collect();
+                let mut known: Vec<String> = Vec::new();
+                for (value, _) in &owned {
+                    let text = value.to_string();
+                    if !known.contains(&text) {
+                        known.push(text);
+                    }
+                }
                 return Err(refuse(
                     Reason::ForeignSan,
                     format!(

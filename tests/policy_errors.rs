@@ -1,6 +1,8 @@
 //! The policy format: defaults, every accepted field, and every kind of error, each naming
 //! the field path.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use csr_approver::policy::{AddressSource, MaxPending, Mode, Policy};
 
 fn error_of(yaml: &str) -> (String, String) {
@@ -12,7 +14,10 @@ fn error_of(yaml: &str) -> (String, String) {
 fn assert_rejected(yaml: &str, path: &str, message_part: &str) {
     let (p, m) = error_of(yaml);
     assert_eq!(p, path, "path for {yaml:?} (message: {m})");
-    assert!(m.contains(message_part), "message {m:?} should mention {message_part:?}");
+    assert!(
+        m.contains(message_part),
+        "message {m:?} should mention {message_part:?}"
+    );
 }
 
 #[test]
@@ -28,7 +33,10 @@ fn empty_document_gives_safe_defaults() {
         p.client.bootstrappers[0].username.as_deref(),
         Some("system:serviceaccount:openshift-machine-config-operator:node-bootstrapper")
     );
-    assert_eq!(p.serving.address_sources, [AddressSource::Machine, AddressSource::Node]);
+    assert_eq!(
+        p.serving.address_sources,
+        [AddressSource::Machine, AddressSource::Node]
+    );
     assert_eq!(p.serving.max_expiration_seconds, 31_622_400);
     assert_eq!(p.keys.min_rsa_bits, 2048);
     assert!(p.inventory.is_empty());
@@ -85,12 +93,20 @@ fn unknown_top_level_field_is_named() {
 
 #[test]
 fn unknown_nested_field_is_named_with_its_path() {
-    assert_rejected("client: {joinWindwo: 1h}", "client.joinWindwo", "unknown field `joinWindwo`");
+    assert_rejected(
+        "client: {joinWindwo: 1h}",
+        "client.joinWindwo",
+        "unknown field `joinWindwo`",
+    );
 }
 
 #[test]
 fn unknown_inventory_field_is_named() {
-    assert_rejected("inventory: [{name: a, adresses: [10.0.0.1]}]", "inventory[0].adresses", "line 1");
+    assert_rejected(
+        "inventory: [{name: a, adresses: [10.0.0.1]}]",
+        "inventory[0].adresses",
+        "line 1",
+    );
 }
 
 #[test]
@@ -105,42 +121,74 @@ fn bad_boolean_is_rejected() {
 
 #[test]
 fn bad_cidr_is_rejected_with_index() {
-    assert_rejected("serving: {allowedIPRanges: [10.0.0.0/8, 10.0.0.300/24]}", "serving.allowedIPRanges[1]", "invalid CIDR");
+    assert_rejected(
+        "serving: {allowedIPRanges: [10.0.0.0/8, 10.0.0.300/24]}",
+        "serving.allowedIPRanges[1]",
+        "invalid CIDR",
+    );
 }
 
 #[test]
 fn cidr_without_prefix_is_rejected() {
-    assert_rejected("serving: {allowedIPRanges: [10.0.0.1]}", "serving.allowedIPRanges[0]", "invalid CIDR");
+    assert_rejected(
+        "serving: {allowedIPRanges: [10.0.0.1]}",
+        "serving.allowedIPRanges[0]",
+        "invalid CIDR",
+    );
 }
 
 #[test]
 fn cidr_with_host_bits_is_rejected() {
-    assert_rejected("serving: {allowedIPRanges: [10.0.0.1/8]}", "serving.allowedIPRanges[0]", "host bits");
+    assert_rejected(
+        "serving: {allowedIPRanges: [10.0.0.1/8]}",
+        "serving.allowedIPRanges[0]",
+        "host bits",
+    );
 }
 
 #[test]
 fn bad_inventory_ip_range_is_rejected() {
-    assert_rejected("inventory: [{namePattern: '^a$', ipRanges: [nope]}]", "inventory[0].ipRanges[0]", "invalid CIDR");
+    assert_rejected(
+        "inventory: [{namePattern: '^a$', ipRanges: [nope]}]",
+        "inventory[0].ipRanges[0]",
+        "invalid CIDR",
+    );
 }
 
 #[test]
 fn unanchored_dns_pattern_is_rejected() {
-    assert_rejected("serving: {dnsNamePatterns: ['worker-.*']}", "serving.dnsNamePatterns[0]", "anchored");
+    assert_rejected(
+        "serving: {dnsNamePatterns: ['worker-.*']}",
+        "serving.dnsNamePatterns[0]",
+        "anchored",
+    );
 }
 
 #[test]
 fn half_anchored_pattern_is_rejected() {
-    assert_rejected("serving: {dnsNamePatterns: ['^worker-.*']}", "serving.dnsNamePatterns[0]", "anchored");
+    assert_rejected(
+        "serving: {dnsNamePatterns: ['^worker-.*']}",
+        "serving.dnsNamePatterns[0]",
+        "anchored",
+    );
 }
 
 #[test]
 fn escaped_dollar_is_not_an_anchor() {
-    assert_rejected(r"inventory: [{namePattern: '^worker\$'}]", "inventory[0].namePattern", "anchored");
+    assert_rejected(
+        r"inventory: [{namePattern: '^worker\$'}]",
+        "inventory[0].namePattern",
+        "anchored",
+    );
 }
 
 #[test]
 fn invalid_regex_is_rejected() {
-    assert_rejected("inventory: [{namePattern: '^worker-[0-9$'}]", "inventory[0].namePattern", "invalid regular expression");
+    assert_rejected(
+        "inventory: [{namePattern: '^worker-[0-9$'}]",
+        "inventory[0].namePattern",
+        "invalid regular expression",
+    );
 }
 
 #[test]
@@ -150,12 +198,20 @@ fn negative_duration_is_rejected() {
 
 #[test]
 fn unparseable_duration_is_rejected() {
-    assert_rejected("client: {joinWindow: soon}", "client.joinWindow", "invalid duration");
+    assert_rejected(
+        "client: {joinWindow: soon}",
+        "client.joinWindow",
+        "invalid duration",
+    );
 }
 
 #[test]
 fn negative_max_pending_is_rejected() {
-    assert_rejected("client: {maxPending: -5}", "client.maxPending", "non-negative");
+    assert_rejected(
+        "client: {maxPending: -5}",
+        "client.maxPending",
+        "non-negative",
+    );
 }
 
 #[test]
@@ -165,7 +221,11 @@ fn word_max_pending_other_than_auto_is_rejected() {
 
 #[test]
 fn negative_expiration_is_rejected() {
-    assert_rejected("serving: {maxExpirationSeconds: -1}", "serving.maxExpirationSeconds", "");
+    assert_rejected(
+        "serving: {maxExpirationSeconds: -1}",
+        "serving.maxExpirationSeconds",
+        "",
+    );
 }
 
 #[test]
@@ -180,47 +240,83 @@ fn unknown_key_type_is_rejected() {
 
 #[test]
 fn unknown_address_source_is_rejected() {
-    assert_rejected("serving: {addressSources: [Machine, DNS]}", "serving.addressSources[1]", "DNS");
+    assert_rejected(
+        "serving: {addressSources: [Machine, DNS]}",
+        "serving.addressSources[1]",
+        "DNS",
+    );
 }
 
 #[test]
 fn bootstrapper_with_both_username_and_group_is_rejected() {
-    assert_rejected("client: {bootstrappers: [{username: a, group: b}]}", "client.bootstrappers[0]", "either");
+    assert_rejected(
+        "client: {bootstrappers: [{username: a, group: b}]}",
+        "client.bootstrappers[0]",
+        "either",
+    );
 }
 
 #[test]
 fn empty_bootstrapper_is_rejected() {
-    assert_rejected("client: {bootstrappers: [{}]}", "client.bootstrappers[0]", "username");
+    assert_rejected(
+        "client: {bootstrappers: [{}]}",
+        "client.bootstrappers[0]",
+        "username",
+    );
 }
 
 #[test]
 fn groups_with_group_bootstrapper_is_rejected() {
-    assert_rejected("client: {bootstrappers: [{group: g, groups: [x]}]}", "client.bootstrappers[0]", "only valid together with `username`");
+    assert_rejected(
+        "client: {bootstrappers: [{group: g, groups: [x]}]}",
+        "client.bootstrappers[0]",
+        "only valid together with `username`",
+    );
 }
 
 #[test]
 fn inventory_entry_needs_a_name_or_pattern() {
-    assert_rejected("inventory: [{addresses: [10.0.0.1]}]", "inventory[0]", "needs `name` or `namePattern`");
+    assert_rejected(
+        "inventory: [{addresses: [10.0.0.1]}]",
+        "inventory[0]",
+        "needs `name` or `namePattern`",
+    );
 }
 
 #[test]
 fn inventory_entry_with_name_and_pattern_is_rejected() {
-    assert_rejected("inventory: [{name: a, namePattern: '^a$'}]", "inventory[0]", "not both");
+    assert_rejected(
+        "inventory: [{name: a, namePattern: '^a$'}]",
+        "inventory[0]",
+        "not both",
+    );
 }
 
 #[test]
 fn inventory_pattern_with_addresses_is_rejected() {
-    assert_rejected("inventory: [{namePattern: '^a$', addresses: [10.0.0.1]}]", "inventory[0]", "addresses");
+    assert_rejected(
+        "inventory: [{namePattern: '^a$', addresses: [10.0.0.1]}]",
+        "inventory[0]",
+        "addresses",
+    );
 }
 
 #[test]
 fn inventory_name_must_be_a_node_name() {
-    assert_rejected("inventory: [{name: 'worker_1'}]", "inventory[0]", "DNS-1123");
+    assert_rejected(
+        "inventory: [{name: 'worker_1'}]",
+        "inventory[0]",
+        "DNS-1123",
+    );
 }
 
 #[test]
 fn inventory_address_must_be_ip_or_dns() {
-    assert_rejected("inventory: [{name: a, addresses: ['not an address!']}]", "inventory[0].addresses[0]", "neither an IP");
+    assert_rejected(
+        "inventory: [{name: a, addresses: ['not an address!']}]",
+        "inventory[0].addresses[0]",
+        "neither an IP",
+    );
 }
 
 #[test]

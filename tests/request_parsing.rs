@@ -1,5 +1,7 @@
 //! PKCS#10 parsing: every way a request can be malformed, forged or weak.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use common::{Key, Request, fixture_bytes};
@@ -55,7 +57,13 @@ fn rsa_2048_request_from_openssl_parses() {
 #[test]
 fn rsa_1024_is_a_weak_key_not_a_bad_signature() {
     let err = parse_request(&fixture_bytes("requests/rsa1024-client.csr")).unwrap_err();
-    assert_eq!(err, RequestError::WeakKey { bits: 1024, min: 2048 });
+    assert_eq!(
+        err,
+        RequestError::WeakKey {
+            bits: 1024,
+            min: 2048
+        }
+    );
 }
 
 #[test]
@@ -119,7 +127,10 @@ fn rsa_tampered_signature_fails_verification() {
 fn two_pem_blocks_are_refused() {
     let mut two = Request::node("worker-1").pem();
     two.extend(Request::node("worker-2").pem());
-    assert_eq!(parse_request(&two).unwrap_err(), RequestError::MultipleBlocks);
+    assert_eq!(
+        parse_request(&two).unwrap_err(),
+        RequestError::MultipleBlocks
+    );
 }
 
 #[test]
@@ -133,7 +144,10 @@ fn trailing_data_is_refused() {
 fn leading_garbage_is_refused() {
     let mut pem = b"garbage\n".to_vec();
     pem.extend(Request::node("worker-1").pem());
-    assert!(matches!(parse_request(&pem).unwrap_err(), RequestError::NotPem(_)));
+    assert!(matches!(
+        parse_request(&pem).unwrap_err(),
+        RequestError::NotPem(_)
+    ));
 }
 
 #[test]
@@ -152,7 +166,10 @@ fn garbage_is_not_pem() {
 
 #[test]
 fn empty_request_is_not_pem() {
-    assert!(matches!(parse_request(b"").unwrap_err(), RequestError::NotPem(_)));
+    assert!(matches!(
+        parse_request(b"").unwrap_err(),
+        RequestError::NotPem(_)
+    ));
 }
 
 #[test]
@@ -169,7 +186,9 @@ fn oversized_request_is_refused_before_parsing() {
     pem.resize(MAX_REQUEST_BYTES + 1, b'\n');
     assert_eq!(
         parse_request(&pem).unwrap_err(),
-        RequestError::TooLarge { size: MAX_REQUEST_BYTES + 1 }
+        RequestError::TooLarge {
+            size: MAX_REQUEST_BYTES + 1
+        }
     );
 }
 
@@ -185,7 +204,10 @@ fn certificate_label_is_refused() {
 
 #[test]
 fn garbage_der_in_a_valid_pem_block_is_malformed() {
-    let bogus = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", vec![0x30, 0x03, 0x02, 0x01, 0x05]));
+    let bogus = pem::encode(&pem::Pem::new(
+        "CERTIFICATE REQUEST",
+        vec![0x30, 0x03, 0x02, 0x01, 0x05],
+    ));
     assert!(matches!(
         parse_request(bogus.as_bytes()).unwrap_err(),
         RequestError::Malformed(_)
@@ -195,7 +217,10 @@ fn garbage_der_in_a_valid_pem_block_is_malformed() {
 #[test]
 fn der_with_trailing_bytes_is_malformed() {
     let padded = tamper(&Request::node("w").pem(), |der| der.extend([0, 0]));
-    assert!(matches!(parse_request(&padded).unwrap_err(), RequestError::Malformed(_)));
+    assert!(matches!(
+        parse_request(&padded).unwrap_err(),
+        RequestError::Malformed(_)
+    ));
 }
 
 #[test]
@@ -210,7 +235,10 @@ fn sans_of_every_kind_are_extracted() {
     assert_eq!(parsed.dns_names, ["worker-1.example.com"]);
     assert_eq!(
         parsed.ip_addresses,
-        ["10.0.0.11".parse::<std::net::IpAddr>().unwrap(), "2001:db8::1".parse().unwrap()]
+        [
+            "10.0.0.11".parse::<std::net::IpAddr>().unwrap(),
+            "2001:db8::1".parse().unwrap()
+        ]
     );
     assert_eq!(parsed.emails, ["admin@example.com"]);
     assert_eq!(parsed.uris, ["spiffe://cluster/ns/x"]);
@@ -219,7 +247,10 @@ fn sans_of_every_kind_are_extracted() {
 #[test]
 fn ipv4_mapped_ipv6_san_is_canonicalised_to_ipv4() {
     let parsed = parse_request(&Request::node("w").ip("::ffff:10.0.0.11").pem()).expect("parses");
-    assert_eq!(parsed.ip_addresses, ["10.0.0.11".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(
+        parsed.ip_addresses,
+        ["10.0.0.11".parse::<std::net::IpAddr>().unwrap()]
+    );
 }
 
 #[test]
@@ -227,5 +258,8 @@ fn every_organization_and_common_name_is_reported() {
     let orgs = parse_request(&fixture_bytes("requests/two-orgs-client.csr")).expect("parses");
     assert_eq!(orgs.organizations, ["system:nodes", "system:masters"]);
     let cns = parse_request(&fixture_bytes("requests/two-cns-client.csr")).expect("parses");
-    assert_eq!(cns.common_names, ["system:node:worker-1", "system:node:worker-2"]);
+    assert_eq!(
+        cns.common_names,
+        ["system:node:worker-1", "system:node:worker-2"]
+    );
 }

@@ -25,7 +25,9 @@ pub const CLIENT_USAGES: [&str; 2] = ["digital signature", "client auth"];
 pub const SERVING_USAGES: [&str; 2] = ["digital signature", "server auth"];
 
 pub fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
 }
 
 pub fn fixture_bytes(path: &str) -> Vec<u8> {
@@ -58,7 +60,11 @@ fn key_pair(key: Key) -> &'static KeyPair {
         Key::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("P-384"),
         Key::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519"),
         Key::Rsa2048 | Key::Rsa3072 => {
-            let file = if key == Key::Rsa2048 { "keys/rsa2048.pem" } else { "keys/rsa3072.pem" };
+            let file = if key == Key::Rsa2048 {
+                "keys/rsa2048.pem"
+            } else {
+                "keys/rsa3072.pem"
+            };
             let pem = String::from_utf8(fixture_bytes(file)).expect("utf-8 key");
             KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).expect("RSA key")
         }
@@ -143,7 +149,9 @@ impl Request {
             sans.push(SanType::IpAddress(*ip));
         }
         for e in &self.emails {
-            sans.push(SanType::Rfc822Name(e.clone().try_into().expect("email SAN")));
+            sans.push(SanType::Rfc822Name(
+                e.clone().try_into().expect("email SAN"),
+            ));
         }
         for u in &self.uris {
             sans.push(SanType::URI(u.clone().try_into().expect("URI SAN")));
@@ -181,7 +189,10 @@ impl Csr {
             name: "csr-serving".to_string(),
             signer_name: SERVING_SIGNER.to_string(),
             username: format!("system:node:{node}"),
-            groups: vec!["system:nodes".to_string(), "system:authenticated".to_string()],
+            groups: vec![
+                "system:nodes".to_string(),
+                "system:authenticated".to_string(),
+            ],
             usages: SERVING_USAGES.iter().map(|u| u.to_string()).collect(),
             expiration_seconds: None,
             created: Some(now()),
@@ -194,7 +205,10 @@ impl Csr {
     pub fn renewal(node: &str, request: &Request) -> Csr {
         let mut csr = Csr::client(request);
         csr.0.username = format!("system:node:{node}");
-        csr.0.groups = vec!["system:nodes".to_string(), "system:authenticated".to_string()];
+        csr.0.groups = vec![
+            "system:nodes".to_string(),
+            "system:authenticated".to_string(),
+        ];
         csr
     }
 
@@ -246,7 +260,10 @@ pub fn machine(name: &str, created: Timestamp, addresses: &[(&str, &str)]) -> Ma
         namespace: "openshift-machine-api".to_string(),
         name: name.to_string(),
         created: Some(created),
-        addresses: addresses.iter().map(|(k, v)| TypedAddress::new(k, v)).collect(),
+        addresses: addresses
+            .iter()
+            .map(|(k, v)| TypedAddress::new(k, v))
+            .collect(),
         node_ref: None,
     }
 }
@@ -254,11 +271,20 @@ pub fn machine(name: &str, created: Timestamp, addresses: &[(&str, &str)]) -> Ma
 pub fn node(name: &str, addresses: &[(&str, &str)]) -> NodeInfo {
     NodeInfo {
         name: name.to_string(),
-        addresses: addresses.iter().map(|(k, v)| TypedAddress::new(k, v)).collect(),
+        addresses: addresses
+            .iter()
+            .map(|(k, v)| TypedAddress::new(k, v))
+            .collect(),
     }
 }
 
-pub fn summary(name: &str, signer: &str, node: &str, state: CsrState, created: Timestamp) -> CsrSummary {
+pub fn summary(
+    name: &str,
+    signer: &str,
+    node: &str,
+    state: CsrState,
+    created: Timestamp,
+) -> CsrSummary {
     CsrSummary {
         name: name.to_string(),
         signer: signer.to_string(),
@@ -317,10 +343,7 @@ pub fn joining_world() -> World {
     World::new().machine(machine(
         "worker-1",
         ago(300),
-        &[
-            ("InternalDNS", "worker-1"),
-            ("InternalIP", "10.0.0.11"),
-        ],
+        &[("InternalDNS", "worker-1"), ("InternalIP", "10.0.0.11")],
     ))
 }
 
