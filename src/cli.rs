@@ -23,11 +23,50 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the controller: watch CSRs and approve those that belong to real nodes.
+    Run(RunArgs),
     /// Evaluate CSRs without writing anything, and explain each decision.
     Check(CheckArgs),
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Kubeconfig file; in-cluster configuration when absent.
+    #[arg(long, env = "KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The controller's own namespace: where the policy ConfigMap and the Lease live.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "csr-approver")]
+    pub namespace: String,
+    /// Name of the policy ConfigMap (key policy.yaml).
+    #[arg(long, default_value = "csr-approver-policy")]
+    pub policy_configmap: String,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_addr: std::net::SocketAddr,
+    /// Elect a leader on a Lease so several replicas can run; only the leader writes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the Lease used for leader election.
+    #[arg(long, default_value = "csr-approver")]
+    pub lease_name: String,
+    /// Lease duration in seconds.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
+    /// This replica's identity in the Lease and in Events (the Pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,8 +98,9 @@ pub enum PolicyCommand {
 }
 
 /// Runs a parsed command; returns what to print on stdout.
-pub fn run(cli: Cli) -> Result<String> {
+pub async fn run(cli: Cli) -> Result<String> {
     match cli.command {
+        Command::Run(args) => run_controller(args).await,
         Command::Check(args) => run_check(args),
         Command::Policy(PolicyCommand::Validate { file }) => {
             load_policy(&file)?;
@@ -124,4 +164,44 @@ fn run_check(args: CheckArgs) -> Result<String> {
     );
     let evaluations = check::evaluate(&targets.csrs, &inventory, &policy, now);
     Ok(check::render(&evaluations, output))
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+async fn run_controller(args: RunArgs) -> Result<String> {
+    let RunArgs {
+        kubeconfig,
+        namespace,
+        policy_configmap,
+        http_addr,
+        leader_election,
+        lease_name,
+        lease_duration,
+        identity,
+        log_format,
+    } = args;
+    init_logging(log_format);
+    let identity = identity.unwrap_or_else(|| format!("csr-approver-{}", std::process::id()));
+    crate::controller::run(crate::controller::RunConfig {
+        kubeconfig,
+        namespace,
+        policy_configmap,
+        http_addr,
+        leader_election,
+        lease_name,
+        lease_duration_seconds: lease_duration,
+        identity,
+    })
+    .await?;
+    Ok(String::new())
 }

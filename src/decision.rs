@@ -515,7 +515,7 @@ fn decide_client(
     let created = csr.created.unwrap_or(now);
     let window = policy.client.join_window.0;
     if !policy.client.allow_duplicates
-        && let Some(other) = inventory.csrs().iter().find(|other| {
+        && let Some(other) = inventory.csrs().find(|other| {
             other.name != csr.name
                 && other.signer == CLIENT_SIGNER
                 && other.node_name.as_deref() == Some(node)
@@ -702,7 +702,6 @@ fn admitted_machines<'a>(
 ) -> impl Iterator<Item = &'a MachineInfo> {
     inventory
         .machines()
-        .iter()
         .filter(|m| policy.machines.admits(&m.api_group, &m.namespace))
 }
 
@@ -986,7 +985,6 @@ pub fn max_pending(inventory: &Inventory, policy: &Policy) -> usize {
 pub fn count_pending(inventory: &Inventory, now: Timestamp, except: Option<&str>) -> usize {
     inventory
         .csrs()
-        .iter()
         .filter(|c| Some(c.name.as_str()) != except)
         .filter(|c| c.state == CsrState::Pending)
         .filter(|c| c.signer == CLIENT_SIGNER || c.signer == SERVING_SIGNER)

@@ -2,7 +2,7 @@
 //! Cluster API), and the other kubelet CSRs (for the duplicate and flood rules). Built from
 //! Kubernetes objects by the controller or from files by `check`; read by `decide`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::str::FromStr;
 
@@ -207,12 +207,27 @@ pub struct CsrSummary {
     pub node_name: Option<String>,
 }
 
-/// Everything `decide` may consult besides the CSR itself.
+/// Identifies a Machine across both APIs.
+pub type MachineKey = (String, String, String);
+
+impl MachineInfo {
+    pub fn key(&self) -> MachineKey {
+        (
+            self.api_group.clone(),
+            self.namespace.clone(),
+            self.name.clone(),
+        )
+    }
+}
+
+/// Everything `decide` may consult besides the CSR itself. The controller keeps one up to
+/// date from its watches; `check` builds one from files.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
     nodes: HashMap<String, NodeInfo>,
-    machines: Vec<MachineInfo>,
-    csrs: Vec<CsrSummary>,
+    // Ordered, so that decisions and their messages are deterministic.
+    machines: BTreeMap<MachineKey, MachineInfo>,
+    csrs: BTreeMap<String, CsrSummary>,
 }
 
 impl Inventory {
@@ -223,8 +238,8 @@ impl Inventory {
     ) -> Inventory {
         Inventory {
             nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
-            machines: machines.into_iter().collect(),
-            csrs: csrs.into_iter().collect(),
+            machines: machines.into_iter().map(|m| (m.key(), m)).collect(),
+            csrs: csrs.into_iter().map(|c| (c.name.clone(), c)).collect(),
         }
     }
 
@@ -237,11 +252,62 @@ impl Inventory {
         self.nodes.len()
     }
 
-    pub fn machines(&self) -> &[MachineInfo] {
-        &self.machines
+    pub fn machines(&self) -> impl Iterator<Item = &MachineInfo> {
+        self.machines.values()
     }
 
-    pub fn csrs(&self) -> &[CsrSummary] {
-        &self.csrs
+    pub fn csrs(&self) -> impl Iterator<Item = &CsrSummary> {
+        self.csrs.values()
+    }
+
+    pub fn upsert_node(&mut self, node: NodeInfo) {
+        self.nodes.insert(node.name.clone(), node);
+    }
+
+    pub fn remove_node(&mut self, name: &str) {
+        self.nodes.remove(name);
+    }
+
+    /// Replaces every Node, as after a watch re-list.
+    pub fn replace_nodes(&mut self, nodes: impl IntoIterator<Item = NodeInfo>) {
+        self.nodes = nodes.into_iter().map(|n| (n.name.clone(), n)).collect();
+    }
+
+    pub fn upsert_machine(&mut self, machine: MachineInfo) {
+        self.machines.insert(machine.key(), machine);
+    }
+
+    pub fn remove_machine(&mut self, key: &MachineKey) {
+        self.machines.remove(key);
+    }
+
+    /// Replaces every Machine of one API group, as after a watch re-list.
+    pub fn replace_machines(
+        &mut self,
+        api_group: &str,
+        machines: impl IntoIterator<Item = MachineInfo>,
+    ) {
+        self.machines.retain(|key, _| key.0 != api_group);
+        self.machines
+            .extend(machines.into_iter().map(|m| (m.key(), m)));
+    }
+
+    pub fn upsert_csr(&mut self, csr: CsrSummary) {
+        self.csrs.insert(csr.name.clone(), csr);
+    }
+
+    /// Records a new state for a CSR already known.
+    pub fn set_csr_state(&mut self, name: &str, state: CsrState) {
+        if let Some(summary) = self.csrs.get_mut(name) {
+            summary.state = state;
+        }
+    }
+
+    pub fn remove_csr(&mut self, name: &str) {
+        self.csrs.remove(name);
+    }
+
+    pub fn replace_csrs(&mut self, csrs: impl IntoIterator<Item = CsrSummary>) {
+        self.csrs = csrs.into_iter().map(|c| (c.name.clone(), c)).collect();
     }
 }

@@ -2,12 +2,19 @@
 //! no cloud machine API (bare metal, UPI). `decision` is the security policy; everything
 //! that touches the network lives outside it.
 
+pub mod approval;
 pub mod check;
 pub mod cli;
+pub mod cluster;
+pub mod controller;
 pub mod decision;
+pub mod http;
 pub mod inventory;
+pub mod leader;
+pub mod metrics;
 pub mod objects;
 pub mod policy;
+pub mod policy_watch;
 pub mod request;
 
 use std::path::PathBuf;
@@ -31,6 +38,8 @@ pub enum Error {
     BadTime { value: String, message: String },
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Controller(#[from] controller::ControllerError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

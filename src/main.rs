@@ -2,9 +2,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = csr_approver::cli::Cli::parse();
-    match csr_approver::cli::run(cli) {
+    match csr_approver::cli::run(cli).await {
         Ok(output) => {
             print!("{output}");
             ExitCode::SUCCESS

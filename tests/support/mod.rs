@@ -28,7 +28,7 @@
 #![allow(dead_code)]
 
 mod pki;
-mod process;
+pub mod process;
 
 use std::fs;
 use std::net::TcpListener;

@@ -1,0 +1,130 @@
+//! Writing decisions: the `Approved`/`Denied` condition through the `/approval`
+//! subresource (PUT: RBAC verb `update`), and the Event that explains each decision.
+
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+
+use crate::decision::{Decision, Verdict};
+use crate::inventory::CsrState;
+
+/// The condition reason kubectl shows for our approvals.
+pub const APPROVED_REASON: &str = "AutoApproved";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("writing the approval of {name}: {source}")]
+    Write { name: String, source: kube::Error },
+    #[error("re-reading {name} after a conflict: {source}")]
+    Reread { name: String, source: kube::Error },
+}
+
+/// What happened when a verdict was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Done,
+    /// Someone else decided first (seen on a conflict); nothing was written.
+    AlreadyDecided(CsrState),
+}
+
+/// Writes an Approved or Denied condition. On a 409 conflict the CSR is re-read: if it is
+/// still pending the write is retried once on the fresh object, else nothing is written,
+/// so a CSR is never approved twice.
+pub async fn write_verdict(
+    api: &Api<CertificateSigningRequest>,
+    csr: &CertificateSigningRequest,
+    decision: &Decision,
+) -> Result<Written, ApprovalError> {
+    let name = csr.metadata.name.clone().unwrap_or_default();
+    let (type_, reason) = match decision.verdict {
+        Verdict::Approve => ("Approved", APPROVED_REASON.to_string()),
+        Verdict::Deny => ("Denied", decision.reason.as_str().to_string()),
+        Verdict::Wait { .. } | Verdict::Ignore => return Ok(Written::Done),
+    };
+    let condition = CertificateSigningRequestCondition {
+        type_: type_.to_string(),
+        status: "True".to_string(),
+        reason: Some(reason),
+        message: Some(format!("csr-approver: {}", decision.message)),
+        last_update_time: Some(Time(jiff::Timestamp::now())),
+        ..Default::default()
+    };
+    let mut current = csr.clone();
+    for attempt in 0..2 {
+        let mut desired = current.clone();
+        desired
+            .status
+            .get_or_insert_with(Default::default)
+            .conditions
+            .get_or_insert_with(Vec::new)
+            .push(condition.clone());
+        match api
+            .replace_subresource("approval", &name, &PostParams::default(), &desired)
+            .await
+        {
+            Ok(_) => return Ok(Written::Done),
+            Err(kube::Error::Api(status)) if status.code == 409 && attempt == 0 => {
+                current = api
+                    .get(&name)
+                    .await
+                    .map_err(|source| ApprovalError::Reread {
+                        name: name.clone(),
+                        source,
+                    })?;
+                let state = CsrState::of(&current);
+                if state != CsrState::Pending {
+                    return Ok(Written::AlreadyDecided(state));
+                }
+            }
+            Err(source) => return Err(ApprovalError::Write { name, source }),
+        }
+    }
+    Ok(Written::Done)
+}
+
+/// The Event that explains a decision, as `kubectl describe csr` shows it.
+pub fn event_for(decision: &Decision, dry_run: bool) -> Option<Event> {
+    let (type_, reason, action) = match decision.verdict {
+        Verdict::Approve => (EventType::Normal, "Approved", "Approve"),
+        Verdict::Deny => (EventType::Warning, "Denied", "Deny"),
+        Verdict::Wait { .. } => (EventType::Warning, "NotApproved", "Wait"),
+        Verdict::Ignore => return None,
+    };
+    let prefix = if dry_run {
+        "[dry-run: nothing written] "
+    } else {
+        ""
+    };
+    let mut note = format!("{prefix}{}: {}", decision.reason.as_str(), decision.message);
+    // The Events API caps the note at 1 kB.
+    if note.len() > 1000 {
+        let mut cut = 1000;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+    }
+    Some(Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    })
+}
+
+/// Publishes an Event about a CSR; failures are logged, never fatal to the decision.
+pub async fn publish(recorder: &Recorder, csr: &CertificateSigningRequest, event: &Event) -> bool {
+    let reference = csr.object_ref(&());
+    match recorder.publish(event, &reference).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(csr = csr.metadata.name.as_deref().unwrap_or_default(), %error, "could not publish Event");
+            false
+        }
+    }
+}

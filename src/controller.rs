@@ -1,0 +1,428 @@
+//! The running controller: one reconcile per CSR — gather facts from the caches, `decide`,
+//! act (write the verdict when leading and enforcing), explain (Event, log, metric).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+use jiff::Timestamp;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+
+use crate::approval::{self, Written};
+use crate::cluster::{self, ClusterCache, SyncTracker};
+use crate::decision::{
+    CLIENT_SIGNER, CsrFacts, Decision, Reason, SERVING_SIGNER, Verdict, count_pending, decide,
+    max_pending,
+};
+use crate::http::{self, Readiness};
+use crate::inventory::CsrState;
+use crate::leader::{self, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::policy_watch::{PolicyHolder, PolicyWatch};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("Kubernetes client configuration: {0}")]
+    Config(String),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Leader(#[from] leader::LeaderError),
+    #[error("HTTP server on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Approval(#[from] approval::ApprovalError),
+}
+
+/// Everything `csr-approver run` is configured with.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub kubeconfig: Option<PathBuf>,
+    pub namespace: String,
+    pub policy_configmap: String,
+    pub http_addr: SocketAddr,
+    pub leader_election: bool,
+    pub lease_name: String,
+    pub lease_duration_seconds: u64,
+    pub identity: String,
+}
+
+/// What one reconcile needs; built once in `run`.
+pub struct Context {
+    csrs: Api<CertificateSigningRequest>,
+    cache: Arc<ClusterCache>,
+    policy: Arc<PolicyHolder>,
+    metrics: Metrics,
+    recorder: Recorder,
+    is_leader: watch::Receiver<bool>,
+    /// The last decision explained per CSR, so a requeue repeating it adds no Event.
+    explained: Mutex<HashMap<String, (&'static str, Reason)>>,
+    /// Serialises verdict writes so the duplicate and flood rules see each write before
+    /// the next decision that depends on them.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+/// Builds a client from a kubeconfig file, or from the in-cluster/default configuration.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, ControllerError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| ControllerError::Config(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| ControllerError::Config(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| ControllerError::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| ControllerError::Config(e.to_string()))
+}
+
+async fn reconcile(
+    csr: Arc<CertificateSigningRequest>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let _timer = ctx.metrics.reconcile_duration.start_timer();
+    // Standby replicas keep their caches warm and decide nothing; winning the Lease
+    // reconciles everything.
+    if !*ctx.is_leader.borrow() {
+        return Ok(Action::await_change());
+    }
+    let facts = CsrFacts::from_csr(&csr);
+    let policy = ctx.policy.get();
+    let mut decision = decide_now(&ctx, &facts, &policy);
+    if decision.verdict == Verdict::Ignore {
+        tracing::debug!(csr = %facts.name, reason = %decision.reason, "ignored");
+        return Ok(Action::await_change());
+    }
+
+    let writes = matches!(decision.verdict, Verdict::Approve | Verdict::Deny);
+    if writes && !policy.is_dry_run() {
+        let _guard = ctx.write_lock.lock().await;
+        if !*ctx.is_leader.borrow() {
+            return Ok(Action::await_change());
+        }
+        // Decide again under the lock: a write that just landed may change the answer.
+        decision = decide_now(&ctx, &facts, &policy);
+        if matches!(decision.verdict, Verdict::Approve | Verdict::Deny) {
+            match approval::write_verdict(&ctx.csrs, &csr, &decision).await {
+                Ok(Written::Done) => {
+                    let state = if decision.verdict == Verdict::Approve {
+                        observe_latency(&ctx.metrics, &facts);
+                        CsrState::Approved
+                    } else {
+                        CsrState::Denied
+                    };
+                    ctx.cache.mark_decided(&facts.name, state);
+                }
+                Ok(Written::AlreadyDecided(state)) => {
+                    tracing::info!(csr = %facts.name, state = state.as_str(), "decided by someone else first; nothing written");
+                    return Ok(Action::await_change());
+                }
+                Err(error) => {
+                    ctx.metrics.count_api_error("update");
+                    return Err(error.into());
+                }
+            }
+        }
+    }
+
+    explain(&ctx, &csr, &facts, &decision, policy.is_dry_run()).await;
+    Ok(match decision.verdict {
+        Verdict::Wait { retry_after } => Action::requeue(retry_after),
+        Verdict::Approve | Verdict::Deny | Verdict::Ignore => Action::await_change(),
+    })
+}
+
+fn decide_now(ctx: &Context, facts: &CsrFacts, policy: &crate::policy::Policy) -> Decision {
+    let inventory = ctx.cache.read();
+    decide(facts, &inventory, policy, Timestamp::now())
+}
+
+fn observe_latency(metrics: &Metrics, facts: &CsrFacts) {
+    if let Some(created) = facts.created {
+        let seconds = Timestamp::now()
+            .duration_since(created)
+            .as_secs_f64()
+            .max(0.0);
+        metrics
+            .approval_latency
+            .with_label_values(&[crate::metrics::signer_label(&facts.signer_name)])
+            .observe(seconds);
+    }
+}
+
+/// One Event, one log line and one metric per distinct decision.
+async fn explain(
+    ctx: &Context,
+    csr: &CertificateSigningRequest,
+    facts: &CsrFacts,
+    decision: &Decision,
+    dry_run: bool,
+) {
+    let key = (decision.verdict.as_str(), decision.reason);
+    let repeated = {
+        let mut explained = ctx.explained.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = explained.insert(facts.name.clone(), key);
+        if explained.len() > 10_000 {
+            let inventory = ctx.cache.read();
+            let live: std::collections::HashSet<&str> =
+                inventory.csrs().map(|c| c.name.as_str()).collect();
+            explained.retain(|name, _| live.contains(name.as_str()));
+        }
+        previous == Some(key)
+    };
+    if repeated {
+        tracing::debug!(csr = %facts.name, verdict = decision.verdict.as_str(), reason = %decision.reason, "unchanged decision");
+        return;
+    }
+    tracing::info!(
+        csr = %facts.name,
+        signer = %facts.signer_name,
+        requester = %facts.username,
+        node = decision.node.as_deref().unwrap_or_default(),
+        verdict = decision.verdict.as_str(),
+        reason = %decision.reason,
+        dry_run,
+        "{}",
+        decision.message
+    );
+    ctx.metrics.count_decision(&facts.signer_name, decision);
+    if let Some(event) = approval::event_for(decision, dry_run)
+        && !approval::publish(&ctx.recorder, csr, &event).await
+    {
+        ctx.metrics.count_api_error("create");
+    }
+}
+
+fn error_policy(
+    csr: Arc<CertificateSigningRequest>,
+    error: &ReconcileError,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(csr = csr.metadata.name.as_deref().unwrap_or_default(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Refreshes the gauges that describe the queue of pending CSRs.
+fn refresh_gauges(cache: &ClusterCache, policy: &PolicyHolder, metrics: &Metrics) {
+    let inventory = cache.read();
+    let now = Timestamp::now();
+    let mut oldest = 0.0f64;
+    for signer in [CLIENT_SIGNER, SERVING_SIGNER] {
+        let pending: Vec<_> = inventory
+            .csrs()
+            .filter(|c| c.signer == signer && c.state == CsrState::Pending)
+            .collect();
+        metrics
+            .pending_csrs
+            .with_label_values(&[signer])
+            .set(pending.len() as f64);
+        for c in pending {
+            if let Some(created) = c.created {
+                oldest = oldest.max(now.duration_since(created).as_secs_f64());
+            }
+        }
+    }
+    metrics.oldest_pending_age.set(oldest);
+    let limit = max_pending(&inventory, &policy.get());
+    metrics
+        .max_pending
+        .set(i64::try_from(limit).unwrap_or(i64::MAX));
+    tracing::trace!(
+        pending = count_pending(&inventory, now, None),
+        limit,
+        "gauges refreshed"
+    );
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: no more writes, releasing the Lease");
+}
+
+/// `csr-approver run`.
+pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
+    let client = client(config.kubeconfig.as_deref()).await?;
+    let metrics = Metrics::new()?;
+    let readiness = Arc::new(Readiness::default());
+    let cache = Arc::new(ClusterCache::default());
+    let policy = Arc::new(PolicyHolder::default());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "csr-approver".to_string(),
+            instance: Some(config.identity.clone()),
+        },
+    );
+    let (trigger, triggered) = mpsc::unbounded();
+    let (reconcile_all, reconcile_all_requests) = mpsc::unbounded::<()>();
+
+    let (stop, stopped) = watch::channel(false);
+    let stop_signal = {
+        let mut stopped = stopped.clone();
+        move || async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+
+    let app = http::router(metrics.clone(), readiness.clone(), {
+        let (cache, policy, metrics) = (cache.clone(), policy.clone(), metrics.clone());
+        Arc::new(move || refresh_gauges(&cache, &policy, &metrics))
+    });
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| ControllerError::Http {
+            addr: config.http_addr,
+            source,
+        })?;
+    tracing::info!(addr = %config.http_addr, "serving /metrics, /healthz, /readyz");
+    let http_task = tokio::spawn({
+        let stop_signal = stop_signal.clone();
+        async move {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop_signal())
+                .await
+            {
+                tracing::error!(%error, "HTTP server failed");
+            }
+        }
+    });
+
+    let leadership = if config.leader_election {
+        leader::elect(
+            client.clone(),
+            LeaseConfig {
+                namespace: config.namespace.clone(),
+                name: config.lease_name.clone(),
+                identity: config.identity.clone(),
+                duration_seconds: config.lease_duration_seconds,
+            },
+            metrics.clone(),
+            reconcile_all.clone(),
+        )
+        .await?
+    } else {
+        leader::always_leader(&metrics)
+    };
+
+    let machine_apis = cluster::discover_machine_apis(&client).await;
+    let tracker = SyncTracker::new(2 + machine_apis.len(), {
+        let readiness = readiness.clone();
+        move || readiness.set_caches_synced()
+    });
+    tokio::spawn(cluster::watch_nodes(
+        client.clone(),
+        cache.clone(),
+        trigger.clone(),
+        tracker.clone(),
+    ));
+    for resource in machine_apis {
+        tokio::spawn(cluster::watch_machines(
+            client.clone(),
+            resource,
+            cache.clone(),
+            trigger.clone(),
+            tracker.clone(),
+        ));
+    }
+    tokio::spawn(
+        PolicyWatch {
+            client: client.clone(),
+            namespace: config.namespace.clone(),
+            name: config.policy_configmap.clone(),
+            holder: policy.clone(),
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            recorder: recorder.clone(),
+            reconcile_all: reconcile_all.clone(),
+        }
+        .run(),
+    );
+
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let csr_stream = cluster::track_csrs(
+        watcher::watcher(csrs.clone(), watcher::Config::default())
+            .default_backoff()
+            .modify(|csr: &mut CertificateSigningRequest| csr.managed_fields_mut().clear())
+            .reflect(writer),
+        cache.clone(),
+        tracker,
+    )
+    .applied_objects();
+
+    let context = Arc::new(Context {
+        csrs,
+        cache,
+        policy,
+        metrics,
+        recorder,
+        is_leader: leadership.is_leader.clone(),
+        explained: Mutex::new(HashMap::new()),
+        write_lock: tokio::sync::Mutex::new(()),
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+
+    Controller::for_stream(csr_stream, reader)
+        .reconcile_on(triggered)
+        .reconcile_all_on(reconcile_all_requests)
+        .graceful_shutdown_on(stop_signal())
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .await;
+
+    // The controller has stopped: the context (and its leader receiver) is gone.
+    let leader::Leadership {
+        is_leader,
+        lease_task,
+        ..
+    } = leadership;
+    drop(is_leader);
+    if let Some(task) = lease_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    let _ = http_task.await;
+    Ok(())
+}

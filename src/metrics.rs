@@ -1,0 +1,162 @@
+//! Every metric the controller exports (DESIGN §6), registered on one registry. Label
+//! values are bounded: signer names, verdicts, `Reason::as_str()`, fixed verbs.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::decision::{CLIENT_SIGNER, Decision, SERVING_SIGNER};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub decisions: IntCounterVec,
+    pub approval_latency: HistogramVec,
+    pub reconcile_duration: Histogram,
+    pub pending_csrs: GaugeVec,
+    pub oldest_pending_age: Gauge,
+    pub max_pending: IntGauge,
+    pub policy_valid: IntGauge,
+    pub policy_reloads: IntCounterVec,
+    pub leader: IntGauge,
+    pub kube_api_errors: IntCounterVec,
+}
+
+const PREFIX: &str = "csr_approver";
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(PREFIX)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let decisions = IntCounterVec::new(
+            opts(
+                "decisions_total",
+                "Decisions taken on kubelet CSRs, by signer, verdict and reason.",
+            ),
+            &["signer", "verdict", "reason"],
+        )?;
+        let approval_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "approval_latency_seconds",
+                "Time from CSR creation to the approval being written.",
+            )
+            .namespace(PREFIX)
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+            ]),
+            &["signer"],
+        )?;
+        let reconcile_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "reconcile_duration_seconds",
+                "Time spent in one reconcile of a CSR.",
+            )
+            .namespace(PREFIX)
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )?;
+        let pending_csrs = GaugeVec::new(
+            opts("pending_csrs", "Kubelet CSRs currently pending, by signer."),
+            &["signer"],
+        )?;
+        let oldest_pending_age = Gauge::with_opts(opts(
+            "oldest_pending_csr_age_seconds",
+            "Age of the oldest pending kubelet CSR; 0 when none is pending.",
+        ))?;
+        let max_pending = IntGauge::with_opts(opts(
+            "max_pending_csrs",
+            "The flood-guard threshold in force: approvals stop above this many pending CSRs.",
+        ))?;
+        let policy_valid = IntGauge::with_opts(opts(
+            "policy_valid",
+            "1 when the last policy update was valid, 0 when it was rejected (the last good policy stays in force).",
+        ))?;
+        let policy_reloads = IntCounterVec::new(
+            opts(
+                "policy_reloads_total",
+                "Policy loads from the ConfigMap, by result (valid, invalid, absent).",
+            ),
+            &["result"],
+        )?;
+        let leader = IntGauge::with_opts(opts(
+            "leader",
+            "1 while this replica holds the Lease and may write approvals.",
+        ))?;
+        let kube_api_errors = IntCounterVec::new(
+            opts(
+                "kube_api_errors_total",
+                "Failed Kubernetes API calls, by verb.",
+            ),
+            &["verb"],
+        )?;
+        registry.register(Box::new(decisions.clone()))?;
+        registry.register(Box::new(approval_latency.clone()))?;
+        registry.register(Box::new(reconcile_duration.clone()))?;
+        registry.register(Box::new(pending_csrs.clone()))?;
+        registry.register(Box::new(oldest_pending_age.clone()))?;
+        registry.register(Box::new(max_pending.clone()))?;
+        registry.register(Box::new(policy_valid.clone()))?;
+        registry.register(Box::new(policy_reloads.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(kube_api_errors.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        for signer in [CLIENT_SIGNER, SERVING_SIGNER] {
+            pending_csrs.with_label_values(&[signer]).set(0.0);
+            approval_latency.with_label_values(&[signer]);
+        }
+        Ok(Metrics {
+            registry,
+            decisions,
+            approval_latency,
+            reconcile_duration,
+            pending_csrs,
+            oldest_pending_age,
+            max_pending,
+            policy_valid,
+            policy_reloads,
+            leader,
+            kube_api_errors,
+        })
+    }
+
+    pub fn count_decision(&self, signer: &str, decision: &Decision) {
+        self.decisions
+            .with_label_values(&[
+                signer_label(signer),
+                decision.verdict.as_str(),
+                decision.reason.as_str(),
+            ])
+            .inc();
+    }
+
+    pub fn count_api_error(&self, verb: &'static str) {
+        self.kube_api_errors.with_label_values(&[verb]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut buffer).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// Signer names come from the cluster: only the two kubelet signers become label values.
+pub fn signer_label(signer: &str) -> &'static str {
+    match signer {
+        CLIENT_SIGNER => CLIENT_SIGNER,
+        SERVING_SIGNER => SERVING_SIGNER,
+        _ => "other",
+    }
+}

@@ -1,0 +1,486 @@
+//! The controller end to end on a real kube-apiserver + etcd, running as its own binary
+//! under the ServiceAccount and RBAC of deploy/. Kubelets are played through impersonation,
+//! so the apiserver records requesters exactly as for real nodes.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod common;
+mod e2e;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use common::Request;
+use e2e::*;
+
+const CLIENT_USAGES: [&str; 2] = ["digital signature", "client auth"];
+const SERVING_USAGES: [&str; 2] = ["digital signature", "server auth"];
+const APPROVAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn openshift() -> SceneOptions {
+    SceneOptions {
+        machine_crds: true,
+        policy: None,
+    }
+}
+
+/// Client CSR of a new node, as the bootstrapper sends it.
+async fn join_request(scene: &Scene, csr: &str, node: &str) {
+    scene
+        .create_csr(
+            &scene.bootstrapper(),
+            csr,
+            CLIENT_SIGNER,
+            &CLIENT_USAGES,
+            Request::node(node).pem(),
+        )
+        .await;
+}
+
+async fn serving_request(scene: &Scene, csr: &str, node: &str, ip: &str) {
+    let pem = Request::node(node).dns(node).ip(ip).pem();
+    scene
+        .create_csr(
+            &scene.node_client(node),
+            csr,
+            SERVING_SIGNER,
+            &SERVING_USAGES,
+            pem,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_joins_client_then_serving() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(c).await;
+
+    scene
+        .create_machine(
+            "worker-1",
+            &[("InternalDNS", "worker-1"), ("InternalIP", "10.0.0.11")],
+        )
+        .await;
+    join_request(&scene, "worker-1-client", "worker-1").await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-1-client", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved"),
+        "{}",
+        scene.controller_log(c)
+    );
+    let approved = scene.csr("worker-1-client").await;
+    let condition = approved.status.unwrap().conditions.unwrap().remove(0);
+    assert_eq!(condition.reason.as_deref(), Some("AutoApproved"));
+    assert!(
+        condition
+            .message
+            .unwrap()
+            .contains("Machine openshift-machine-api/worker-1")
+    );
+
+    scene
+        .register_node(
+            "worker-1",
+            &[("InternalIP", "10.0.0.11"), ("Hostname", "worker-1")],
+        )
+        .await;
+    scene.link_machine("worker-1", "worker-1").await;
+    serving_request(&scene, "worker-1-serving", "worker-1", "10.0.0.11").await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-1-serving", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved"),
+        "{}",
+        scene.controller_log(c)
+    );
+
+    let events = scene.events_about("default", "worker-1-serving").await;
+    assert!(
+        events.iter().any(|(t, r, n)| t == "Normal"
+            && r == "Approved"
+            && n.contains("ServingAddressesVerified")),
+        "{events:?}"
+    );
+    let metrics = scene.metrics(c);
+    assert_eq!(
+        metric(
+            &metrics,
+            "csr_approver_approval_latency_seconds_count{signer=\"kubernetes.io/kube-apiserver-client-kubelet\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "csr_approver_approval_latency_seconds_count{signer=\"kubernetes.io/kubelet-serving\"}"
+        ),
+        1.0
+    );
+    assert_eq!(metric(&metrics, "csr_approver_leader "), 1.0);
+    assert_eq!(metric(&metrics, "csr_approver_policy_valid "), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_before_the_node_waits_then_is_approved_when_the_node_appears() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(c).await;
+
+    scene
+        .create_machine(
+            "worker-2",
+            &[("InternalDNS", "worker-2"), ("InternalIP", "10.0.0.12")],
+        )
+        .await;
+    join_request(&scene, "worker-2-client", "worker-2").await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-2-client", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved")
+    );
+    serving_request(&scene, "worker-2-serving", "worker-2", "10.0.0.12").await;
+    let waiting = wait_for(Duration::from_secs(10), || async {
+        let events = scene.events_about("default", "worker-2-serving").await;
+        events
+            .iter()
+            .any(|(t, r, n)| {
+                t == "Warning" && r == "NotApproved" && n.contains("NodeNotRegistered")
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(
+        waiting.is_some(),
+        "a Warning NotApproved/NodeNotRegistered Event explains the wait"
+    );
+    assert_eq!(scene.condition("worker-2-serving").await, None);
+
+    let registered = Instant::now();
+    scene
+        .register_node(
+            "worker-2",
+            &[("InternalIP", "10.0.0.12"), ("Hostname", "worker-2")],
+        )
+        .await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-2-serving", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved")
+    );
+    let latency = registered.elapsed();
+    eprintln!("serving CSR approved {latency:?} after its Node was registered");
+    // The requeue fallback is 30 s: anything near a second proves the Node watch triggered it.
+    assert!(latency < Duration::from_secs(2), "took {latency:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_metal_without_machine_api_joins_through_the_inventory() {
+    let _serial = SERIAL.lock().await;
+    let policy = "inventory:\n  - name: metal-1\n    addresses: [10.1.0.21]\n";
+    let mut scene = Scene::new(SceneOptions {
+        machine_crds: false,
+        policy: Some(policy),
+    })
+    .await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(c).await;
+
+    join_request(&scene, "metal-1-client", "metal-1").await;
+    assert_eq!(
+        scene
+            .wait_condition("metal-1-client", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved"),
+        "{}",
+        scene.controller_log(c)
+    );
+    scene
+        .register_node(
+            "metal-1",
+            &[("InternalIP", "10.1.0.21"), ("Hostname", "metal-1")],
+        )
+        .await;
+    serving_request(&scene, "metal-1-serving", "metal-1", "10.1.0.21").await;
+    assert_eq!(
+        scene
+            .wait_condition("metal-1-serving", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved")
+    );
+    // A host not in the inventory waits.
+    join_request(&scene, "metal-9-client", "metal-9").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(scene.condition("metal-9-client").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_csrs_stay_pending_then_are_denied_and_bad_policy_is_rejected() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(c).await;
+    scene
+        .create_machine(
+            "worker-3",
+            &[("InternalDNS", "worker-3"), ("InternalIP", "10.0.0.13")],
+        )
+        .await;
+    scene
+        .register_node(
+            "worker-4",
+            &[("InternalIP", "10.0.0.14"), ("Hostname", "worker-4")],
+        )
+        .await;
+
+    // A stranger allowed to create CSRs (as kubeadm's bootstrappers are) asks for worker-3.
+    support::bind_cluster_role(
+        &scene.admin,
+        "mallory-csr",
+        "system:node-bootstrapper",
+        vec![k8s_openapi::api::rbac::v1::Subject {
+            kind: "User".into(),
+            name: "mallory".into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            namespace: None,
+        }],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mallory = scene.cp.impersonating_client("mallory", &[]);
+    scene
+        .create_csr(
+            &mallory,
+            "forged-requester",
+            CLIENT_SIGNER,
+            &CLIENT_USAGES,
+            Request::node("worker-3").pem(),
+        )
+        .await;
+    // system:masters in the subject.
+    scene
+        .create_csr(
+            &scene.bootstrapper(),
+            "forged-masters",
+            CLIENT_SIGNER,
+            &CLIENT_USAGES,
+            Request::node("worker-3").org(Some("system:masters")).pem(),
+        )
+        .await;
+    // The bootstrapper asking for a node that already exists.
+    join_request(&scene, "forged-existing", "worker-4").await;
+    // worker-4 asking for a serving certificate with someone else's IP.
+    serving_request(&scene, "forged-san", "worker-4", "10.0.0.99").await;
+
+    let forged = [
+        "forged-requester",
+        "forged-masters",
+        "forged-existing",
+        "forged-san",
+    ];
+    let explained = wait_for(Duration::from_secs(15), || async {
+        for name in forged {
+            let events = scene.events_about("default", name).await;
+            if !events
+                .iter()
+                .any(|(t, r, _)| t == "Warning" && r == "NotApproved")
+            {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(
+        explained.is_some(),
+        "every forged CSR gets a Warning Event\n{}",
+        scene.controller_log(c)
+    );
+    for name in forged {
+        assert_eq!(
+            scene.condition(name).await,
+            None,
+            "{name} must stay pending"
+        );
+    }
+    let reasons: Vec<String> = {
+        let mut all = Vec::new();
+        for name in forged {
+            all.push(scene.events_about("default", name).await.remove(0).2);
+        }
+        all
+    };
+    assert!(reasons[0].starts_with("UnknownRequester"), "{reasons:?}");
+    assert!(reasons[1].starts_with("BadOrganization"), "{reasons:?}");
+    assert!(reasons[2].starts_with("NodeAlreadyExists"), "{reasons:?}");
+    assert!(reasons[3].starts_with("ForeignSan"), "{reasons:?}");
+
+    // Hot reload: deny: true takes effect without a restart.
+    scene.set_policy("deny: true\n").await;
+    for name in forged {
+        assert_eq!(
+            scene
+                .wait_condition(name, APPROVAL_TIMEOUT)
+                .await
+                .as_deref(),
+            Some("Denied"),
+            "{name}\n{}",
+            scene.controller_log(c)
+        );
+    }
+    // Still approves what is legitimate.
+    join_request(&scene, "worker-3-client", "worker-3").await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-3-client", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved")
+    );
+
+    // An invalid update is rejected, explained, and the last good policy (deny) stays.
+    scene
+        .set_policy("deny: true\nserving: {allowedIPRanges: [not-a-cidr]}\n")
+        .await;
+    let rejected = wait_for(Duration::from_secs(10), || async {
+        (metric(&scene.metrics(c), "csr_approver_policy_valid ") == 0.0).then_some(())
+    })
+    .await;
+    assert!(rejected.is_some(), "policy_valid drops to 0");
+    let warned = wait_for(Duration::from_secs(10), || async {
+        let events = scene.events_about(NAMESPACE, "csr-approver-policy").await;
+        events
+            .iter()
+            .any(|(t, r, n)| {
+                t == "Warning" && r == "InvalidPolicy" && n.contains("serving.allowedIPRanges[0]")
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(
+        warned.is_some(),
+        "a Warning InvalidPolicy Event on the ConfigMap names the field\n{}",
+        scene.controller_log(c)
+    );
+    scene
+        .create_csr(
+            &scene.bootstrapper(),
+            "forged-after-bad-policy",
+            CLIENT_SIGNER,
+            &CLIENT_USAGES,
+            Request::node("worker-3").org(Some("system:masters")).pem(),
+        )
+        .await;
+    assert_eq!(
+        scene
+            .wait_condition("forged-after-bad-policy", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Denied")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_explains_but_writes_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(SceneOptions {
+        machine_crds: true,
+        policy: Some("mode: dry-run\n"),
+    })
+    .await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(c).await;
+    scene
+        .create_machine("worker-5", &[("InternalDNS", "worker-5")])
+        .await;
+    join_request(&scene, "worker-5-client", "worker-5").await;
+    let explained = wait_for(Duration::from_secs(15), || async {
+        let events = scene.events_about("default", "worker-5-client").await;
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Normal" && r == "Approved" && n.contains("dry-run"))
+            .then_some(())
+    })
+    .await;
+    assert!(explained.is_some(), "{}", scene.controller_log(c));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        scene.condition("worker-5-client").await,
+        None,
+        "dry-run must not approve"
+    );
+    let metrics = scene.metrics(c);
+    assert_eq!(
+        metric(
+            &metrics,
+            "csr_approver_decisions_total{reason=\"NewNodeMachine\""
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_the_standby_takes_over() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    let a = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(a).await;
+    let leader_a = wait_for(Duration::from_secs(15), || async {
+        (metric(&scene.metrics(a), "csr_approver_leader ") == 1.0).then_some(())
+    })
+    .await;
+    assert!(leader_a.is_some(), "{}", scene.controller_log(a));
+    let b = scene.start_controller("replica-b", &[]);
+    scene.wait_ready(b).await;
+    assert_eq!(
+        metric(&scene.metrics(b), "csr_approver_leader "),
+        0.0,
+        "the second replica stands by"
+    );
+
+    scene
+        .create_machine("worker-6", &[("InternalDNS", "worker-6")])
+        .await;
+    join_request(&scene, "worker-6-client", "worker-6").await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-6-client", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved")
+    );
+    let decided_by_b = metric(&scene.metrics(b), "csr_approver_decisions_total");
+    assert_eq!(decided_by_b, 0.0, "the standby decides nothing");
+
+    scene.kill_controller(a);
+    scene
+        .create_machine("worker-7", &[("InternalDNS", "worker-7")])
+        .await;
+    join_request(&scene, "worker-7-client", "worker-7").await;
+    // Lease duration 4 s: the standby must take over within a few lease periods.
+    assert_eq!(
+        scene
+            .wait_condition("worker-7-client", Duration::from_secs(30))
+            .await
+            .as_deref(),
+        Some("Approved"),
+        "{}",
+        scene.controller_log(b)
+    );
+    assert_eq!(metric(&scene.metrics(b), "csr_approver_leader "), 1.0);
+}

@@ -1,0 +1,418 @@
+//! End-to-end scenery: a private control plane with the deploy/ RBAC, the controller binary
+//! running under its own ServiceAccount token, and kubelets played through impersonation.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestSpec,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ServiceAccount};
+use k8s_openapi::api::rbac::v1::Subject;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::support::process::Supervised;
+use crate::support::{ControlPlane, bind_cluster_role, openshift_machine_resource};
+
+pub const NAMESPACE: &str = "csr-approver";
+pub const BOOTSTRAPPER: &str =
+    "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
+pub const BOOTSTRAPPER_GROUPS: [&str; 2] = [
+    "system:serviceaccounts",
+    "system:serviceaccounts:openshift-machine-config-operator",
+];
+pub const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+pub const SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
+
+/// Scenarios run one at a time: each owns a control plane and a controller.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub struct Scene {
+    pub cp: ControlPlane,
+    pub admin: Client,
+    pub controller_kubeconfig: PathBuf,
+    controllers: Vec<(Supervised, u16)>,
+}
+
+pub struct SceneOptions {
+    pub machine_crds: bool,
+    pub policy: Option<&'static str>,
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Scene {
+    pub async fn new(options: SceneOptions) -> Scene {
+        let cp = ControlPlane::start();
+        let admin = cp.admin_client();
+        if options.machine_crds {
+            cp.install_machine_crds().await;
+            crate::support::ensure_namespace(&admin, "openshift-machine-api").await;
+        }
+        let out = cp.kubectl(&[
+            "apply",
+            "-f",
+            &repo("deploy/namespace.yaml"),
+            "-f",
+            &repo("deploy/serviceaccount.yaml"),
+            "-f",
+            &repo("deploy/rbac.yaml"),
+        ]);
+        assert!(
+            out.status.success(),
+            "kubectl apply deploy/: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // As on OpenShift: the bootstrapper may create CSRs.
+        bind_cluster_role(
+            &admin,
+            "node-bootstrapper-csr",
+            "system:node-bootstrapper",
+            vec![Subject {
+                kind: "User".to_string(),
+                name: BOOTSTRAPPER.to_string(),
+                api_group: Some("rbac.authorization.k8s.io".to_string()),
+                namespace: None,
+            }],
+        )
+        .await;
+        let scene_dir = cp.dir().to_path_buf();
+        let controller_kubeconfig = write_service_account_kubeconfig(&cp, &admin, &scene_dir).await;
+        let scene = Scene {
+            cp,
+            admin,
+            controller_kubeconfig,
+            controllers: Vec::new(),
+        };
+        if let Some(policy) = options.policy {
+            scene.set_policy(policy).await;
+        }
+        scene
+    }
+
+    /// Creates or replaces the policy ConfigMap.
+    pub async fn set_policy(&self, policy: &str) {
+        let cms: Api<ConfigMap> = Api::namespaced(self.admin.clone(), NAMESPACE);
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("csr-approver-policy".into()),
+                ..Default::default()
+            },
+            data: Some([("policy.yaml".to_string(), policy.to_string())].into()),
+            ..Default::default()
+        };
+        cms.patch(
+            "csr-approver-policy",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .expect("apply policy ConfigMap");
+    }
+
+    /// Starts a controller replica under the ServiceAccount; returns its index.
+    pub fn start_controller(&mut self, name: &'static str, extra: &[&str]) -> usize {
+        let port = free_port();
+        let mut args: Vec<String> = [
+            "run",
+            "--kubeconfig",
+            self.controller_kubeconfig.to_str().expect("utf-8 path"),
+            "--namespace",
+            NAMESPACE,
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--identity",
+            name,
+            "--lease-duration",
+            "4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let process = Supervised::spawn(
+            name,
+            std::path::Path::new(env!("CARGO_BIN_EXE_csr-approver")),
+            &args,
+            self.cp.dir(),
+            None,
+        )
+        .expect("controller starts");
+        self.controllers.push((process, port));
+        self.controllers.len() - 1
+    }
+
+    pub fn controller_port(&self, index: usize) -> u16 {
+        self.controllers[index].1
+    }
+
+    pub fn kill_controller(&mut self, index: usize) {
+        self.controllers[index].0.stop();
+    }
+
+    pub fn controller_log(&self, index: usize) -> String {
+        self.controllers[index].0.log_tail(60)
+    }
+
+    /// Waits until the replica answers /readyz with 200.
+    pub async fn wait_ready(&self, index: usize) {
+        let port = self.controller_port(index);
+        let ok = wait_for(Duration::from_secs(30), || async move {
+            http_get(port, "/readyz")
+                .filter(|(code, _)| *code == 200)
+                .map(|_| ())
+        })
+        .await;
+        assert!(
+            ok.is_some(),
+            "controller never became ready:\n{}",
+            self.controller_log(index)
+        );
+    }
+
+    pub fn metrics(&self, index: usize) -> String {
+        http_get(self.controller_port(index), "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    pub fn bootstrapper(&self) -> Client {
+        self.cp
+            .impersonating_client(BOOTSTRAPPER, &BOOTSTRAPPER_GROUPS)
+    }
+
+    pub fn node_client(&self, node: &str) -> Client {
+        self.cp
+            .impersonating_client(&format!("system:node:{node}"), &["system:nodes"])
+    }
+
+    pub async fn create_csr(
+        &self,
+        as_client: &Client,
+        name: &str,
+        signer: &str,
+        usages: &[&str],
+        pem: Vec<u8>,
+    ) {
+        let csr = CertificateSigningRequest {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            spec: CertificateSigningRequestSpec {
+                request: ByteString(pem),
+                signer_name: signer.to_string(),
+                usages: Some(usages.iter().map(|u| u.to_string()).collect()),
+                ..Default::default()
+            },
+            status: None,
+        };
+        Api::<CertificateSigningRequest>::all(as_client.clone())
+            .create(&PostParams::default(), &csr)
+            .await
+            .unwrap_or_else(|e| panic!("create CSR {name}: {e}"));
+    }
+
+    pub async fn csr(&self, name: &str) -> CertificateSigningRequest {
+        Api::<CertificateSigningRequest>::all(self.admin.clone())
+            .get(name)
+            .await
+            .expect("get CSR")
+    }
+
+    /// The first condition type (Approved/Denied) of a CSR, if any.
+    pub async fn condition(&self, name: &str) -> Option<String> {
+        self.csr(name)
+            .await
+            .status
+            .and_then(|s| s.conditions)
+            .and_then(|c| c.first().map(|c| c.type_.clone()))
+    }
+
+    pub async fn wait_condition(&self, name: &str, timeout: Duration) -> Option<String> {
+        wait_for(timeout, || async move { self.condition(name).await }).await
+    }
+
+    /// Creates an OpenShift Machine with status addresses (and optionally a nodeRef).
+    pub async fn create_machine(&self, name: &str, addresses: &[(&str, &str)]) {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.admin.clone(),
+            "openshift-machine-api",
+            &openshift_machine_resource(),
+        );
+        let mut machine = DynamicObject::new(name, &openshift_machine_resource());
+        machine.data = json!({"spec": {}});
+        api.create(&PostParams::default(), &machine)
+            .await
+            .expect("create Machine");
+        let addresses: Vec<_> = addresses
+            .iter()
+            .map(|(t, a)| json!({"type": t, "address": a}))
+            .collect();
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"addresses": addresses}})),
+        )
+        .await
+        .expect("Machine status");
+    }
+
+    pub async fn link_machine(&self, name: &str, node: &str) {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.admin.clone(),
+            "openshift-machine-api",
+            &openshift_machine_resource(),
+        );
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"nodeRef": {"kind": "Node", "name": node}}})),
+        )
+        .await
+        .expect("Machine nodeRef");
+    }
+
+    /// Registers a Node with status addresses, as its kubelet would.
+    pub async fn register_node(&self, name: &str, addresses: &[(&str, &str)]) {
+        let api: Api<Node> = Api::all(self.admin.clone());
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &node)
+            .await
+            .expect("create Node");
+        let addresses: Vec<_> = addresses
+            .iter()
+            .map(|(t, a)| json!({"type": t, "address": a}))
+            .collect();
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"addresses": addresses}})),
+        )
+        .await
+        .expect("Node status");
+    }
+
+    /// Events about `object_name` (CSRs' land in `default`), as (type, reason, note).
+    pub async fn events_about(
+        &self,
+        namespace: &str,
+        object_name: &str,
+    ) -> Vec<(String, String, String)> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.admin.clone(), namespace);
+        api.list(&Default::default())
+            .await
+            .expect("list Events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object_name))
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+async fn write_service_account_kubeconfig(
+    cp: &ControlPlane,
+    admin: &Client,
+    dir: &std::path::Path,
+) -> PathBuf {
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), NAMESPACE);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request("csr-approver", &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest")
+        .status
+        .expect("token status")
+        .token;
+    let ca = dir.join("e2e-ca.crt");
+    std::fs::write(&ca, cp.ca_pem()).expect("write CA");
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": cp.server_url(), "certificate-authority": ca}}],
+        "users": [{"name": "csr-approver", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "csr-approver"}}],
+        "current-context": "test",
+    });
+    let path = dir.join("controller.kubeconfig");
+    std::fs::write(&path, kubeconfig.to_string()).expect("write kubeconfig");
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A minimal HTTP/1.0 GET on loopback: (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// Polls `probe` every 50 ms until it returns Some or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of a metric sample line `name{labels} value`, summed over matching lines.
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name_and_labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
