@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Tests for everything a cluster admin installs: deploy/ (kustomize), deploy/monitoring/,
+# charts/csr-approver (Helm), the PrometheusRule's alerts (promtool unit tests), the CRD
+# fixtures, the Dockerfile's invariants, and (when a csr-approver binary is at hand) the
+# shipped policies.
+#
+#   bash scripts/test-manifests.sh        # installs missing tools via scripts/tools.sh
+#
+# Every step runs even after a failure; the last line is "N passed, N failed" and the exit
+# status is non-zero when anything failed. Set CSR_APPROVER_BIN to validate the policies
+# with a specific binary (default: target/{release,debug}/csr-approver when present).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+
+tools_env="$(bash scripts/tools.sh --env)" || { echo "test-manifests: cannot install the tools (see above)" >&2; exit 1; }
+eval "$tools_env"
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+# Keep helm's own config/cache out of $HOME.
+export HELM_CONFIG_HOME="$WORK/helm/config" HELM_CACHE_HOME="$WORK/helm/cache" HELM_DATA_HOME="$WORK/helm/data"
+
+CHART=charts/csr-approver
+RELEASE=csr-approver
+NS=csr-approver
+CHECK=("$PYTHON" scripts/check-manifests.py)
+
+passed=0 failed=0 skipped=0
+failures=()
+
+# step NAME CMD...: run CMD, record pass/fail, show its output on failure (or always with -v).
+step() {
+  local name="$1"; shift
+  local out rc
+  out="$("$@" 2>&1)"; rc=$?
+  if [[ $rc -eq 0 ]]; then
+    passed=$((passed + 1)); echo "ok   $name"
+    [[ "${VERBOSE:-}" == 1 ]] && printf '%s\n' "$out" | sed 's/^/     /'
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "FAIL $name (exit $rc)"
+    printf '%s\n' "$out" | sed 's/^/     /'
+  fi
+  return 0
+}
+
+# expect_fail NAME REGEX CMD...: CMD must exit non-zero and print something matching REGEX.
+expect_fail() {
+  local name="$1" regex="$2"; shift 2
+  local out rc
+  out="$("$@" 2>&1)"; rc=$?
+  if [[ $rc -ne 0 ]] && grep -Eq -- "$regex" <<<"$out"; then
+    passed=$((passed + 1)); echo "ok   $name"
+  else
+    failed=$((failed + 1)); failures+=("$name")
+    echo "FAIL $name: expected a non-zero exit and output matching /$regex/, got exit $rc:"
+    printf '%s\n' "$out" | sed 's/^/     /'
+  fi
+  return 0
+}
+
+skip() { skipped=$((skipped + 1)); echo "skip $1"; }
+
+render() { # render OUT CMD...: write CMD's stdout to OUT; stderr shown on failure
+  local out="$1"; shift
+  "$@" >"$out"
+}
+
+helm_template() { "$HELM" template "$RELEASE" "$CHART" --namespace "$NS" "$@"; }
+
+echo "== render"
+step "kubectl kustomize deploy/" render "$WORK/kustomize.yaml" "$KUBECTL" kustomize deploy/
+step "kubectl kustomize deploy/monitoring/" render "$WORK/kustomize-monitoring.yaml" "$KUBECTL" kustomize deploy/monitoring/
+
+echo "== helm"
+step "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
+step "helm lint --strict (ci/non-default-values.yaml)" \
+  "$HELM" lint --strict "$CHART" -f "$CHART/ci/non-default-values.yaml"
+step "helm template (default values)" render "$WORK/helm-default.yaml" helm_template
+step "helm template (default values, monitoring API present)" \
+  render "$WORK/helm-default-monitoring.yaml" helm_template --api-versions monitoring.coreos.com/v1
+step "helm template (ci/non-default-values.yaml, monitoring API present)" \
+  render "$WORK/helm-non-default.yaml" helm_template -f "$CHART/ci/non-default-values.yaml" \
+  --api-versions monitoring.coreos.com/v1
+step "helm template (replicas=1, leaderElection.enabled=false)" \
+  render "$WORK/helm-minimal.yaml" helm_template --set replicas=1 --set leaderElection.enabled=false
+expect_fail "helm template refuses replicas=2 with leaderElection.enabled=false" \
+  'replicas=2 with leaderElection\.enabled=false would run 2 active approvers' \
+  helm_template --set replicas=2 --set leaderElection.enabled=false
+expect_fail "helm template refuses an unknown value (values.schema.json)" \
+  "additional properties 'replicaz' not allowed" \
+  helm_template --set replicaz=3
+expect_fail "helm template refuses policy.mode outside enforce|dry-run" \
+  'policy/mode' \
+  helm_template --set policy.mode=yolo
+
+echo "== assertions on the rendered objects"
+step "deploy/ and the chart (default values) grant and run the same" \
+  "${CHECK[@]}" compare "$WORK/kustomize.yaml" "$WORK/helm-default.yaml"
+step "deploy/monitoring/ and the chart's monitoring objects are the same" \
+  "${CHECK[@]}" monitoring "$WORK/kustomize-monitoring.yaml" "$WORK/helm-default-monitoring.yaml"
+step "chart honours ci/non-default-values.yaml" \
+  "${CHECK[@]}" non-default "$WORK/helm-non-default.yaml"
+step "chart without leader election: no PDB, no Lease rights" \
+  "${CHECK[@]}" minimal "$WORK/helm-minimal.yaml"
+step "chart renders no ServiceMonitor/PrometheusRule without monitoring.coreos.com/v1" \
+  "${CHECK[@]}" no-monitoring "$WORK/helm-default.yaml"
+step "CRD fixtures serve the monitoring kinds" \
+  "${CHECK[@]}" crds tests/fixtures/crds/monitoring "$WORK/kustomize-monitoring.yaml"
+step "Dockerfile invariants" "${CHECK[@]}" dockerfile "$ROOT"
+step "chart README documents every value with its default" \
+  "${CHECK[@]}" readme-values "$CHART/values.yaml" "$CHART/README.md"
+step "docs/metrics.md documents every alert and metric (rules, src/metrics.rs)" \
+  "${CHECK[@]}" docs-metrics deploy/monitoring/prometheusrule.yaml docs/metrics.md src/metrics.rs
+
+echo "== alerts (promtool)"
+mkdir -p "$WORK/rules"
+step "extract rules from deploy/monitoring/prometheusrule.yaml" \
+  "${CHECK[@]}" extract-rules deploy/monitoring/prometheusrule.yaml "$WORK/rules/csr-approver.rules.yaml"
+cp deploy/monitoring/tests/alerts-test.yaml "$WORK/rules/"
+step "promtool check rules" "$PROMTOOL" check rules "$WORK/rules/csr-approver.rules.yaml"
+step "promtool test rules (deploy/monitoring/tests/alerts-test.yaml)" \
+  "$PROMTOOL" test rules "$WORK/rules/alerts-test.yaml"
+
+echo "== shipped policies (csr-approver policy validate)"
+bin="${CSR_APPROVER_BIN:-}"
+if [[ -z "$bin" ]]; then
+  for candidate in target/release/csr-approver target/debug/csr-approver; do
+    if [[ -x "$candidate" && ( -z "$bin" || "$candidate" -nt "$bin" ) ]]; then bin="$candidate"; fi
+  done
+fi
+if [[ -n "$bin" ]] && "$bin" policy validate --help >/dev/null 2>&1; then
+  for src in kustomize helm-default helm-non-default; do
+    if "${CHECK[@]}" extract-policy "$WORK/$src.yaml" "$WORK/policy-$src.yaml" 2>/dev/null; then
+      step "policy in $src render is valid ($bin)" "$bin" policy validate "$WORK/policy-$src.yaml"
+    else
+      step "policy ConfigMap found in $src render" false
+    fi
+  done
+else
+  skip "policy validation: no csr-approver binary (build it, or set CSR_APPROVER_BIN)"
+fi
+
+echo
+if [[ $failed -gt 0 ]]; then
+  echo "failed steps:"; printf '  - %s\n' "${failures[@]}"
+fi
+echo "manifests: $passed passed, $failed failed, $skipped skipped"
+[[ $failed -eq 0 ]]
