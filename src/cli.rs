@@ -27,6 +27,9 @@ pub enum Command {
     Run(RunArgs),
     /// Evaluate CSRs without writing anything, and explain each decision.
     Check(CheckArgs),
+    /// Play N kubelets joining a cluster (Machines, client CSRs, Nodes, serving CSRs) and
+    /// report approval latency; optionally submit forged CSRs that must stay unapproved.
+    Simulate(SimulateArgs),
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -70,11 +73,53 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Kubeconfig of a user allowed to impersonate (cluster admin).
+    #[arg(long, env = "KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// How many nodes join.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// How many forged CSRs to submit after the joins (each must stay unapproved).
+    #[arg(long, default_value_t = 0)]
+    pub forged: usize,
+    /// Node name prefix.
+    #[arg(long, default_value = "sim")]
+    pub prefix: String,
+    /// Nodes joining at the same time.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// How long to wait for each CSR to be decided.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Do not create Machines even if the Machine API is installed (inventory policies).
+    #[arg(long)]
+    pub no_machines: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Nodes, Machines and other CSRs the cluster holds (YAML: multi-document or kind: List).
+    /// Live mode: read CSRs, Nodes, Machines and the policy ConfigMap from this cluster
+    /// (read-only). Without it, check works offline on files.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Live mode: the controller's namespace, where the policy ConfigMap lives.
+    #[arg(long, default_value = "csr-approver")]
+    pub namespace: String,
+    /// Live mode: name of the policy ConfigMap.
+    #[arg(long, default_value = "csr-approver-policy")]
+    pub policy_configmap: String,
+    /// Live mode: only CSRs that are still pending.
+    #[arg(long)]
+    pub pending: bool,
+    /// Offline: Nodes, Machines and other CSRs the cluster holds (YAML: multi-document or kind: List).
     #[arg(long = "objects", value_name = "FILE")]
     pub objects: Vec<PathBuf>,
-    /// Policy file (YAML, as in the ConfigMap's policy.yaml); built-in defaults without it.
+    /// Policy file (YAML, as in the ConfigMap's policy.yaml); overrides the ConfigMap in
+    /// live mode; built-in defaults offline without it.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Evaluate as of this instant (RFC 3339); default: now.
@@ -83,9 +128,10 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: OutputFormat,
-    /// CSR manifests: single, multi-document, or kind: List as `kubectl get csr -o yaml` prints.
-    #[arg(value_name = "CSR_FILE", required = true)]
-    pub csr_files: Vec<PathBuf>,
+    /// Offline: CSR manifests (single, multi-document, or kind: List as `kubectl get csr -o
+    /// yaml` prints). Live: CSR names to evaluate (default: every kubelet CSR).
+    #[arg(value_name = "CSR")]
+    pub csrs: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,7 +147,8 @@ pub enum PolicyCommand {
 pub async fn run(cli: Cli) -> Result<String> {
     match cli.command {
         Command::Run(args) => run_controller(args).await,
-        Command::Check(args) => run_check(args),
+        Command::Check(args) => run_check(args).await,
+        Command::Simulate(args) => run_simulate(args).await,
         Command::Policy(PolicyCommand::Validate { file }) => {
             load_policy(&file)?;
             Ok(format!("{}: policy is valid\n", file.display()))
@@ -130,25 +177,57 @@ pub fn parse_now(value: Option<&str>) -> Result<Timestamp> {
     }
 }
 
-fn run_check(args: CheckArgs) -> Result<String> {
+async fn run_check(args: CheckArgs) -> Result<String> {
     let CheckArgs {
+        kubeconfig,
+        namespace,
+        policy_configmap,
+        pending,
         objects,
         policy,
         now,
         output,
-        csr_files,
+        csrs,
     } = args;
-    let policy = match &policy {
-        Some(path) => load_policy(path)?,
-        None => Policy::default(),
-    };
     let now = parse_now(now.as_deref())?;
+    let file_policy = policy.as_deref().map(load_policy).transpose()?;
+    if let Some(kubeconfig) = kubeconfig {
+        if !objects.is_empty() {
+            return Err(Error::Usage(
+                "--objects is for offline mode; with --kubeconfig the cluster is read live"
+                    .to_string(),
+            ));
+        }
+        let live = crate::live::LiveCheck {
+            kubeconfig,
+            namespace,
+            policy_configmap,
+            policy: file_policy,
+            names: csrs,
+            pending_only: pending,
+        };
+        let (evaluations, note) = live.evaluate(now).await?;
+        let note = if output == OutputFormat::Table {
+            note
+        } else {
+            String::new()
+        };
+        return Ok(format!("{note}{}", check::render(&evaluations, output)));
+    }
+    if csrs.is_empty() {
+        return Err(Error::Usage(
+            "give CSR manifest files to check (offline), or --kubeconfig to check a cluster live"
+                .to_string(),
+        ));
+    }
+    let policy = file_policy.unwrap_or_default();
     let mut cluster = ObjectSet::default();
     for path in &objects {
         cluster.read_file(path)?;
     }
     let mut targets = ObjectSet::default();
-    for path in &csr_files {
+    for file in &csrs {
+        let path = Path::new(file);
         targets.read_file(path)?;
         if !targets.nodes.is_empty() || !targets.machines.is_empty() {
             return Err(Error::Usage(format!(
@@ -204,4 +283,40 @@ async fn run_controller(args: RunArgs) -> Result<String> {
     })
     .await?;
     Ok(String::new())
+}
+
+async fn run_simulate(args: SimulateArgs) -> Result<String> {
+    let SimulateArgs {
+        kubeconfig,
+        nodes,
+        forged,
+        prefix,
+        concurrency,
+        timeout,
+        no_machines,
+        output,
+    } = args;
+    let config = crate::controller::kube_config(kubeconfig.as_deref()).await?;
+    let report = crate::simulate::simulate(
+        config,
+        crate::simulate::SimulateConfig {
+            nodes,
+            forged,
+            prefix,
+            concurrency,
+            timeout,
+            machines: !no_machines,
+        },
+    )
+    .await
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    let text = match output {
+        OutputFormat::Table => report.render_table(),
+        OutputFormat::Json => serde_json::to_string(&report).unwrap_or_default() + "\n",
+    };
+    if report.succeeded() {
+        Ok(text)
+    } else {
+        Err(Error::Usage(format!("simulation failed:\n{text}")))
+    }
 }

@@ -46,6 +46,14 @@ impl ClusterCache {
         self.write().set_csr_state(name, state);
     }
 
+    /// Whether the cache knows the CSR as decided — possibly ahead of the reflector store,
+    /// right after our own write.
+    pub fn is_decided(&self, name: &str) -> bool {
+        self.read()
+            .csr_state(name)
+            .is_some_and(|s| s != CsrState::Pending)
+    }
+
     /// Names of pending kubelet CSRs for any of `nodes`: what a change to them can unblock.
     fn pending_for(&self, nodes: &[String]) -> Vec<String> {
         if nodes.is_empty() {

@@ -83,19 +83,26 @@ pub struct Context {
 
 /// Builds a client from a kubeconfig file, or from the in-cluster/default configuration.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, ControllerError> {
-    let config = match kubeconfig {
+    let config = kube_config(kubeconfig).await?;
+    Client::try_from(config).map_err(|e| ControllerError::Config(e.to_string()))
+}
+
+/// The client configuration from a kubeconfig file, or in-cluster/default.
+pub async fn kube_config(
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<kube::Config, ControllerError> {
+    match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| ControllerError::Config(format!("{}: {e}", path.display())))?;
             kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
                 .await
-                .map_err(|e| ControllerError::Config(format!("{}: {e}", path.display())))?
+                .map_err(|e| ControllerError::Config(format!("{}: {e}", path.display())))
         }
         None => kube::Config::infer()
             .await
-            .map_err(|e| ControllerError::Config(e.to_string()))?,
-    };
-    Client::try_from(config).map_err(|e| ControllerError::Config(e.to_string()))
+            .map_err(|e| ControllerError::Config(e.to_string())),
+    }
 }
 
 async fn reconcile(
@@ -109,6 +116,11 @@ async fn reconcile(
         return Ok(Action::await_change());
     }
     let facts = CsrFacts::from_csr(&csr);
+    // The store may still hold the pending object we just approved; a reconcile queued
+    // meanwhile must not judge it again (it would see its own Node and cry forgery).
+    if ctx.cache.is_decided(&facts.name) {
+        return Ok(Action::await_change());
+    }
     let policy = ctx.policy.get();
     let mut decision = decide_now(&ctx, &facts, &policy);
     if decision.verdict == Verdict::Ignore {

@@ -296,6 +296,10 @@ impl Inventory {
         self.csrs.insert(csr.name.clone(), csr);
     }
 
+    pub fn csr_state(&self, name: &str) -> Option<CsrState> {
+        self.csrs.get(name).map(|c| c.state)
+    }
+
     /// Records a new state for a CSR already known.
     pub fn set_csr_state(&mut self, name: &str, state: CsrState) {
         if let Some(summary) = self.csrs.get_mut(name) {

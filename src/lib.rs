@@ -11,11 +11,13 @@ pub mod decision;
 pub mod http;
 pub mod inventory;
 pub mod leader;
+pub mod live;
 pub mod metrics;
 pub mod objects;
 pub mod policy;
 pub mod policy_watch;
 pub mod request;
+pub mod simulate;
 
 use std::path::PathBuf;
 

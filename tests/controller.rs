@@ -101,6 +101,11 @@ async fn a_machine_joins_client_then_serving() {
         scene.controller_log(c)
     );
 
+    let client_events = scene.events_about("default", "worker-1-client").await;
+    assert!(
+        !client_events.iter().any(|(t, _, _)| t == "Warning"),
+        "an approved CSR gets no Warning: {client_events:?}"
+    );
     let events = scene.events_about("default", "worker-1-serving").await;
     assert!(
         events.iter().any(|(t, r, n)| t == "Normal"

@@ -1,0 +1,530 @@
+//! `csr-approver simulate`: N kubelets joining a cluster, as the demo, the end-to-end
+//! checks and the benchmarks need them. Each node: Machine (when a Machine API is
+//! installed) → client CSR as the bootstrapper → Node with addresses → serving CSR as
+//! `system:node:<n>`. Optional forged CSRs must stay unapproved. Reports per-phase latency.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestSpec,
+};
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Client, Config};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::decision::{CLIENT_SIGNER, SERVING_SIGNER};
+use crate::inventory::CsrState;
+use crate::policy::{OPENSHIFT_MACHINE_GROUP, OPENSHIFT_NODE_BOOTSTRAPPER};
+
+pub const MACHINE_NAMESPACE: &str = "openshift-machine-api";
+const RUN_LABEL: &str = "csr-approver.io/simulation";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("generating a key or CSR: {0}")]
+    Crypto(#[from] rcgen::Error),
+    #[error("{0}")]
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SimulateConfig {
+    pub nodes: usize,
+    pub forged: usize,
+    pub prefix: String,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    /// Use Machines when the OpenShift Machine API is installed.
+    pub machines: bool,
+}
+
+/// Latency percentiles of one phase, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseStats {
+    pub phase: &'static str,
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl PhaseStats {
+    fn of(phase: &'static str, mut samples: Vec<Duration>) -> PhaseStats {
+        samples.sort();
+        let pick = |q: f64| -> f64 {
+            if samples.is_empty() {
+                return 0.0;
+            }
+            let index = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[index].as_secs_f64() * 1000.0
+        };
+        PhaseStats {
+            phase,
+            count: samples.len(),
+            p50_ms: pick(0.50),
+            p95_ms: pick(0.95),
+            p99_ms: pick(0.99),
+            max_ms: pick(1.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulationReport {
+    pub nodes: usize,
+    pub joined: usize,
+    pub used_machines: bool,
+    pub phases: Vec<PhaseStats>,
+    pub wall_seconds: f64,
+    pub approvals_per_second: f64,
+    pub forged: usize,
+    pub forged_approved: Vec<String>,
+    pub failures: Vec<String>,
+}
+
+impl SimulationReport {
+    pub fn succeeded(&self) -> bool {
+        self.forged_approved.is_empty() && self.failures.is_empty() && self.joined == self.nodes
+    }
+
+    pub fn render_table(&self) -> String {
+        let mut out = format!(
+            "{} of {} nodes joined in {:.2}s ({:.1} approvals/s){}\n\n",
+            self.joined,
+            self.nodes,
+            self.wall_seconds,
+            self.approvals_per_second,
+            if self.used_machines {
+                ", with Machines"
+            } else {
+                ", inventory only (no Machine API)"
+            }
+        );
+        out.push_str(&format!(
+            "{:<28} {:>6} {:>10} {:>10} {:>10} {:>10}\n",
+            "PHASE", "COUNT", "P50 ms", "P95 ms", "P99 ms", "MAX ms"
+        ));
+        for p in &self.phases {
+            out.push_str(&format!(
+                "{:<28} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1}\n",
+                p.phase, p.count, p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms
+            ));
+        }
+        out.push_str(&format!(
+            "\nforged CSRs submitted: {}, approved: {}{}\n",
+            self.forged,
+            self.forged_approved.len(),
+            if self.forged_approved.is_empty() {
+                " (good)".to_string()
+            } else {
+                format!(" — {:?}", self.forged_approved)
+            }
+        ));
+        for failure in &self.failures {
+            out.push_str(&format!("FAILED: {failure}\n"));
+        }
+        out
+    }
+}
+
+/// Approval waits: CSR name → who to tell when it is decided.
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<CsrState>>>>;
+
+struct Sim {
+    admin: Client,
+    bootstrapper: Client,
+    base: Config,
+    run_id: String,
+    waiters: Waiters,
+    machine_api: Option<ApiResource>,
+    timeout: Duration,
+}
+
+fn impersonating(base: &Config, user: &str, groups: &[&str]) -> Result<Client, kube::Error> {
+    let mut config = base.clone();
+    config.auth_info.impersonate = Some(user.to_string());
+    config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+    Client::try_from(config)
+}
+
+fn node_ip(index: usize) -> Ipv4Addr {
+    let i = index as u32 + 1;
+    Ipv4Addr::new(10, 200 + ((i >> 16) & 0x1f) as u8, (i >> 8) as u8, i as u8)
+}
+
+fn csr_pem(
+    node: &str,
+    dns: &[String],
+    ips: &[Ipv4Addr],
+    org: &str,
+) -> Result<Vec<u8>, rcgen::Error> {
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::OrganizationName, org);
+    dn.push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params.distinguished_name = dn;
+    for name in dns {
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::DnsName(name.clone().try_into()?));
+    }
+    for ip in ips {
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress((*ip).into()));
+    }
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    Ok(params.serialize_request(&key)?.pem()?.into_bytes())
+}
+
+impl Sim {
+    /// Submits a CSR as `client` and waits until it is decided (or the timeout).
+    async fn submit(
+        &self,
+        client: &Client,
+        name: &str,
+        signer: &str,
+        usages: &[&str],
+        pem: Vec<u8>,
+    ) -> Result<(Duration, CsrState), String> {
+        let (tell, told) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), tell);
+        let csr = CertificateSigningRequest {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some([(RUN_LABEL.to_string(), self.run_id.clone())].into()),
+                ..Default::default()
+            },
+            spec: CertificateSigningRequestSpec {
+                request: ByteString(pem),
+                signer_name: signer.to_string(),
+                usages: Some(usages.iter().map(|u| u.to_string()).collect()),
+                ..Default::default()
+            },
+            status: None,
+        };
+        let started = Instant::now();
+        Api::<CertificateSigningRequest>::all(client.clone())
+            .create(&PostParams::default(), &csr)
+            .await
+            .map_err(|e| format!("create CSR {name}: {e}"))?;
+        match tokio::time::timeout(self.timeout, told).await {
+            Ok(Ok(state)) => Ok((started.elapsed(), state)),
+            _ => {
+                self.waiters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(name);
+                Ok((started.elapsed(), CsrState::Pending))
+            }
+        }
+    }
+
+    async fn join(&self, name: String, ip: Ipv4Addr) -> Result<(Duration, Duration), String> {
+        if let Some(resource) = &self.machine_api {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.admin.clone(), MACHINE_NAMESPACE, resource);
+            let mut machine = DynamicObject::new(&name, resource);
+            machine.metadata.labels = Some([(RUN_LABEL.to_string(), self.run_id.clone())].into());
+            machine.data = json!({"spec": {}});
+            api.create(&PostParams::default(), &machine)
+                .await
+                .map_err(|e| format!("create Machine {name}: {e}"))?;
+            let status = json!({"status": {"addresses": [
+                {"type": "InternalDNS", "address": name},
+                {"type": "InternalIP", "address": ip.to_string()},
+            ]}});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                .await
+                .map_err(|e| format!("Machine {name} status: {e}"))?;
+        }
+        let pem = csr_pem(&name, &[], &[], "system:nodes").map_err(|e| e.to_string())?;
+        let (client_latency, state) = self
+            .submit(
+                &self.bootstrapper,
+                &format!("{name}-client"),
+                CLIENT_SIGNER,
+                &["digital signature", "client auth"],
+                pem,
+            )
+            .await?;
+        if state != CsrState::Approved {
+            return Err(format!(
+                "client CSR of {name} is {} after {:?}",
+                state.as_str(),
+                client_latency
+            ));
+        }
+        // The kubelet registers its Node, then reports its addresses.
+        let nodes: Api<Node> = Api::all(self.admin.clone());
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([(RUN_LABEL.to_string(), self.run_id.clone())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        nodes
+            .create(&PostParams::default(), &node)
+            .await
+            .map_err(|e| format!("create Node {name}: {e}"))?;
+        let status = json!({"status": {"addresses": [
+            {"type": "InternalIP", "address": ip.to_string()},
+            {"type": "Hostname", "address": name},
+        ]}});
+        nodes
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .map_err(|e| format!("Node {name} status: {e}"))?;
+        if let Some(resource) = &self.machine_api {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.admin.clone(), MACHINE_NAMESPACE, resource);
+            api.patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"nodeRef": {"kind": "Node", "name": name}}})),
+            )
+            .await
+            .map_err(|e| format!("Machine {name} nodeRef: {e}"))?;
+        }
+        let node_client = impersonating(
+            &self.base,
+            &format!("system:node:{name}"),
+            &["system:nodes"],
+        )
+        .map_err(|e| e.to_string())?;
+        let pem = csr_pem(&name, std::slice::from_ref(&name), &[ip], "system:nodes")
+            .map_err(|e| e.to_string())?;
+        let (serving_latency, state) = self
+            .submit(
+                &node_client,
+                &format!("{name}-serving"),
+                SERVING_SIGNER,
+                &["digital signature", "server auth"],
+                pem,
+            )
+            .await?;
+        if state != CsrState::Approved {
+            return Err(format!(
+                "serving CSR of {name} is {} after {:?}",
+                state.as_str(),
+                serving_latency
+            ));
+        }
+        Ok((client_latency, serving_latency))
+    }
+
+    /// Forged CSRs: each breaks one rule and must never be approved.
+    async fn forge(&self, index: usize, victim: &str) -> Result<(String, CsrState), String> {
+        let name = format!("{}-forged-{index}", self.run_id);
+        let (client, signer, usages, pem) = match index % 3 {
+            // system:masters in the subject, from the bootstrapper.
+            0 => (
+                &self.bootstrapper,
+                CLIENT_SIGNER,
+                vec!["digital signature", "client auth"],
+                csr_pem(victim, &[], &[], "system:masters"),
+            ),
+            // The bootstrapper asking for an identity no machine expects.
+            1 => (
+                &self.bootstrapper,
+                CLIENT_SIGNER,
+                vec!["digital signature", "client auth"],
+                csr_pem(&format!("{victim}-intruder"), &[], &[], "system:nodes"),
+            ),
+            // A node asking for a serving certificate with another host's IP.
+            _ => {
+                let node = impersonating(
+                    &self.base,
+                    &format!("system:node:{victim}"),
+                    &["system:nodes"],
+                )
+                .map_err(|e| e.to_string())?;
+                let pem = csr_pem(victim, &[], &[Ipv4Addr::new(192, 0, 2, 1)], "system:nodes");
+                let pem = pem.map_err(|e| e.to_string())?;
+                let (_, state) = self
+                    .submit(
+                        &node,
+                        &name,
+                        SERVING_SIGNER,
+                        &["digital signature", "server auth"],
+                        pem,
+                    )
+                    .await?;
+                return Ok((name, state));
+            }
+        };
+        let pem = pem.map_err(|e| e.to_string())?;
+        let (_, state) = self.submit(client, &name, signer, &usages, pem).await?;
+        Ok((name, state))
+    }
+}
+
+/// Watches this run's CSRs and wakes the waiter of each one that is decided.
+async fn watch_decisions(admin: Client, run_id: String, waiters: Waiters) {
+    let api: Api<CertificateSigningRequest> = Api::all(admin);
+    let config = watcher::Config::default().labels(&format!("{RUN_LABEL}={run_id}"));
+    let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(
+        watcher::watcher(api, config)
+    ));
+    while let Some(event) = stream.next().await {
+        let Ok(csr) = event else { continue };
+        let state = CsrState::of(&csr);
+        if state == CsrState::Pending {
+            continue;
+        }
+        let name = csr.metadata.name.unwrap_or_default();
+        if let Some(tell) = waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name)
+        {
+            let _ = tell.send(state);
+        }
+    }
+}
+
+async fn ensure_namespace(client: &Client, name: &str) -> Result<(), kube::Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn simulate(
+    base: Config,
+    config: SimulateConfig,
+) -> Result<SimulationReport, SimulateError> {
+    let admin = Client::try_from(base.clone())?;
+    let bootstrapper = impersonating(
+        &base,
+        OPENSHIFT_NODE_BOOTSTRAPPER,
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:openshift-machine-config-operator",
+        ],
+    )?;
+    let machine_api = if config.machines {
+        match kube::discovery::group(&admin, OPENSHIFT_MACHINE_GROUP).await {
+            Ok(group) => group.recommended_kind("Machine").map(|(r, _)| r),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    if machine_api.is_some() {
+        ensure_namespace(&admin, MACHINE_NAMESPACE).await?;
+    }
+    let run_id = format!(
+        "{}-{}",
+        config.prefix,
+        jiff::Timestamp::now().as_second() % 100_000
+    );
+    let waiters: Waiters = Arc::default();
+    let watch = tokio::spawn(watch_decisions(
+        admin.clone(),
+        run_id.clone(),
+        waiters.clone(),
+    ));
+    // Let the watch establish before the first CSR can be decided.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sim = Arc::new(Sim {
+        admin,
+        bootstrapper,
+        base,
+        run_id: run_id.clone(),
+        waiters,
+        machine_api,
+        timeout: config.timeout,
+    });
+
+    let started = Instant::now();
+    let limit = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut tasks = Vec::new();
+    for index in 0..config.nodes {
+        let (sim, limit) = (sim.clone(), limit.clone());
+        let name = format!("{run_id}-{index}");
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            sim.join(name, node_ip(index)).await
+        }));
+    }
+    let mut client_latencies = Vec::new();
+    let mut serving_latencies = Vec::new();
+    let mut failures = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(Ok((client, serving))) => {
+                client_latencies.push(client);
+                serving_latencies.push(serving);
+            }
+            Ok(Err(failure)) => failures.push(failure),
+            Err(join_error) => failures.push(join_error.to_string()),
+        }
+    }
+    let wall = started.elapsed();
+
+    let mut forged_approved = Vec::new();
+    let victim = format!("{run_id}-0");
+    let forgeries: Vec<_> = (0..config.forged)
+        .map(|i| {
+            let (sim, victim) = (sim.clone(), victim.clone());
+            tokio::spawn(async move { sim.forge(i, &victim).await })
+        })
+        .collect();
+    for forgery in forgeries {
+        match forgery.await {
+            Ok(Ok((name, CsrState::Approved | CsrState::Issued))) => forged_approved.push(name),
+            Ok(Ok(_)) => {}
+            Ok(Err(failure)) => failures.push(failure),
+            Err(join_error) => failures.push(join_error.to_string()),
+        }
+    }
+    watch.abort();
+
+    let joined = serving_latencies.len();
+    Ok(SimulationReport {
+        nodes: config.nodes,
+        joined,
+        used_machines: sim.machine_api.is_some(),
+        phases: vec![
+            PhaseStats::of("client CSR → approved", client_latencies),
+            PhaseStats::of("serving CSR → approved", serving_latencies),
+        ],
+        wall_seconds: wall.as_secs_f64(),
+        approvals_per_second: if wall.is_zero() {
+            0.0
+        } else {
+            (joined * 2) as f64 / wall.as_secs_f64()
+        },
+        forged: config.forged,
+        forged_approved,
+        failures,
+    })
+}
