@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "tools: helm (Go module proxy), promtool (Debian), kubectl"
+bash scripts/tools.sh
+eval "$(bash scripts/tools.sh --env)"
+export HELM PROMTOOL KUBECTL
+
 step "control-plane binaries (kube-apiserver, etcd)"
 CSR_APPROVER_ASSETS="$(bash scripts/control-plane-assets.sh | tail -n 1)"
 export CSR_APPROVER_ASSETS
