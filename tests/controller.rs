@@ -489,3 +489,48 @@ async fn only_the_leader_writes_and_the_standby_takes_over() {
     );
     assert_eq!(metric(&scene.metrics(b), "csr_approver_leader "), 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_writing_and_releases_the_lease() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    let a = scene.start_controller("replica-term", &[]);
+    scene.wait_ready(a).await;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(scene.admin.clone(), NAMESPACE);
+    let holder = || async {
+        leases
+            .get_opt("csr-approver")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+    };
+    let held = wait_for(Duration::from_secs(15), || async {
+        holder().await.filter(|h| h == "replica-term")
+    })
+    .await;
+    assert!(
+        held.is_some(),
+        "the replica takes the Lease\n{}",
+        scene.controller_log(a)
+    );
+
+    scene.terminate_controller("replica-term");
+    let exited = wait_for(Duration::from_secs(10), || async {
+        scene.controller_exit(a)
+    })
+    .await;
+    assert_eq!(
+        exited.as_deref(),
+        Some("replica-term exited with status 0"),
+        "{}",
+        scene.controller_log(a)
+    );
+    assert_eq!(
+        holder().await,
+        None,
+        "the Lease is released on SIGTERM, not left to expire"
+    );
+}

@@ -160,6 +160,24 @@ impl Scene {
         self.controllers[index].0.stop();
     }
 
+    /// Sends SIGTERM to a replica, as the kubelet does when a Pod stops.
+    pub fn terminate_controller(&self, identity: &str) {
+        let status = std::process::Command::new("pkill")
+            // Anchored on the binary so the watchdog (`bash -c … csr-approver run …`) is spared.
+            .args(["-TERM", "-f", "--", &format!("^{} run .*--identity {identity}( |$)", env!("CARGO_BIN_EXE_csr-approver"))])
+            .status()
+            .expect("pkill runs");
+        assert!(
+            status.success(),
+            "no controller process with identity {identity}"
+        );
+    }
+
+    /// Whether the replica's process has exited, with its status.
+    pub fn controller_exit(&self, index: usize) -> Option<String> {
+        self.controllers[index].0.exited()
+    }
+
     pub fn controller_log(&self, index: usize) -> String {
         self.controllers[index].0.log_tail(60)
     }
