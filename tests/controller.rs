@@ -534,3 +534,83 @@ async fn sigterm_stops_writing_and_releases_the_lease() {
         "the Lease is released on SIGTERM, not left to expire"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_live_explains_the_clusters_pending_csrs_read_only() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::new(openshift()).await;
+    scene
+        .create_machine("worker-8", &[("InternalDNS", "worker-8")])
+        .await;
+    join_request(&scene, "worker-8-client", "worker-8").await;
+    scene
+        .create_csr(
+            &scene.bootstrapper(),
+            "worker-8-forged",
+            CLIENT_SIGNER,
+            &CLIENT_USAGES,
+            Request::node("worker-8").org(Some("system:masters")).pem(),
+        )
+        .await;
+    let kubeconfig = scene.cp.kubeconfig_path().to_str().unwrap().to_string();
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--kubeconfig",
+            kubeconfig.as_str(),
+            "-o",
+            "json",
+            "--pending",
+        ];
+        args.extend_from_slice(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_csr-approver"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = check(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap(),
+                l["verdict"].as_str().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("worker-8-client", "approve", "NewNodeMachine"),
+            ("worker-8-forged", "wait", "BadOrganization")
+        ]
+    );
+    assert_eq!(
+        scene.condition("worker-8-client").await,
+        None,
+        "check writes nothing"
+    );
+
+    // Unknown CSR names are errors.
+    let out = check(&["no-such-csr"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-csr not found"));
+    // An invalid policy ConfigMap is reported as such, not silently replaced by defaults.
+    scene.set_policy("serving: {allowedIPRanges: [nope]}").await;
+    let out = check(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid policy") && err.contains("serving.allowedIPRanges[0]"),
+        "{err}"
+    );
+}
