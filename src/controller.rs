@@ -193,14 +193,18 @@ async fn explain(
     dry_run: bool,
 ) {
     let key = (decision.verdict.as_str(), decision.reason);
+    // By uid: a CSR deleted and re-created under the same name is a new request.
+    let id = csr
+        .metadata
+        .uid
+        .clone()
+        .unwrap_or_else(|| facts.name.clone());
     let repeated = {
         let mut explained = ctx.explained.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = explained.insert(facts.name.clone(), key);
+        let previous = explained.insert(id, key);
+        // Bounded: forgetting costs at most one repeated Event per pending CSR.
         if explained.len() > 10_000 {
-            let inventory = ctx.cache.read();
-            let live: std::collections::HashSet<&str> =
-                inventory.csrs().map(|c| c.name.as_str()).collect();
-            explained.retain(|name, _| live.contains(name.as_str()));
+            explained.clear();
         }
         previous == Some(key)
     };

@@ -42,7 +42,7 @@ impl Metrics {
         let approval_latency = HistogramVec::new(
             HistogramOpts::new(
                 "approval_latency_seconds",
-                "Time from CSR creation to the approval being written.",
+                "Time from CSR creation to the approval being written (creationTimestamp has one-second resolution).",
             )
             .namespace(PREFIX)
             .buckets(vec![
