@@ -164,7 +164,15 @@ impl Scene {
     pub fn terminate_controller(&self, identity: &str) {
         let status = std::process::Command::new("pkill")
             // Anchored on the binary so the watchdog (`bash -c … csr-approver run …`) is spared.
-            .args(["-TERM", "-f", "--", &format!("^{} run .*--identity {identity}( |$)", env!("CARGO_BIN_EXE_csr-approver"))])
+            .args([
+                "-TERM",
+                "-f",
+                "--",
+                &format!(
+                    "^{} run .*--identity {identity}( |$)",
+                    env!("CARGO_BIN_EXE_csr-approver")
+                ),
+            ])
             .status()
             .expect("pkill runs");
         assert!(
