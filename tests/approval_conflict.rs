@@ -1,0 +1,244 @@
+//! Writing a verdict against a scripted API (tower-test): the apiserver's 409 on the
+//! `/approval` PUT must lead to a re-read, and a CSR someone else decided meanwhile must
+//! never get a second condition from us.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod common;
+
+use common::Request;
+use csr_approver::approval::{Written, write_verdict};
+use csr_approver::decision::{Decision, Reason, Verdict};
+use http::{Method, Response, StatusCode};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::client::Body;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<http::Request<Body>, Response<Body>>;
+
+fn csr(conditions: Value) -> CertificateSigningRequest {
+    serde_json::from_value(json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": "worker-1-client", "resourceVersion": "1"},
+        "spec": {
+            "request": k8s_openapi::ByteString(Request::node("worker-1").pem()),
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "usages": ["digital signature", "client auth"]
+        },
+        "status": {"conditions": conditions}
+    }))
+    .unwrap()
+}
+
+fn approve() -> Decision {
+    Decision {
+        verdict: Verdict::Approve,
+        reason: Reason::NewNodeMachine,
+        message: "Machine openshift-machine-api/worker-1 address InternalDNS=worker-1".to_string(),
+        node: Some("worker-1".to_string()),
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn conflict() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+           "message": "the object has been modified"})
+}
+
+async fn body_json(request: http::Request<Body>) -> Value {
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Expects one request with `method` on `path`; returns its JSON body (if any).
+async fn expect(
+    handle: &mut Handle,
+    method: Method,
+    path: &str,
+    reply: Response<Body>,
+) -> Option<Value> {
+    let (request, send) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), handle.next_request())
+            .await
+            .expect("a request within 2 s")
+            .expect("service still open");
+    assert_eq!(request.method(), method);
+    assert_eq!(request.uri().path(), path);
+    let body = if method == Method::PUT {
+        Some(body_json(request).await)
+    } else {
+        None
+    };
+    send.send_response(reply);
+    body
+}
+
+const APPROVAL: &str =
+    "/apis/certificates.k8s.io/v1/certificatesigningrequests/worker-1-client/approval";
+const OBJECT: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests/worker-1-client";
+
+fn setup() -> (Api<CertificateSigningRequest>, Handle) {
+    let (service, handle) = tower_test::mock::pair::<http::Request<Body>, Response<Body>>();
+    (Api::all(Client::new(service, "default")), handle)
+}
+
+#[tokio::test]
+async fn approval_is_one_put_with_the_approved_condition() {
+    let (api, mut handle) = setup();
+    let pending = csr(json!([]));
+    let server = tokio::spawn(async move {
+        let body = expect(
+            &mut handle,
+            Method::PUT,
+            APPROVAL,
+            json_response(
+                StatusCode::OK,
+                &json!(csr(json!([{"type": "Approved", "status": "True"}]))),
+            ),
+        )
+        .await
+        .unwrap();
+        let condition = &body["status"]["conditions"][0];
+        assert_eq!(condition["type"], "Approved");
+        assert_eq!(condition["status"], "True");
+        assert_eq!(condition["reason"], "AutoApproved");
+        assert!(
+            condition["message"]
+                .as_str()
+                .unwrap()
+                .contains("InternalDNS=worker-1")
+        );
+        assert_eq!(
+            body["metadata"]["resourceVersion"], "1",
+            "the write is conditional on what we decided on"
+        );
+    });
+    assert_eq!(
+        write_verdict(&api, &pending, &approve()).await.unwrap(),
+        Written::Done
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn conflict_with_someone_elses_decision_writes_nothing_more() {
+    let (api, mut handle) = setup();
+    let pending = csr(json!([]));
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::PUT,
+            APPROVAL,
+            json_response(StatusCode::CONFLICT, &conflict()),
+        )
+        .await;
+        let denied_elsewhere =
+            csr(json!([{"type": "Denied", "status": "True", "reason": "AdminDenied"}]));
+        expect(
+            &mut handle,
+            Method::GET,
+            OBJECT,
+            json_response(StatusCode::OK, &json!(denied_elsewhere)),
+        )
+        .await;
+        // No further request may come.
+        let silence =
+            tokio::time::timeout(std::time::Duration::from_millis(300), handle.next_request())
+                .await;
+        assert!(
+            silence.is_err() || silence.unwrap().is_none(),
+            "no second write after a conflict with a decided CSR"
+        );
+    });
+    let written = write_verdict(&api, &pending, &approve()).await.unwrap();
+    assert_eq!(
+        written,
+        Written::AlreadyDecided(csr_approver::inventory::CsrState::Denied)
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn conflict_on_a_still_pending_csr_is_retried_once_on_the_fresh_object() {
+    let (api, mut handle) = setup();
+    let pending = csr(json!([]));
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::PUT,
+            APPROVAL,
+            json_response(StatusCode::CONFLICT, &conflict()),
+        )
+        .await;
+        let mut fresh = csr(json!([]));
+        fresh.metadata.resource_version = Some("2".to_string());
+        expect(
+            &mut handle,
+            Method::GET,
+            OBJECT,
+            json_response(StatusCode::OK, &json!(fresh)),
+        )
+        .await;
+        let body = expect(
+            &mut handle,
+            Method::PUT,
+            APPROVAL,
+            json_response(
+                StatusCode::OK,
+                &json!(csr(json!([{"type": "Approved", "status": "True"}]))),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(body["metadata"]["resourceVersion"], "2");
+        assert_eq!(
+            body["status"]["conditions"].as_array().unwrap().len(),
+            1,
+            "exactly one condition added"
+        );
+    });
+    assert_eq!(
+        write_verdict(&api, &pending, &approve()).await.unwrap(),
+        Written::Done
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_second_conflict_is_an_error_not_a_loop() {
+    let (api, mut handle) = setup();
+    let pending = csr(json!([]));
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::PUT,
+            APPROVAL,
+            json_response(StatusCode::CONFLICT, &conflict()),
+        )
+        .await;
+        expect(
+            &mut handle,
+            Method::GET,
+            OBJECT,
+            json_response(StatusCode::OK, &json!(csr(json!([])))),
+        )
+        .await;
+        expect(
+            &mut handle,
+            Method::PUT,
+            APPROVAL,
+            json_response(StatusCode::CONFLICT, &conflict()),
+        )
+        .await;
+    });
+    assert!(write_verdict(&api, &pending, &approve()).await.is_err());
+    server.await.unwrap();
+}
