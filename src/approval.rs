@@ -53,8 +53,8 @@ pub async fn write_verdict(
         last_update_time: Some(Time(jiff::Timestamp::now())),
         ..Default::default()
     };
-    let mut current = csr.clone();
-    for attempt in 0..2 {
+    let name = name.as_str();
+    let put = |current: &CertificateSigningRequest| {
         let mut desired = current.clone();
         desired
             .status
@@ -62,28 +62,35 @@ pub async fn write_verdict(
             .conditions
             .get_or_insert_with(Vec::new)
             .push(condition.clone());
-        match api
-            .replace_subresource("approval", &name, &PostParams::default(), &desired)
-            .await
-        {
-            Ok(_) => return Ok(Written::Done),
-            Err(kube::Error::Api(status)) if status.code == 409 && attempt == 0 => {
-                current = api
-                    .get(&name)
-                    .await
-                    .map_err(|source| ApprovalError::Reread {
-                        name: name.clone(),
-                        source,
-                    })?;
-                let state = CsrState::of(&current);
-                if state != CsrState::Pending {
-                    return Ok(Written::AlreadyDecided(state));
-                }
-            }
-            Err(source) => return Err(ApprovalError::Write { name, source }),
+        async move {
+            api.replace_subresource("approval", name, &PostParams::default(), &desired)
+                .await
         }
+    };
+    let write_error = |source| ApprovalError::Write {
+        name: name.to_string(),
+        source,
+    };
+    match put(csr).await {
+        Ok(_) => Ok(Written::Done),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let fresh = api
+                .get(name)
+                .await
+                .map_err(|source| ApprovalError::Reread {
+                    name: name.to_string(),
+                    source,
+                })?;
+            match CsrState::of(&fresh) {
+                CsrState::Pending => put(&fresh)
+                    .await
+                    .map(|_| Written::Done)
+                    .map_err(write_error),
+                state => Ok(Written::AlreadyDecided(state)),
+            }
+        }
+        Err(source) => Err(write_error(source)),
     }
-    Ok(Written::Done)
 }
 
 /// The Event that explains a decision, as `kubectl describe csr` shows it.
