@@ -90,6 +90,41 @@ impl SyncTracker {
     }
 }
 
+/// Watch retry delays: 250 ms doubling to 5 s, reset by the first event after a failure.
+/// kube's default grows to 30 s, which after a short control-plane outage would leave a
+/// joining node waiting far longer than the outage itself.
+#[derive(Debug, Clone)]
+pub struct WatchBackoff {
+    next: std::time::Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(delay)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 /// Which CSRs to reconcile because something they depend on changed.
 pub type Trigger = UnboundedSender<ObjectRef<CertificateSigningRequest>>;
 
@@ -144,7 +179,7 @@ pub async fn watch_nodes(
     tracker: Arc<SyncTracker>,
 ) {
     let stream = watcher(Api::<Node>::all(client), watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .modify(|node: &mut Node| node.managed_fields_mut().clear());
     let (c1, c2, c3) = (cache.clone(), cache.clone(), cache.clone());
     drive(
@@ -215,7 +250,7 @@ pub async fn watch_machines(
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .modify(|m: &mut DynamicObject| m.managed_fields_mut().clear());
     let group = resource.group.clone();
     let (c1, c2, c3) = (cache.clone(), cache.clone(), cache.clone());

@@ -394,7 +394,7 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
     let (reader, writer) = reflector::store();
     let csr_stream = cluster::track_csrs(
         watcher::watcher(csrs.clone(), watcher::Config::default())
-            .default_backoff()
+            .backoff(crate::cluster::WatchBackoff::default())
             .modify(|csr: &mut CertificateSigningRequest| csr.managed_fields_mut().clear())
             .reflect(writer),
         cache.clone(),

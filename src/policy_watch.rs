@@ -72,7 +72,9 @@ impl PolicyWatch {
     pub async fn run(self) {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={}", self.name));
-        let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+        let mut stream = std::pin::pin!(
+            watcher::watcher(api, config).backoff(crate::cluster::WatchBackoff::default())
+        );
         let mut seen_in_list = false;
         while let Some(event) = stream.next().await {
             match event {

@@ -614,3 +614,56 @@ async fn check_live_explains_the_clusters_pending_csrs_read_only() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apiserver_restart_mid_join_is_survived() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(c).await;
+    scene
+        .create_machine(
+            "worker-9",
+            &[("InternalDNS", "worker-9"), ("InternalIP", "10.0.0.19")],
+        )
+        .await;
+    join_request(&scene, "worker-9-client", "worker-9").await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-9-client", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved")
+    );
+
+    // The control plane goes away between the client and the serving CSR.
+    let outage = Instant::now();
+    tokio::task::block_in_place(|| scene.cp.restart_apiserver(Duration::from_secs(3)));
+    eprintln!("apiserver back after {:?}", outage.elapsed());
+    scene
+        .register_node(
+            "worker-9",
+            &[("InternalIP", "10.0.0.19"), ("Hostname", "worker-9")],
+        )
+        .await;
+    let submitted = Instant::now();
+    serving_request(&scene, "worker-9-serving", "worker-9", "10.0.0.19").await;
+    // Watches retry at most 5 s apart: recovery is bounded by that, not by a 30 s backoff.
+    let approved = scene
+        .wait_condition("worker-9-serving", Duration::from_secs(12))
+        .await;
+    eprintln!(
+        "serving CSR decided {:?} after submission",
+        submitted.elapsed()
+    );
+    assert_eq!(
+        approved.as_deref(),
+        Some("Approved"),
+        "the controller re-establishes its watches after the outage\n{}",
+        scene.controller_log(c)
+    );
+    assert!(
+        scene.controller_exit(c).is_none(),
+        "the controller rode out the outage"
+    );
+}

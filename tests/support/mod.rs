@@ -75,6 +75,8 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     startup: Duration,
     tokens: AtomicUsize,
+    /// How the apiserver was started, to restart it the same way.
+    apiserver_command: (PathBuf, Vec<String>),
 }
 
 /// The temporary directory; removed on drop unless `CSR_APPROVER_KEEP_CONTROL_PLANE` is set.
@@ -171,6 +173,7 @@ impl ControlPlane {
             &dir,
             None,
         )?;
+        let apiserver_command = (bin.join("kube-apiserver"), apiserver_args.to_vec());
 
         let mut cp = ControlPlane {
             apiserver,
@@ -182,6 +185,7 @@ impl ControlPlane {
             kubeconfig,
             startup: Duration::ZERO,
             tokens: AtomicUsize::new(0),
+            apiserver_command,
         };
         let servers_started = begin.elapsed();
         cp.wait_ready()?;
@@ -197,6 +201,19 @@ impl ControlPlane {
             cp.dir().display()
         );
         Ok(cp)
+    }
+
+    /// Kills kube-apiserver, keeps it down for `downtime`, starts it again with the same
+    /// flags and state (etcd keeps running) and waits until it is ready: a control-plane
+    /// outage as clients see it.
+    pub fn restart_apiserver(&mut self, downtime: Duration) {
+        self.apiserver.stop();
+        std::thread::sleep(downtime);
+        let (program, args) = &self.apiserver_command;
+        self.apiserver = Supervised::spawn("kube-apiserver", program, args, self.dir(), None)
+            .unwrap_or_else(|e| panic!("restart kube-apiserver: {e}"));
+        self.wait_ready()
+            .unwrap_or_else(|e| panic!("kube-apiserver after restart: {e}"));
     }
 
     fn wait_ready(&self) -> Result<(), String> {
