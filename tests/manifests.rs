@@ -203,3 +203,64 @@ fn an_invalid_manifest_is_refused_so_these_tests_can_fail() {
         .unwrap();
     assert!(!child.wait_with_output().unwrap().status.success());
 }
+
+/// The container args of every Deployment in `manifests`.
+fn deployment_args(manifests: &str) -> Vec<Vec<String>> {
+    let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(manifests).unwrap();
+    documents
+        .iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|c| {
+            let mut argv = vec!["csr-approver".to_string()];
+            argv.extend(
+                c["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string()),
+            );
+            argv
+        })
+        .collect()
+}
+
+#[test]
+fn shipped_container_args_are_accepted_by_the_binarys_cli() {
+    use clap::Parser;
+    let rendered = [
+        ("deploy/", kustomize("deploy")),
+        ("chart (default values)", helm_template(&[])),
+        (
+            "chart (non-default values)",
+            helm_template(&[
+                "-f",
+                &repo("charts/csr-approver/ci/non-default-values.yaml"),
+            ]),
+        ),
+    ];
+    for (what, manifests) in rendered {
+        let all = deployment_args(&manifests);
+        assert_eq!(all.len(), 1, "{what}: one Deployment");
+        for argv in all {
+            let parsed = csr_approver::cli::Cli::try_parse_from(&argv);
+            assert!(
+                parsed.is_ok(),
+                "{what}: {argv:?} rejected: {}",
+                parsed.err().map(|e| e.to_string()).unwrap_or_default()
+            );
+            assert!(
+                matches!(parsed.unwrap().command, csr_approver::cli::Command::Run(_)),
+                "{what}: runs the controller"
+            );
+        }
+    }
+    assert!(
+        csr_approver::cli::Cli::try_parse_from(["csr-approver", "run", "--no-such-flag"]).is_err()
+    );
+}
