@@ -10,11 +10,11 @@ use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
-use kube::{Client, Resource, ResourceExt};
 
 use crate::check::summarize;
 use crate::decision::{CLIENT_SIGNER, SERVING_SIGNER};
@@ -135,39 +135,94 @@ fn fire(trigger: &Trigger, names: Vec<String>) {
     }
 }
 
-/// Applies a watch stream's events to the cache. `apply`/`delete` update one object and
-/// return the node names the change concerns; `replace` swaps in a fresh list.
-async fn drive<K, S>(
-    kind: &'static str,
+/// Turns a watch event about a full object into one about its compact form, so that a
+/// re-list holds thousands of compact records rather than thousands of full objects.
+fn compact<K, I>(event: Event<K>, to: impl Fn(&K) -> Option<I>) -> Option<Event<I>> {
+    match event {
+        Event::Apply(object) => to(&object).map(Event::Apply),
+        Event::Delete(object) => to(&object).map(Event::Delete),
+        Event::InitApply(object) => to(&object).map(Event::InitApply),
+        Event::Init => Some(Event::Init),
+        Event::InitDone => Some(Event::InitDone),
+    }
+}
+
+/// What a watched kind contributes to the cache.
+trait Cached: Debug + Sized {
+    const KIND: &'static str;
+    /// Stores one record; returns the node names the change concerns.
+    fn apply(self, inventory: &mut Inventory) -> Vec<String>;
+    fn delete(self, inventory: &mut Inventory) -> Vec<String>;
+}
+
+impl Cached for NodeInfo {
+    const KIND: &'static str = "Node";
+    fn apply(self, inventory: &mut Inventory) -> Vec<String> {
+        let name = self.name.clone();
+        inventory.upsert_node(self);
+        vec![name]
+    }
+    fn delete(self, inventory: &mut Inventory) -> Vec<String> {
+        inventory.remove_node(&self.name);
+        vec![self.name]
+    }
+}
+
+impl Cached for MachineInfo {
+    const KIND: &'static str = "Machine";
+    fn apply(self, inventory: &mut Inventory) -> Vec<String> {
+        let nodes = machine_nodes(&self);
+        inventory.upsert_machine(self);
+        nodes
+    }
+    fn delete(self, inventory: &mut Inventory) -> Vec<String> {
+        inventory.remove_machine(&self.key());
+        machine_nodes(&self)
+    }
+}
+
+/// Applies a compact watch stream to the cache and triggers the pending CSRs each change
+/// concerns. `replace` swaps in the records of a (re-)list.
+async fn drive<I, S>(
     stream: S,
+    replace: impl Fn(Vec<I>, &mut Inventory),
+    cache: Arc<ClusterCache>,
+    trigger: Trigger,
     tracker: Arc<SyncTracker>,
-    mut apply: impl FnMut(&K) -> Vec<String>,
-    mut delete: impl FnMut(&K) -> Vec<String>,
-    mut replace: impl FnMut(Vec<K>),
-    mut after_change: impl FnMut(Vec<String>),
 ) where
-    K: Debug,
-    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+    I: Cached,
+    S: Stream<Item = Result<Event<I>, watcher::Error>>,
 {
     let mut stream = std::pin::pin!(stream);
-    let mut relist: Vec<K> = Vec::new();
+    let mut relist: Vec<I> = Vec::new();
     let mut synced = false;
     while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Apply(object)) => after_change(apply(&object)),
-            Ok(Event::Delete(object)) => after_change(delete(&object)),
-            Ok(Event::Init) => relist.clear(),
-            Ok(Event::InitApply(object)) => relist.push(object),
+        let changed = match event {
+            Ok(Event::Apply(record)) => record.apply(&mut cache.write()),
+            Ok(Event::Delete(record)) => record.delete(&mut cache.write()),
+            Ok(Event::Init) => {
+                relist.clear();
+                continue;
+            }
+            Ok(Event::InitApply(record)) => {
+                relist.push(record);
+                continue;
+            }
             Ok(Event::InitDone) => {
-                replace(std::mem::take(&mut relist));
+                replace(std::mem::take(&mut relist), &mut cache.write());
                 if !synced {
                     synced = true;
                     tracker.done();
-                    tracing::info!(kind, "watch synced");
+                    tracing::info!(kind = I::KIND, "watch synced");
                 }
+                continue;
             }
-            Err(error) => tracing::warn!(kind, %error, "watch error; retrying with backoff"),
-        }
+            Err(error) => {
+                tracing::warn!(kind = I::KIND, %error, "watch error; retrying with backoff");
+                continue;
+            }
+        };
+        fire(&trigger, cache.pending_for(&changed));
     }
 }
 
@@ -178,46 +233,19 @@ pub async fn watch_nodes(
     trigger: Trigger,
     tracker: Arc<SyncTracker>,
 ) {
-    let stream = watcher(Api::<Node>::all(client), watcher::Config::default())
+    let stream = watcher::watcher(Api::<Node>::all(client), watcher::Config::default())
         .backoff(WatchBackoff::default())
-        .modify(|node: &mut Node| node.managed_fields_mut().clear());
-    let (c1, c2, c3) = (cache.clone(), cache.clone(), cache.clone());
+        .filter_map(
+            |event| async move { event.map(|e| compact(e, NodeInfo::from_node)).transpose() },
+        );
     drive(
-        "Node",
         stream,
+        |nodes, inventory| inventory.replace_nodes(nodes),
+        cache,
+        trigger,
         tracker,
-        |node| {
-            let Some(info) = NodeInfo::from_node(node) else {
-                return Vec::new();
-            };
-            let name = info.name.clone();
-            c1.write().upsert_node(info);
-            vec![name]
-        },
-        |node| {
-            let Some(info) = NodeInfo::from_node(node) else {
-                return Vec::new();
-            };
-            c2.write().remove_node(&info.name);
-            vec![info.name]
-        },
-        |nodes| {
-            c3.write()
-                .replace_nodes(nodes.iter().filter_map(NodeInfo::from_node))
-        },
-        |names| fire(&trigger, cache.pending_for(&names)),
     )
     .await;
-}
-
-fn watcher<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> impl Stream<Item = Result<Event<K>, watcher::Error>>
-where
-    K: Resource + Clone + Debug + Send + serde::de::DeserializeOwned + 'static,
-{
-    watcher::watcher(api, config)
 }
 
 /// The node names a Machine concerns: the hosts it names and the Node it is linked to.
@@ -249,41 +277,21 @@ pub async fn watch_machines(
     tracker: Arc<SyncTracker>,
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let group = resource.group.clone();
     let stream = watcher::watcher(api, watcher::Config::default())
         .backoff(WatchBackoff::default())
-        .modify(|m: &mut DynamicObject| m.managed_fields_mut().clear());
-    let group = resource.group.clone();
-    let (c1, c2, c3) = (cache.clone(), cache.clone(), cache.clone());
-    let (r1, r2, r3) = (resource.clone(), resource.clone(), resource.clone());
-    drive(
-        "Machine",
-        stream,
-        tracker,
-        move |object| {
-            let Some(info) = machine_info(object, &r1) else {
-                return Vec::new();
-            };
-            let nodes = machine_nodes(&info);
-            c1.write().upsert_machine(info);
-            nodes
-        },
-        move |object| {
-            let Some(info) = machine_info(object, &r2) else {
-                return Vec::new();
-            };
-            c2.write().remove_machine(&info.key());
-            machine_nodes(&info)
-        },
-        move |objects| {
-            let infos: Vec<MachineInfo> = objects
-                .iter()
-                .filter_map(|o| machine_info(o, &r3))
-                .collect();
-            c3.write().replace_machines(&group, infos);
-        },
-        |names| fire(&trigger, cache.pending_for(&names)),
-    )
-    .await;
+        .filter_map(move |event| {
+            let resource = resource.clone();
+            async move {
+                event
+                    .map(|e| compact(e, |m| machine_info(m, &resource)))
+                    .transpose()
+            }
+        });
+    // One watch per API group: a re-list replaces only that group's Machines.
+    let replace =
+        move |machines, inventory: &mut Inventory| inventory.replace_machines(&group, machines);
+    drive(stream, replace, cache, trigger, tracker).await;
 }
 
 /// The Machine APIs installed in the cluster, found by discovery. A missing CRD is
