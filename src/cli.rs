@@ -296,6 +296,7 @@ async fn run_simulate(args: SimulateArgs) -> Result<String> {
         no_machines,
         output,
     } = args;
+    init_logging(LogFormat::Text);
     let config = crate::controller::kube_config(kubeconfig.as_deref()).await?;
     let report = crate::simulate::simulate(
         config,

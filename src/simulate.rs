@@ -16,7 +16,7 @@ use k8s_openapi::api::certificates::v1::{
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
 use serde::Serialize;
 use serde_json::json;
@@ -381,11 +381,16 @@ impl Sim {
 async fn watch_decisions(admin: Client, run_id: String, waiters: Waiters) {
     let api: Api<CertificateSigningRequest> = Api::all(admin);
     let config = watcher::Config::default().labels(&format!("{RUN_LABEL}={run_id}"));
-    let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(
-        watcher::watcher(api, config)
-    ));
+    let stream = watcher::watcher(api, config).backoff(crate::cluster::WatchBackoff::default());
+    let mut stream = std::pin::pin!(stream.applied_objects());
     while let Some(event) = stream.next().await {
-        let Ok(csr) = event else { continue };
+        let csr = match event {
+            Ok(csr) => csr,
+            Err(error) => {
+                tracing::warn!(%error, "CSR watch error; retrying");
+                continue;
+            }
+        };
         let state = CsrState::of(&csr);
         if state == CsrState::Pending {
             continue;
