@@ -377,6 +377,14 @@ impl Sim {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Watches this run's CSRs and wakes the waiter of each one that is decided.
 async fn watch_decisions(admin: Client, run_id: String, waiters: Waiters) {
     let api: Api<CertificateSigningRequest> = Api::all(admin);
@@ -452,11 +460,13 @@ pub async fn simulate(
         jiff::Timestamp::now().as_second() % 100_000
     );
     let waiters: Waiters = Arc::default();
-    let watch = tokio::spawn(watch_decisions(
+    // Aborted however this function returns: a watch outliving its run would spin on a
+    // closed client while the runtime shuts down.
+    let _watch = AbortOnDrop(tokio::spawn(watch_decisions(
         admin.clone(),
         run_id.clone(),
         waiters.clone(),
-    ));
+    )));
     // Let the watch establish before the first CSR can be decided.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sim = Arc::new(Sim {
@@ -511,7 +521,6 @@ pub async fn simulate(
             Err(join_error) => failures.push(join_error.to_string()),
         }
     }
-    watch.abort();
 
     let joined = serving_latencies.len();
     Ok(SimulationReport {
