@@ -1,0 +1,127 @@
+# shellcheck shell=bash disable=SC2034,SC2154
+# Shared by bench/join-storm.sh and bench/steady-state-rss.sh (sourced, not run).
+# Expects: $repo (repository root), CSR_APPROVER_DEV_DIR, DEV_ETCD_PORT, DEV_APISERVER_PORT
+# exported, and `set -euo pipefail`.
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
+
+clk_tck=$(getconf CLK_TCK)
+bin="$repo/target/release/csr-approver"
+floor_bin="$repo/target/release/examples/approve_everything"
+populate_bin="$repo/target/release/examples/populate_cluster"
+
+build_release() {
+  say "cargo build --release --locked (csr-approver, examples approve_everything + populate_cluster)"
+  (cd "$repo" && cargo build --release --locked --quiet --bin csr-approver \
+    --example approve_everything --example populate_cluster)
+}
+
+# What was measured: the commit, and whether src/ had uncommitted changes.
+source_version() {
+  local rev dirty=""
+  rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || dirty="+dirty"
+  echo "$rev$dirty"
+}
+
+# CPU seconds (user + system) a process has used so far.
+cpu_seconds() { # cpu_seconds PID
+  local fields
+  # Field 2 (comm) may hold spaces: cut everything up to ") "; utime/stime are then $12/$13.
+  fields=$(sed 's/^.*) //' "/proc/$1/stat") || { echo 0; return; }
+  echo "$fields" | awk -v t="$clk_tck" '{ printf "%.2f", ($12 + $13) / t }'
+}
+
+# A /proc/PID/status memory line in MiB (VmRSS, VmHWM).
+mem_mib() { # mem_mib PID FIELD
+  awk -v f="$2:" '$1 == f { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+# Stops a process we started and waits for it.
+stop_pid() { # stop_pid PID
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cluster_down() { bash "$repo/scripts/dev-cluster.sh" down >/dev/null 2>&1 || true; }
+
+# A fresh control plane with the Machine CRD, csr-approver's namespace/SA/RBAC/policy from
+# deploy/, the OpenShift node-bootstrapper allowed to create CSRs, and a kubeconfig for
+# the csr-approver ServiceAccount in $state/controller.kubeconfig (as scripts/demo.sh).
+cluster_up() {
+  cluster_down
+  bash "$repo/scripts/dev-cluster.sh" up
+  eval "$(bash "$repo/scripts/dev-cluster.sh" env)"
+  admin_kubeconfig="$KUBECONFIG"
+  (
+    cd "$repo" || exit 1
+    kubectl apply -f tests/fixtures/crds/machines.machine.openshift.io.yaml >/dev/null
+    kubectl wait --for=condition=Established crd/machines.machine.openshift.io --timeout=60s >/dev/null
+    kubectl apply -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml \
+      -f deploy/policy-configmap.yaml >/dev/null
+    kubectl create clusterrolebinding bench-node-bootstrapper --clusterrole=system:node-bootstrapper \
+      --user=system:serviceaccount:openshift-machine-config-operator:node-bootstrapper \
+      --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  )
+  local token server
+  token=$(kubectl create token csr-approver -n csr-approver --duration=2h)
+  server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+  controller_kubeconfig="$CSR_APPROVER_DEV_DIR/controller.kubeconfig"
+  cat >"$controller_kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters: [{name: bench, cluster: {server: "$server", certificate-authority: "$CSR_APPROVER_DEV_DIR/pki/ca.crt"}}]
+users: [{name: csr-approver, user: {token: "$token"}}]
+contexts: [{name: bench, context: {cluster: bench, user: csr-approver}}]
+current-context: bench
+KUBECONFIG
+  chmod 600 "$controller_kubeconfig"
+  apiserver_pid=$(cat "$CSR_APPROVER_DEV_DIR/kube-apiserver.pid")
+  etcd_pid=$(cat "$CSR_APPROVER_DEV_DIR/etcd.pid")
+}
+
+# Starts csr-approver (release) under its ServiceAccount; leader election ON (the default,
+# as deployed). Waits for /readyz and for it to hold the Lease. Sets $controller_pid.
+start_controller() { # start_controller HTTP_PORT LOG
+  local port=$1 log=$2
+  NO_COLOR=1 "$bin" run --kubeconfig "$controller_kubeconfig" --namespace csr-approver \
+    --http-addr "127.0.0.1:$port" --identity bench-replica >"$log" 2>&1 &
+  controller_pid=$!
+  local deadline=$((SECONDS + 180))
+  until curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 &&
+    curl -fsS "http://127.0.0.1:$port/metrics" 2>/dev/null | grep -q '^csr_approver_leader 1'; do
+    kill -0 "$controller_pid" 2>/dev/null || { tail -n 30 "$log" >&2; die "csr-approver exited"; }
+    [ $SECONDS -lt $deadline ] || { tail -n 30 "$log" >&2; die "csr-approver not ready/leading in 180 s"; }
+    sleep 0.2
+  done
+}
+
+# Starts the floor (approve everything, as cluster admin). Sets $floor_pid.
+start_floor() { # start_floor LOG
+  "$floor_bin" --kubeconfig "$admin_kubeconfig" >"$1" 2>&1 &
+  floor_pid=$!
+  local deadline=$((SECONDS + 30))
+  until grep -q 'watching' "$1" 2>/dev/null; do
+    kill -0 "$floor_pid" 2>/dev/null || { cat "$1" >&2; die "approve_everything exited"; }
+    [ $SECONDS -lt $deadline ] || die "approve_everything did not start"
+    sleep 0.1
+  done
+  sleep 1 # its first list
+}
+
+load_note() {
+  local others
+  others=$(ps -eo pid=,pcpu=,args= | awk '$2 > 20 && $3 !~ /(etcd|kube-apiserver|csr-approver|approve_everything|populate_cluster)/ { $1=""; print substr($0, 1, 100) }' | head -n 3 | tr '\n' ';')
+  echo "load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores${others:+; busy: $others}"
+}
+
+# Is another cargo/rustc (e.g. CI in /work/ci-check) running? Printed with the results.
+concurrent_builds() {
+  local n
+  n=$(pgrep -c -x 'rustc|cargo|cc1|ld|go' 2>/dev/null || true)
+  echo "${n:-0}"
+}
