@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt};
+use jiff::Timestamp;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
@@ -54,16 +55,23 @@ impl ClusterCache {
             .is_some_and(|s| s != CsrState::Pending)
     }
 
+    /// Names of every pending kubelet CSR.
+    fn all_pending(&self) -> Vec<String> {
+        self.read()
+            .pending_since(Timestamp::MIN)
+            .filter(|c| c.signer == CLIENT_SIGNER || c.signer == SERVING_SIGNER)
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
     /// Names of pending kubelet CSRs for any of `nodes`: what a change to them can unblock.
     fn pending_for(&self, nodes: &[String]) -> Vec<String> {
-        if nodes.is_empty() {
-            return Vec::new();
-        }
-        self.read()
-            .csrs()
+        let inventory = self.read();
+        nodes
+            .iter()
+            .flat_map(|node| inventory.csrs_for_node(node))
             .filter(|c| c.state == CsrState::Pending)
             .filter(|c| c.signer == CLIENT_SIGNER || c.signer == SERVING_SIGNER)
-            .filter(|c| c.node_name.as_ref().is_some_and(|n| nodes.contains(n)))
             .map(|c| c.name.clone())
             .collect()
     }
@@ -90,7 +98,7 @@ impl SyncTracker {
     }
 }
 
-/// Watch retry delays: 250 ms doubling to 5 s, reset by the first event after a failure.
+/// Watch retry delays: 250 ms doubling to 2 s, reset by the first event after a failure.
 /// kube's default grows to 30 s, which after a short control-plane outage would leave a
 /// joining node waiting far longer than the outage itself.
 #[derive(Debug, Clone)]
@@ -100,7 +108,7 @@ pub struct WatchBackoff {
 
 impl WatchBackoff {
     const FIRST: std::time::Duration = std::time::Duration::from_millis(250);
-    const MAX: std::time::Duration = std::time::Duration::from_secs(5);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(2);
 }
 
 impl Default for WatchBackoff {
@@ -215,6 +223,9 @@ async fn drive<I, S>(
                     tracker.done();
                     tracing::info!(kind = I::KIND, "watch synced");
                 }
+                // A re-list (after an outage) may bring any change at all: look again at
+                // everything still pending rather than wait for its requeue.
+                fire(&trigger, cache.all_pending());
                 continue;
             }
             Err(error) => {

@@ -515,10 +515,9 @@ fn decide_client(
     let created = csr.created.unwrap_or(now);
     let window = policy.client.join_window.0;
     if !policy.client.allow_duplicates
-        && let Some(other) = inventory.csrs().find(|other| {
+        && let Some(other) = inventory.csrs_for_node(node).find(|other| {
             other.name != csr.name
                 && other.signer == CLIENT_SIGNER
-                && other.node_name.as_deref() == Some(node)
                 && matches!(other.state, CsrState::Approved | CsrState::Issued)
                 && other
                     .created
@@ -538,7 +537,7 @@ fn decide_client(
     // A Machine that names the host decides alone: an inventory entry cannot override a
     // Machine that is linked to another node or outside its join window.
     let mut first_machine_refusal = None;
-    for machine in admitted_machines(inventory, policy) {
+    for machine in admitted_machines(inventory, policy, node) {
         let Some(address) = machine.addresses.iter().find(|a| a.names_host(node)) else {
             continue;
         };
@@ -696,12 +695,14 @@ fn check_nodes_group(csr: &CsrFacts) -> Result<(), Refusal> {
     }
 }
 
+/// The Machines the policy watches that name host `node` or are linked to Node `node`.
 fn admitted_machines<'a>(
     inventory: &'a Inventory,
     policy: &'a Policy,
+    node: &'a str,
 ) -> impl Iterator<Item = &'a MachineInfo> {
     inventory
-        .machines()
+        .machines_for_node(node)
         .filter(|m| policy.machines.admits(&m.api_group, &m.namespace))
 }
 
@@ -795,7 +796,7 @@ fn decide_serving(
                 .map(|a| (a.value.clone(), format!("Node {node} {}", a.kind))),
         );
     }
-    let linked: Vec<&MachineInfo> = admitted_machines(inventory, policy)
+    let linked: Vec<&MachineInfo> = admitted_machines(inventory, policy, node)
         .filter(|m| m.node_ref.as_deref() == Some(node))
         .collect();
     if sources.contains(&AddressSource::Machine) {
@@ -843,7 +844,7 @@ fn decide_serving(
             None => {
                 let machine_pending = sources.contains(&AddressSource::Machine)
                     && linked.is_empty()
-                    && admitted_machines(inventory, policy).any(|m| {
+                    && admitted_machines(inventory, policy, node).any(|m| {
                         m.node_ref.is_none() && m.addresses.iter().any(|a| a.names_host(node))
                     });
                 if machine_pending {
@@ -974,23 +975,25 @@ fn flood_guard(
 
 /// The flood-guard threshold for this inventory and policy.
 pub fn max_pending(inventory: &Inventory, policy: &Policy) -> usize {
-    policy.client.max_pending.limit(
-        admitted_machines(inventory, policy).count(),
-        inventory.node_count(),
-        policy.inventory.len(),
-    )
+    let machines = inventory
+        .machine_counts()
+        .filter(|(group, namespace, _)| policy.machines.admits(group, namespace))
+        .map(|(_, _, count)| count)
+        .sum();
+    policy
+        .client
+        .max_pending
+        .limit(machines, inventory.node_count(), policy.inventory.len())
 }
 
 /// Kubelet CSRs pending and created within the flood window, other than `except`.
 pub fn count_pending(inventory: &Inventory, now: Timestamp, except: Option<&str>) -> usize {
+    let since = now
+        .checked_sub(SignedDuration::try_from(FLOOD_WINDOW).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MIN);
     inventory
-        .csrs()
+        .pending_since(since)
         .filter(|c| Some(c.name.as_str()) != except)
-        .filter(|c| c.state == CsrState::Pending)
         .filter(|c| c.signer == CLIENT_SIGNER || c.signer == SERVING_SIGNER)
-        .filter(|c| {
-            c.created
-                .is_some_and(|t| within(now.duration_since(t), FLOOD_WINDOW))
-        })
         .count()
 }

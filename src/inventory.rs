@@ -2,7 +2,7 @@
 //! Cluster API), and the other kubelet CSRs (for the duplicate and flood rules). Built from
 //! Kubernetes objects by the controller or from files by `check`; read by `decide`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::str::FromStr;
 
@@ -221,13 +221,22 @@ impl MachineInfo {
 }
 
 /// Everything `decide` may consult besides the CSR itself. The controller keeps one up to
-/// date from its watches; `check` builds one from files.
+/// date from its watches; `check` builds one from files. Indexed so that one decision costs
+/// the same in a cluster of ten machines or ten thousand.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
     nodes: HashMap<String, NodeInfo>,
     // Ordered, so that decisions and their messages are deterministic.
     machines: BTreeMap<MachineKey, MachineInfo>,
     csrs: BTreeMap<String, CsrSummary>,
+    /// Host name (Hostname/InternalDNS address) or linked Node → Machines.
+    machines_by_node: HashMap<String, BTreeSet<MachineKey>>,
+    /// (API group, namespace) → how many Machines.
+    machine_counts: HashMap<(String, String), usize>,
+    /// Node name from the CN → CSRs.
+    csrs_by_node: HashMap<String, BTreeSet<String>>,
+    /// Pending CSRs by creation time, for the flood guard's window.
+    pending: BTreeSet<(Option<Timestamp>, String)>,
 }
 
 impl Inventory {
@@ -236,11 +245,13 @@ impl Inventory {
         machines: impl IntoIterator<Item = MachineInfo>,
         csrs: impl IntoIterator<Item = CsrSummary>,
     ) -> Inventory {
-        Inventory {
-            nodes: nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
-            machines: machines.into_iter().map(|m| (m.key(), m)).collect(),
-            csrs: csrs.into_iter().map(|c| (c.name.clone(), c)).collect(),
+        let mut inventory = Inventory::default();
+        inventory.replace_nodes(nodes);
+        for machine in machines {
+            inventory.upsert_machine(machine);
         }
+        inventory.replace_csrs(csrs);
+        inventory
     }
 
     /// `name` must be normalised.
@@ -256,8 +267,44 @@ impl Inventory {
         self.machines.values()
     }
 
+    /// Machines that name host `node` (Hostname/InternalDNS) or are linked to Node `node`.
+    pub fn machines_for_node(&self, node: &str) -> impl Iterator<Item = &MachineInfo> {
+        self.machines_by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.machines.get(key))
+    }
+
+    /// How many Machines each (API group, namespace) holds.
+    pub fn machine_counts(&self) -> impl Iterator<Item = (&str, &str, usize)> {
+        self.machine_counts
+            .iter()
+            .map(|((group, namespace), n)| (group.as_str(), namespace.as_str(), *n))
+    }
+
     pub fn csrs(&self) -> impl Iterator<Item = &CsrSummary> {
         self.csrs.values()
+    }
+
+    /// CSRs whose subject names node `node`.
+    pub fn csrs_for_node(&self, node: &str) -> impl Iterator<Item = &CsrSummary> {
+        self.csrs_by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.csrs.get(name))
+    }
+
+    /// Pending CSRs created at or after `since` (or in the future), oldest first.
+    pub fn pending_since(&self, since: Timestamp) -> impl Iterator<Item = &CsrSummary> {
+        self.pending
+            .range((Some(since), String::new())..)
+            .filter_map(|(_, name)| self.csrs.get(name))
+    }
+
+    pub fn csr_state(&self, name: &str) -> Option<CsrState> {
+        self.csrs.get(name).map(|c| c.state)
     }
 
     pub fn upsert_node(&mut self, node: NodeInfo) {
@@ -273,12 +320,53 @@ impl Inventory {
         self.nodes = nodes.into_iter().map(|n| (n.name.clone(), n)).collect();
     }
 
+    fn machine_node_names(machine: &MachineInfo) -> impl Iterator<Item = String> + '_ {
+        machine
+            .addresses
+            .iter()
+            .filter(|a| matches!(a.kind.as_str(), "Hostname" | "InternalDNS"))
+            .filter_map(|a| match &a.value {
+                AddressValue::Dns(name) => Some(name.clone()),
+                AddressValue::Ip(_) => None,
+            })
+            .chain(machine.node_ref.clone())
+    }
+
     pub fn upsert_machine(&mut self, machine: MachineInfo) {
-        self.machines.insert(machine.key(), machine);
+        let key = machine.key();
+        self.remove_machine(&key);
+        for name in Self::machine_node_names(&machine) {
+            self.machines_by_node
+                .entry(name)
+                .or_default()
+                .insert(key.clone());
+        }
+        *self
+            .machine_counts
+            .entry((key.0.clone(), key.1.clone()))
+            .or_default() += 1;
+        self.machines.insert(key, machine);
     }
 
     pub fn remove_machine(&mut self, key: &MachineKey) {
-        self.machines.remove(key);
+        let Some(old) = self.machines.remove(key) else {
+            return;
+        };
+        for name in Self::machine_node_names(&old) {
+            if let Some(keys) = self.machines_by_node.get_mut(&name) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.machines_by_node.remove(&name);
+                }
+            }
+        }
+        let group_namespace = (key.0.clone(), key.1.clone());
+        if let Some(count) = self.machine_counts.get_mut(&group_namespace) {
+            *count -= 1;
+            if *count == 0 {
+                self.machine_counts.remove(&group_namespace);
+            }
+        }
     }
 
     /// Replaces every Machine of one API group, as after a watch re-list.
@@ -287,31 +375,63 @@ impl Inventory {
         api_group: &str,
         machines: impl IntoIterator<Item = MachineInfo>,
     ) {
-        self.machines.retain(|key, _| key.0 != api_group);
-        self.machines
-            .extend(machines.into_iter().map(|m| (m.key(), m)));
+        let stale: Vec<MachineKey> = self
+            .machines
+            .keys()
+            .filter(|key| key.0 == api_group)
+            .cloned()
+            .collect();
+        for key in &stale {
+            self.remove_machine(key);
+        }
+        for machine in machines {
+            self.upsert_machine(machine);
+        }
     }
 
     pub fn upsert_csr(&mut self, csr: CsrSummary) {
+        self.remove_csr(&csr.name.clone());
+        if let Some(node) = &csr.node_name {
+            self.csrs_by_node
+                .entry(node.clone())
+                .or_default()
+                .insert(csr.name.clone());
+        }
+        if csr.state == CsrState::Pending {
+            self.pending.insert((csr.created, csr.name.clone()));
+        }
         self.csrs.insert(csr.name.clone(), csr);
-    }
-
-    pub fn csr_state(&self, name: &str) -> Option<CsrState> {
-        self.csrs.get(name).map(|c| c.state)
     }
 
     /// Records a new state for a CSR already known.
     pub fn set_csr_state(&mut self, name: &str, state: CsrState) {
-        if let Some(summary) = self.csrs.get_mut(name) {
+        if let Some(mut summary) = self.csrs.get(name).cloned() {
             summary.state = state;
+            self.upsert_csr(summary);
         }
     }
 
     pub fn remove_csr(&mut self, name: &str) {
-        self.csrs.remove(name);
+        let Some(old) = self.csrs.remove(name) else {
+            return;
+        };
+        if let Some(node) = &old.node_name
+            && let Some(names) = self.csrs_by_node.get_mut(node)
+        {
+            names.remove(name);
+            if names.is_empty() {
+                self.csrs_by_node.remove(node);
+            }
+        }
+        self.pending.remove(&(old.created, old.name));
     }
 
     pub fn replace_csrs(&mut self, csrs: impl IntoIterator<Item = CsrSummary>) {
-        self.csrs = csrs.into_iter().map(|c| (c.name.clone(), c)).collect();
+        self.csrs.clear();
+        self.csrs_by_node.clear();
+        self.pending.clear();
+        for csr in csrs {
+            self.upsert_csr(csr);
+        }
     }
 }

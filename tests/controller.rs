@@ -648,9 +648,11 @@ async fn an_apiserver_restart_mid_join_is_survived() {
         .await;
     let submitted = Instant::now();
     serving_request(&scene, "worker-9-serving", "worker-9", "10.0.0.19").await;
-    // Watches retry at most 5 s apart: recovery is bounded by that, not by a 30 s backoff.
+    // Watches retry at most 2 s apart: recovery is bounded by that, not by a 30 s backoff
+    // (a restarted apiserver may answer 403 and 410 a few times while its caches fill).
+    // Under 20 s: sooner than the 30 s requeue, so it is the watches that recovered.
     let approved = scene
-        .wait_condition("worker-9-serving", Duration::from_secs(12))
+        .wait_condition("worker-9-serving", Duration::from_secs(20))
         .await;
     eprintln!(
         "serving CSR decided {:?} after submission",
