@@ -179,13 +179,13 @@ impl Cached for NodeInfo {
 impl Cached for MachineInfo {
     const KIND: &'static str = "Machine";
     fn apply(self, inventory: &mut Inventory) -> Vec<String> {
-        let nodes = machine_nodes(&self);
+        let nodes = self.node_names().collect();
         inventory.upsert_machine(self);
         nodes
     }
     fn delete(self, inventory: &mut Inventory) -> Vec<String> {
         inventory.remove_machine(&self.key());
-        machine_nodes(&self)
+        self.node_names().collect()
     }
 }
 
@@ -257,18 +257,6 @@ pub async fn watch_nodes(
         tracker,
     )
     .await;
-}
-
-/// The node names a Machine concerns: the hosts it names and the Node it is linked to.
-fn machine_nodes(machine: &MachineInfo) -> Vec<String> {
-    let mut names: Vec<String> = machine
-        .addresses
-        .iter()
-        .filter(|a| matches!(a.kind.as_str(), "Hostname" | "InternalDNS"))
-        .map(|a| a.value.to_string())
-        .collect();
-    names.extend(machine.node_ref.clone());
-    names
 }
 
 fn machine_info(object: &DynamicObject, resource: &ApiResource) -> Option<MachineInfo> {

@@ -23,8 +23,7 @@ use tokio::sync::watch;
 use crate::approval::{self, Written};
 use crate::cluster::{self, ClusterCache, SyncTracker};
 use crate::decision::{
-    CLIENT_SIGNER, CsrFacts, Decision, Reason, SERVING_SIGNER, Verdict, count_pending, decide,
-    max_pending,
+    CLIENT_SIGNER, CsrFacts, Decision, Reason, SERVING_SIGNER, Verdict, decide, max_pending,
 };
 use crate::http::{self, Readiness};
 use crate::inventory::CsrState;
@@ -265,11 +264,6 @@ fn refresh_gauges(cache: &ClusterCache, policy: &PolicyHolder, metrics: &Metrics
     metrics
         .max_pending
         .set(i64::try_from(limit).unwrap_or(i64::MAX));
-    tracing::trace!(
-        pending = count_pending(&inventory, now, None),
-        limit,
-        "gauges refreshed"
-    );
 }
 
 async fn shutdown_signal() {

@@ -149,6 +149,19 @@ impl MachineInfo {
             self.namespace, self.name, self.api_group
         )
     }
+
+    /// The node names this Machine concerns: the hosts it names (Hostname/InternalDNS) and
+    /// the Node it is linked to.
+    pub fn node_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.addresses
+            .iter()
+            .filter(|a| matches!(a.kind.as_str(), "Hostname" | "InternalDNS"))
+            .filter_map(|a| match &a.value {
+                AddressValue::Dns(name) => Some(name.clone()),
+                AddressValue::Ip(_) => None,
+            })
+            .chain(self.node_ref.clone())
+    }
 }
 
 /// Where a CSR stands, from its status conditions and certificate.
@@ -320,22 +333,10 @@ impl Inventory {
         self.nodes = nodes.into_iter().map(|n| (n.name.clone(), n)).collect();
     }
 
-    fn machine_node_names(machine: &MachineInfo) -> impl Iterator<Item = String> + '_ {
-        machine
-            .addresses
-            .iter()
-            .filter(|a| matches!(a.kind.as_str(), "Hostname" | "InternalDNS"))
-            .filter_map(|a| match &a.value {
-                AddressValue::Dns(name) => Some(name.clone()),
-                AddressValue::Ip(_) => None,
-            })
-            .chain(machine.node_ref.clone())
-    }
-
     pub fn upsert_machine(&mut self, machine: MachineInfo) {
         let key = machine.key();
         self.remove_machine(&key);
-        for name in Self::machine_node_names(&machine) {
+        for name in machine.node_names() {
             self.machines_by_node
                 .entry(name)
                 .or_default()
@@ -352,7 +353,7 @@ impl Inventory {
         let Some(old) = self.machines.remove(key) else {
             return;
         };
-        for name in Self::machine_node_names(&old) {
+        for name in old.node_names() {
             if let Some(keys) = self.machines_by_node.get_mut(&name) {
                 keys.remove(key);
                 if keys.is_empty() {
