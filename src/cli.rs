@@ -310,7 +310,7 @@ async fn run_simulate(args: SimulateArgs) -> Result<String> {
         },
     )
     .await
-    .map_err(|e| Error::Usage(e.to_string()))?;
+    .map_err(|e| Error::Cluster(e.to_string()))?;
     let text = match output {
         OutputFormat::Table => report.render_table(),
         OutputFormat::Json => serde_json::to_string(&report).unwrap_or_default() + "\n",
@@ -318,6 +318,6 @@ async fn run_simulate(args: SimulateArgs) -> Result<String> {
     if report.succeeded() {
         Ok(text)
     } else {
-        Err(Error::Usage(format!("simulation failed:\n{text}")))
+        Err(Error::Cluster(format!("simulation failed:\n{text}")))
     }
 }

@@ -38,8 +38,12 @@ pub enum Error {
     },
     #[error("invalid --now {value:?}: {message} (expected RFC 3339, e.g. 2026-11-23T12:00:00Z)")]
     BadTime { value: String, message: String },
+    /// The command line asks for something that cannot work.
     #[error("{0}")]
     Usage(String),
+    /// The cluster could not be read, or did not behave as required.
+    #[error("{0}")]
+    Cluster(String),
     #[error(transparent)]
     Controller(#[from] controller::ControllerError),
 }

@@ -26,7 +26,7 @@ pub struct LiveCheck {
 }
 
 fn api_error(what: &str) -> impl Fn(kube::Error) -> Error + '_ {
-    move |e| Error::Usage(format!("reading {what}: {e}"))
+    move |e| Error::Cluster(format!("reading {what}: {e}"))
 }
 
 impl LiveCheck {
@@ -78,7 +78,7 @@ impl LiveCheck {
                 .iter()
                 .any(|c| c.metadata.name.as_deref() == Some(name))
             {
-                return Err(Error::Usage(format!(
+                return Err(Error::Cluster(format!(
                     "CertificateSigningRequest {name} not found"
                 )));
             }
@@ -106,7 +106,7 @@ impl LiveCheck {
                 ),
             )),
             Some(cm) => policy_from_configmap(&cm).map(|p| (p, String::new())).map_err(|message| {
-                Error::Usage(format!(
+                Error::Cluster(format!(
                     "ConfigMap {}/{} holds an invalid policy ({message}); the controller keeps its last good policy. Pass --policy FILE to evaluate with a file",
                     self.namespace, self.policy_configmap
                 ))
