@@ -334,6 +334,19 @@ async fn forged_csrs_stay_pending_then_are_denied_and_bad_policy_is_rejected() {
     assert!(reasons[2].starts_with("NodeAlreadyExists"), "{reasons:?}");
     assert!(reasons[3].starts_with("ForeignSan"), "{reasons:?}");
 
+    // Re-deciding with the same outcome adds no Event: a policy update re-reconciles all.
+    scene
+        .set_policy("deny: false  # unchanged, but a new ConfigMap revision\n")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for name in forged {
+        assert_eq!(
+            scene.event_occurrences("default", name).await,
+            1,
+            "{name}: one Event for one decision"
+        );
+    }
+
     // Hot reload: deny: true takes effect without a restart.
     scene.set_policy("deny: true\n").await;
     for name in forged {

@@ -358,6 +358,21 @@ impl Scene {
             })
             .collect()
     }
+
+    /// How many times Events about `object_name` were recorded: each Event once, plus the
+    /// repeats folded into its series.
+    pub async fn event_occurrences(&self, namespace: &str, object_name: &str) -> i32 {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.admin.clone(), namespace);
+        api.list(&Default::default())
+            .await
+            .expect("list Events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object_name))
+            .map(|e| e.series.map_or(1, |s| s.count))
+            .sum()
+    }
 }
 
 async fn write_service_account_kubeconfig(
