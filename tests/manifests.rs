@@ -42,6 +42,13 @@ fn ok(output: Output, what: &str) -> String {
 
 /// `kubectl apply --dry-run=server -f -` of `manifests` against the shared control plane.
 fn server_dry_run(cp: &support::ControlPlane, manifests: &str) -> String {
+    ok(
+        dry_run_output(cp, manifests),
+        "kubectl apply --dry-run=server",
+    )
+}
+
+fn dry_run_output(cp: &support::ControlPlane, manifests: &str) -> Output {
     let mut child = Command::new("kubectl")
         .args([
             "--kubeconfig",
@@ -62,10 +69,7 @@ fn server_dry_run(cp: &support::ControlPlane, manifests: &str) -> String {
         .unwrap()
         .write_all(manifests.as_bytes())
         .unwrap();
-    ok(
-        child.wait_with_output().unwrap(),
-        "kubectl apply --dry-run=server",
-    )
+    child.wait_with_output().unwrap()
 }
 
 /// The namespace must exist for namespaced objects to dry-run; CRDs for the monitoring kinds.
@@ -181,27 +185,7 @@ fn helm_chart_with_non_default_values_is_accepted_by_the_apiserver() {
 fn an_invalid_manifest_is_refused_so_these_tests_can_fail() {
     let cp = prepared();
     let broken = kustomize("deploy").replace("replicas: 2", "replicas: two");
-    let mut child = Command::new("kubectl")
-        .args([
-            "--kubeconfig",
-            cp.kubeconfig_path().to_str().unwrap(),
-            "apply",
-            "--dry-run=server",
-            "-f",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(broken.as_bytes())
-        .unwrap();
-    assert!(!child.wait_with_output().unwrap().status.success());
+    assert!(!dry_run_output(cp, &broken).status.success());
 }
 
 /// The container args of every Deployment in `manifests`.

@@ -335,12 +335,11 @@ impl Scene {
         .expect("Node status");
     }
 
-    /// Events about `object_name` (CSRs' land in `default`), as (type, reason, note).
-    pub async fn events_about(
+    async fn events_regarding(
         &self,
         namespace: &str,
         object_name: &str,
-    ) -> Vec<(String, String, String)> {
+    ) -> Vec<k8s_openapi::api::events::v1::Event> {
         let api: Api<k8s_openapi::api::events::v1::Event> =
             Api::namespaced(self.admin.clone(), namespace);
         api.list(&Default::default())
@@ -349,6 +348,18 @@ impl Scene {
             .items
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object_name))
+            .collect()
+    }
+
+    /// Events about `object_name` (CSRs' land in `default`), as (type, reason, note).
+    pub async fn events_about(
+        &self,
+        namespace: &str,
+        object_name: &str,
+    ) -> Vec<(String, String, String)> {
+        self.events_regarding(namespace, object_name)
+            .await
+            .into_iter()
             .map(|e| {
                 (
                     e.type_.unwrap_or_default(),
@@ -362,14 +373,9 @@ impl Scene {
     /// How many times Events about `object_name` were recorded: each Event once, plus the
     /// repeats folded into its series.
     pub async fn event_occurrences(&self, namespace: &str, object_name: &str) -> i32 {
-        let api: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.admin.clone(), namespace);
-        api.list(&Default::default())
+        self.events_regarding(namespace, object_name)
             .await
-            .expect("list Events")
-            .items
             .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object_name))
             .map(|e| e.series.map_or(1, |s| s.count))
             .sum()
     }
