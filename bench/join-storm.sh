@@ -37,14 +37,7 @@ command -v jq >/dev/null || die "jq is required"
 controller_pid=""
 floor_pid=""
 work=$(mktemp -d)
-cleanup() {
-  [ -n "$controller_pid" ] && stop_pid "$controller_pid"
-  [ -n "$floor_pid" ] && stop_pid "$floor_pid"
-  cluster_down
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+install_cleanup
 
 busy_ticks() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 

@@ -125,3 +125,16 @@ concurrent_builds() {
   n=$(pgrep -c -x 'rustc|cargo|cc1|ld|go' 2>/dev/null || true)
   echo "${n:-0}"
 }
+
+# Stops the contenders recorded in $controller_pid/$floor_pid, tears the cluster down and
+# removes $work, on any exit.
+cleanup() {
+  [ -n "${controller_pid:-}" ] && stop_pid "$controller_pid"
+  [ -n "${floor_pid:-}" ] && stop_pid "$floor_pid"
+  cluster_down
+  rm -rf "${work:?}"
+}
+install_cleanup() {
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+}

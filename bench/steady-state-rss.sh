@@ -31,14 +31,7 @@ command -v jq >/dev/null || die "jq is required"
 controller_pid=""
 floor_pid=""
 work=$(mktemp -d)
-cleanup() {
-  [ -n "$controller_pid" ] && stop_pid "$controller_pid"
-  [ -n "$floor_pid" ] && stop_pid "$floor_pid"
-  cluster_down
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+install_cleanup
 
 # Seconds since an $EPOCHREALTIME value, one decimal.
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }

@@ -271,35 +271,19 @@ impl Scene {
 
     /// Creates an OpenShift Machine with status addresses (and optionally a nodeRef).
     pub async fn create_machine(&self, name: &str, addresses: &[(&str, &str)]) {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.admin.clone(),
-            "openshift-machine-api",
-            &openshift_machine_resource(),
-        );
+        let api = self.machines();
         let mut machine = DynamicObject::new(name, &openshift_machine_resource());
         machine.data = json!({"spec": {}});
         api.create(&PostParams::default(), &machine)
             .await
             .expect("create Machine");
-        let addresses: Vec<_> = addresses
-            .iter()
-            .map(|(t, a)| json!({"type": t, "address": a}))
-            .collect();
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"addresses": addresses}})),
-        )
-        .await
-        .expect("Machine status");
+        api.patch_status(name, &PatchParams::default(), &status_addresses(addresses))
+            .await
+            .expect("Machine status");
     }
 
     pub async fn link_machine(&self, name: &str, node: &str) {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.admin.clone(),
-            "openshift-machine-api",
-            &openshift_machine_resource(),
-        );
+        let api = self.machines();
         api.patch_status(
             name,
             &PatchParams::default(),
@@ -307,6 +291,14 @@ impl Scene {
         )
         .await
         .expect("Machine nodeRef");
+    }
+
+    fn machines(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.admin.clone(),
+            "openshift-machine-api",
+            &openshift_machine_resource(),
+        )
     }
 
     /// Registers a Node with status addresses, as its kubelet would.
@@ -322,17 +314,9 @@ impl Scene {
         api.create(&PostParams::default(), &node)
             .await
             .expect("create Node");
-        let addresses: Vec<_> = addresses
-            .iter()
-            .map(|(t, a)| json!({"type": t, "address": a}))
-            .collect();
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"addresses": addresses}})),
-        )
-        .await
-        .expect("Node status");
+        api.patch_status(name, &PatchParams::default(), &status_addresses(addresses))
+            .await
+            .expect("Node status");
     }
 
     async fn events_regarding(
@@ -414,6 +398,15 @@ async fn write_service_account_kubeconfig(
     let path = dir.join("controller.kubeconfig");
     std::fs::write(&path, kubeconfig.to_string()).expect("write kubeconfig");
     path
+}
+
+/// A status patch setting `addresses` as Nodes and Machines type them.
+fn status_addresses(addresses: &[(&str, &str)]) -> Patch<serde_json::Value> {
+    let addresses: Vec<_> = addresses
+        .iter()
+        .map(|(t, a)| json!({"type": t, "address": a}))
+        .collect();
+    Patch::Merge(json!({"status": {"addresses": addresses}}))
 }
 
 pub fn free_port() -> u16 {
