@@ -65,6 +65,7 @@ fn inventory(now: Timestamp) -> Inventory {
                 TypedAddress::new("InternalIP", &ip),
             ],
             node_ref: registered.then(|| name.clone()),
+            deleting: false,
         });
         if registered {
             nodes.push(NodeInfo {

@@ -8,9 +8,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use serde::Serialize;
 
 use crate::decision::{CsrFacts, Decision, decide};
-use crate::inventory::{
-    CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo, normalize_dns_name,
-};
+use crate::inventory::{CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo};
 use crate::policy::Policy;
 use crate::request::parse_request;
 
@@ -38,18 +36,26 @@ struct JsonLine<'a> {
 
 /// A CSR as the duplicate and flood rules see it.
 pub fn summarize(csr: &CertificateSigningRequest) -> CsrSummary {
-    let node_name = parse_request(&csr.spec.request.0).ok().and_then(|r| {
-        r.common_names
-            .first()
-            .and_then(|cn| cn.strip_prefix(crate::decision::NODE_USER_PREFIX))
-            .map(normalize_dns_name)
-    });
+    // Only a name `decide` could accept: garbage must not count as a request for a node.
+    let node_name =
+        parse_request(&csr.spec.request.0)
+            .ok()
+            .and_then(|r| match r.common_names.as_slice() {
+                [cn] => cn
+                    .strip_prefix(crate::decision::NODE_USER_PREFIX)
+                    .filter(|name| crate::policy::is_dns1123_subdomain(name))
+                    .map(str::to_string),
+                _ => None,
+            });
     CsrSummary {
         name: csr.metadata.name.clone().unwrap_or_default(),
         signer: csr.spec.signer_name.clone(),
         created: csr.metadata.creation_timestamp.as_ref().map(|t| t.0),
         state: CsrState::of(csr),
         node_name,
+        requester: csr.spec.username.clone().unwrap_or_default(),
+        groups: csr.spec.groups.clone().unwrap_or_default(),
+        approved_at: CsrState::approved_at(csr),
     }
 }
 

@@ -150,8 +150,12 @@ pub async fn run(cli: Cli) -> Result<String> {
         Command::Check(args) => run_check(args).await,
         Command::Simulate(args) => run_simulate(args).await,
         Command::Policy(PolicyCommand::Validate { file }) => {
-            load_policy(&file)?;
-            Ok(format!("{}: policy is valid\n", file.display()))
+            let policy = load_policy(&file)?;
+            let mut out = format!("{}: policy is valid\n", file.display());
+            for reading in policy.pattern_readings() {
+                out.push_str(&format!("  {reading}\n"));
+            }
+            Ok(out)
         }
     }
 }

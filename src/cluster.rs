@@ -44,7 +44,7 @@ impl ClusterCache {
     /// Records a verdict we wrote before its watch event arrives, so the duplicate and
     /// flood rules see it at once.
     pub fn mark_decided(&self, name: &str, state: CsrState) {
-        self.write().set_csr_state(name, state);
+        self.write().set_csr_state(name, state, Timestamp::now());
     }
 
     /// Whether the cache knows the CSR as decided — possibly ahead of the reflector store,

@@ -9,8 +9,14 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
-use crate::inventory::{AddressValue, CsrState, Inventory, MachineInfo, normalize_dns_name};
-use crate::policy::{AddressSource, KeyType, Policy, is_dns1123_subdomain};
+mod flood;
+mod reserved;
+mod serving;
+
+pub use flood::{FLOOD_WINDOW, count_pending, max_new_nodes, max_pending};
+
+use crate::inventory::{AddressValue, CsrState, Inventory, MachineInfo, TypedAddress};
+use crate::policy::{KeyType, Policy, is_dns1123_subdomain};
 use crate::request::{KeyAlgorithm, ParsedRequest, RequestError, parse_request};
 
 pub const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
@@ -21,8 +27,6 @@ pub const NODES_GROUP: &str = "system:nodes";
 /// A Machine may be created slightly after the CSR its host sends (clock skew between the
 /// machine controller and the apiserver); no more than this.
 pub const MACHINE_CREATION_SKEW: Duration = Duration::from_secs(10);
-/// The window the flood guard counts pending CSRs in.
-pub const FLOOD_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Requeue after a transient `Wait`; watches on Nodes and Machines usually come first.
 pub const RETRY_TRANSIENT: Duration = Duration::from_secs(30);
@@ -106,6 +110,9 @@ pub enum Reason {
     MachineNotLinked,
     DuplicateClientRequest,
     TooManyPending,
+    NewNodeRateLimited,
+    MachineDeleting,
+    AddressConflict,
     // definitive: forged or invalid
     MalformedRequest,
     BadSignature,
@@ -127,10 +134,12 @@ pub enum Reason {
     OutsideJoinWindow,
     ForeignSan,
     SanOutsideFence,
+    ReservedSan,
+    MalformedSan,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 33] = [
+    pub const ALL: [Reason; 38] = [
         Reason::NewNodeMachine,
         Reason::NewNodeInventory,
         Reason::ClientRenewal,
@@ -144,6 +153,9 @@ impl Reason {
         Reason::MachineNotLinked,
         Reason::DuplicateClientRequest,
         Reason::TooManyPending,
+        Reason::NewNodeRateLimited,
+        Reason::MachineDeleting,
+        Reason::AddressConflict,
         Reason::MalformedRequest,
         Reason::BadSignature,
         Reason::UnsupportedKey,
@@ -164,6 +176,8 @@ impl Reason {
         Reason::OutsideJoinWindow,
         Reason::ForeignSan,
         Reason::SanOutsideFence,
+        Reason::ReservedSan,
+        Reason::MalformedSan,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -181,6 +195,9 @@ impl Reason {
             Reason::MachineNotLinked => "MachineNotLinked",
             Reason::DuplicateClientRequest => "DuplicateClientRequest",
             Reason::TooManyPending => "TooManyPending",
+            Reason::NewNodeRateLimited => "NewNodeRateLimited",
+            Reason::MachineDeleting => "MachineDeleting",
+            Reason::AddressConflict => "AddressConflict",
             Reason::MalformedRequest => "MalformedRequest",
             Reason::BadSignature => "BadSignature",
             Reason::UnsupportedKey => "UnsupportedKey",
@@ -201,6 +218,8 @@ impl Reason {
             Reason::OutsideJoinWindow => "OutsideJoinWindow",
             Reason::ForeignSan => "ForeignSan",
             Reason::SanOutsideFence => "SanOutsideFence",
+            Reason::ReservedSan => "ReservedSan",
+            Reason::MalformedSan => "MalformedSan",
         }
     }
 
@@ -217,12 +236,15 @@ impl Reason {
             | UnknownMachine
             | MachineNotLinked
             | DuplicateClientRequest
-            | TooManyPending => ReasonClass::Transient,
+            | TooManyPending
+            | NewNodeRateLimited
+            | MachineDeleting
+            | AddressConflict => ReasonClass::Transient,
             MalformedRequest | BadSignature | UnsupportedKey | WeakKey | ExpirationTooLong
             | BadOrganization | BadCommonName | UnexpectedSans | ForbiddenSanType | WildcardSan
             | NoSans | BadUsages | UnknownRequester | RequesterMismatch | MissingNodesGroup
             | NodeAlreadyExists | MachineAlreadyLinked | OutsideJoinWindow | ForeignSan
-            | SanOutsideFence => ReasonClass::Definitive,
+            | SanOutsideFence | ReservedSan | MalformedSan => ReasonClass::Definitive,
         }
     }
 }
@@ -339,14 +361,13 @@ pub fn decide(csr: &CsrFacts, inventory: &Inventory, policy: &Policy, now: Times
         .map_err(Refusal::from)
         .and_then(|request| {
             check_common(csr, &request, policy, kind)?;
-            let name = node_name_from_subject(&request)?;
+            let name = node_name_from_subject(&request, inventory, policy)?;
             node = Some(name.clone());
             match kind {
                 Kind::Client => decide_client(csr, &request, &name, inventory, policy, now),
-                Kind::Serving => decide_serving(csr, &request, &name, inventory, policy),
+                Kind::Serving => serving::decide_serving(csr, &request, &name, inventory, policy),
             }
-        })
-        .and_then(|approval| flood_guard(csr, inventory, policy, now).map(|()| approval));
+        });
 
     match outcome {
         Ok(Approval { reason, message }) => {
@@ -428,7 +449,11 @@ fn check_common(
 
 /// The node name from the subject CN `system:node:<name>`, which must be a valid node name
 /// exactly as written (the apiserver will create the Node under this name).
-fn node_name_from_subject(request: &ParsedRequest) -> Result<String, Refusal> {
+fn node_name_from_subject(
+    request: &ParsedRequest,
+    inventory: &Inventory,
+    policy: &Policy,
+) -> Result<String, Refusal> {
     let [cn] = request.common_names.as_slice() else {
         return Err(refuse(
             Reason::BadCommonName,
@@ -440,7 +465,15 @@ fn node_name_from_subject(request: &ParsedRequest) -> Result<String, Refusal> {
         ));
     };
     match cn.strip_prefix(NODE_USER_PREFIX) {
-        Some(name) if is_dns1123_subdomain(name) => Ok(name.to_string()),
+        Some(name) if is_dns1123_subdomain(name) => {
+            match reserved::why_reserved(&AddressValue::Dns(name.to_string()), inventory, policy) {
+                Some(why) => Err(refuse(
+                    Reason::BadCommonName,
+                    format!("subject CN {cn:?}: node name {name} is {why}; never a node's"),
+                )),
+                None => Ok(name.to_string()),
+            }
+        }
         Some(name) => Err(refuse(
             Reason::BadCommonName,
             format!("subject CN {cn:?}: node name {name:?} is not a valid lowercase DNS-1123 name"),
@@ -512,7 +545,6 @@ fn decide_client(
             ),
         ));
     }
-    let created = csr.created.unwrap_or(now);
     let window = policy.client.join_window.0;
     if !policy.client.allow_duplicates
         && let Some(other) = inventory.csrs_for_node(node).find(|other| {
@@ -533,20 +565,60 @@ fn decide_client(
             ),
         ));
     }
+    let approval = vouch_for_new_node(csr, node, inventory, policy, now)?;
+    flood::check_new_node(csr, inventory, policy, now)?;
+    let Vouched { reason, message } = approval;
+    Ok(Approval {
+        reason,
+        message: format!("{message}; requested by {bootstrapper}"),
+    })
+}
 
-    // A Machine that names the host decides alone: an inventory entry cannot override a
-    // Machine that is linked to another node or outside its join window.
+/// Evidence that `node` is a host expected to join.
+struct Vouched {
+    reason: Reason,
+    message: String,
+}
+
+/// Who vouches for a new node, in order:
+/// 1. A Machine linked to Node `node` holds the name: nobody else may vouch (the identity
+///    was issued once already; the Node's absence does not free the name).
+/// 2. A Machine that names the host and is free, not being deleted, and created in the join
+///    window before the CSR vouches for it.
+/// 3. Any other Machine that names the host (linked elsewhere, outside its window, being
+///    deleted) refuses, and decides alone: an inventory entry cannot override it.
+/// 4. Else a policy inventory entry that matches the name vouches, for CSRs created within
+///    `client.joinWindow` (a stale CSR is no request from a host booting now).
+fn vouch_for_new_node(
+    csr: &CsrFacts,
+    node: &str,
+    inventory: &Inventory,
+    policy: &Policy,
+    now: Timestamp,
+) -> Result<Vouched, Refusal> {
+    let window = policy.client.join_window.0;
+    let created = csr.created.unwrap_or(now);
+    let machines: Vec<&MachineInfo> = admitted_machines(inventory, policy, node).collect();
+    if let Some(holder) = machines
+        .iter()
+        .find(|m| !m.deleting && m.node_ref.as_deref() == Some(node))
+    {
+        return Err(refuse(
+            Reason::MachineAlreadyLinked,
+            format!(
+                "{} is linked to Node {node}: the name is taken, a bootstrapper may not request it again",
+                holder.describe()
+            ),
+        ));
+    }
     let mut first_machine_refusal = None;
-    for machine in admitted_machines(inventory, policy, node) {
-        let Some(address) = machine.addresses.iter().find(|a| a.names_host(node)) else {
-            continue;
-        };
+    for machine in &machines {
         match check_join(machine, node, created, window) {
-            Ok(age) => {
-                return Ok(Approval {
+            Ok((age, address)) => {
+                return Ok(Vouched {
                     reason: Reason::NewNodeMachine,
                     message: format!(
-                        "{} address {}={} (created {} before the CSR); requested by {bootstrapper}",
+                        "{} address {}={} (created {} before the CSR)",
                         machine.describe(),
                         address.kind,
                         address.value,
@@ -562,21 +634,43 @@ fn decide_client(
     if let Some(refusal) = first_machine_refusal {
         return Err(refusal);
     }
-    if let Some(entry) = policy.inventory.iter().find(|e| e.matches(node)) {
-        return Ok(Approval {
-            reason: Reason::NewNodeInventory,
-            message: format!(
-                "{} matches node {node}; requested by {bootstrapper}",
+    let Some(entry) = policy.inventory.iter().find(|e| e.matches(node)) else {
+        return Err(refuse(
+            Reason::UnknownMachine,
+            format!(
+                "no Machine has a Hostname/InternalDNS address {node} and no inventory entry matches it"
+            ),
+        ));
+    };
+    let Some(csr_created) = csr.created else {
+        return Err(refuse(
+            Reason::OutsideJoinWindow,
+            format!(
+                "{} matches node {node}, but the CSR has no creationTimestamp to bound its age",
                 entry.describe()
             ),
-        });
+        ));
+    };
+    if !within(now.duration_since(csr_created), window) {
+        return Err(refuse(
+            Reason::OutsideJoinWindow,
+            format!(
+                "{} matches node {node}, but the CSR was created {} ago, beyond client.joinWindow {}",
+                entry.describe(),
+                humantime::format_duration(Duration::from_secs(
+                    now.duration_since(csr_created)
+                        .as_secs()
+                        .max(0)
+                        .unsigned_abs()
+                )),
+                humantime::format_duration(window)
+            ),
+        ));
     }
-    Err(refuse(
-        Reason::UnknownMachine,
-        format!(
-            "no Machine has a Hostname/InternalDNS address {node} and no inventory entry matches it"
-        ),
-    ))
+    Ok(Vouched {
+        reason: Reason::NewNodeInventory,
+        message: format!("{} matches node {node}", entry.describe()),
+    })
 }
 
 /// `delta` (from an instant to now) is at most `window`; instants in the future count.
@@ -584,14 +678,24 @@ fn within(delta: SignedDuration, window: Duration) -> bool {
     Duration::try_from(delta).map_or(true, |d| d <= window)
 }
 
-/// The Machine is free (no nodeRef) and was created in the join window before the CSR.
-/// Returns how long before the CSR it was created.
-fn check_join(
-    machine: &MachineInfo,
+/// The Machine names the host, is free (no nodeRef), is not being deleted, and was
+/// created in the join window before the CSR. Returns how long before the CSR it was
+/// created, and the address that names the host.
+fn check_join<'m>(
+    machine: &'m MachineInfo,
     node: &str,
     csr_created: Timestamp,
     window: Duration,
-) -> Result<Duration, Refusal> {
+) -> Result<(Duration, &'m TypedAddress), Refusal> {
+    if machine.deleting {
+        return Err(refuse(
+            Reason::MachineDeleting,
+            format!(
+                "{} names host {node} but is being deleted; it vouches for nothing",
+                machine.describe()
+            ),
+        ));
+    }
     if let Some(linked) = &machine.node_ref {
         return Err(refuse(
             Reason::MachineAlreadyLinked,
@@ -601,6 +705,12 @@ fn check_join(
             ),
         ));
     }
+    let Some(address) = machine.addresses.iter().find(|a| a.names_host(node)) else {
+        return Err(refuse(
+            Reason::UnknownMachine,
+            format!("{} does not name host {node}", machine.describe()),
+        ));
+    };
     let Some(machine_created) = machine.created else {
         return Err(refuse(
             Reason::OutsideJoinWindow,
@@ -609,7 +719,7 @@ fn check_join(
     };
     let age = csr_created.duration_since(machine_created);
     match Duration::try_from(age) {
-        Ok(age) if age <= window => Ok(age),
+        Ok(age) if age <= window => Ok((age, address)),
         Ok(age) => Err(refuse(
             Reason::OutsideJoinWindow,
             format!(
@@ -624,7 +734,7 @@ fn check_join(
             let after =
                 Duration::try_from(machine_created.duration_since(csr_created)).unwrap_or_default();
             if after <= MACHINE_CREATION_SKEW {
-                Ok(Duration::ZERO)
+                Ok((Duration::ZERO, address))
             } else {
                 Err(refuse(
                     Reason::OutsideJoinWindow,
@@ -716,284 +826,10 @@ fn describe_sans(request: &ParsedRequest) -> String {
     all.join(", ")
 }
 
-fn decide_serving(
-    csr: &CsrFacts,
-    request: &ParsedRequest,
-    node: &str,
-    inventory: &Inventory,
-    policy: &Policy,
-) -> Result<Approval, Refusal> {
-    let Some(requester_node) = csr.username.strip_prefix(NODE_USER_PREFIX) else {
-        return Err(refuse(
-            Reason::UnknownRequester,
-            format!(
-                "serving CSR requested by {}, not by system:node:{node}",
-                csr.username
-            ),
-        ));
-    };
-    if requester_node != node {
-        return Err(refuse(
-            Reason::RequesterMismatch,
-            format!(
-                "requester {} asks for a certificate as node {node}",
-                csr.username
-            ),
-        ));
-    }
-    check_nodes_group(csr)?;
-    let usages = usage_set(csr);
-    let allowed: BTreeSet<&str> = ["digital signature", "key encipherment", "server auth"].into();
-    if !usages.contains("server auth") || !usages.is_subset(&allowed) {
-        return Err(refuse(
-            Reason::BadUsages,
-            format!(
-                "spec.usages {:?} must include server auth and only digital signature, key encipherment, server auth",
-                csr.usages
-            ),
-        ));
-    }
-    if let Some(other) = request
-        .emails
-        .iter()
-        .map(|e| format!("email SAN {e}"))
-        .chain(request.uris.iter().map(|u| format!("URI SAN {u}")))
-        .chain(request.other_sans.iter().map(|o| format!("SAN {o}")))
-        .next()
-    {
-        return Err(refuse(
-            Reason::ForbiddenSanType,
-            format!(
-                "{other} is not allowed; kubelet serving certificates carry only DNS and IP SANs"
-            ),
-        ));
-    }
-    if request.dns_names.is_empty() && request.ip_addresses.is_empty() {
-        return Err(refuse(Reason::NoSans, "serving CSR has no DNS or IP SAN"));
-    }
-    if let Some(wild) = request.dns_names.iter().find(|d| d.contains('*')) {
-        return Err(refuse(
-            Reason::WildcardSan,
-            format!("DNS SAN {wild} is a wildcard; a node owns only its own names"),
-        ));
-    }
-
-    // Client before serving: the Node exists only once its client certificate was issued.
-    let Some(node_info) = inventory.node(node) else {
-        return Err(refuse(
-            Reason::NodeNotRegistered,
-            format!("Node {node} is not registered yet; its client CSR must be approved first"),
-        ));
-    };
-
-    let sources = &policy.serving.address_sources;
-    let mut owned: Vec<(AddressValue, String)> = Vec::new();
-    if sources.contains(&AddressSource::Node) {
-        owned.extend(
-            node_info
-                .addresses
-                .iter()
-                .map(|a| (a.value.clone(), format!("Node {node} {}", a.kind))),
-        );
-    }
-    let linked: Vec<&MachineInfo> = admitted_machines(inventory, policy, node)
-        .filter(|m| m.node_ref.as_deref() == Some(node))
-        .collect();
-    if sources.contains(&AddressSource::Machine) {
-        for machine in &linked {
-            owned.extend(machine.addresses.iter().map(|a| {
-                (
-                    a.value.clone(),
-                    format!("{} {}", machine.describe(), a.kind),
-                )
-            }));
-        }
-    }
-    let entries: Vec<_> = policy
-        .inventory
-        .iter()
-        .filter(|e| e.matches(node))
-        .collect();
-    for entry in &entries {
-        owned.extend(entry.addresses.iter().map(|a| {
-            let value = match a {
-                crate::policy::Address::Ip(ip) => AddressValue::Ip(*ip),
-                crate::policy::Address::Dns(d) => AddressValue::Dns(d.clone()),
-            };
-            (value, entry.describe())
-        }));
-    }
-
-    let sans: Vec<(AddressValue, &'static str)> = request
-        .dns_names
-        .iter()
-        .map(|d| (AddressValue::Dns(normalize_dns_name(d)), "DNS"))
-        .chain(
-            request
-                .ip_addresses
-                .iter()
-                .map(|ip| (AddressValue::Ip(*ip), "IP")),
-        )
-        .collect();
-    let mut evidence = BTreeSet::new();
-    for (san, kind) in &sans {
-        match owned.iter().find(|(value, _)| value == san) {
-            Some((_, source)) => {
-                evidence.insert(source.clone());
-            }
-            None => {
-                let machine_pending = sources.contains(&AddressSource::Machine)
-                    && linked.is_empty()
-                    && admitted_machines(inventory, policy, node).any(|m| {
-                        m.node_ref.is_none() && m.addresses.iter().any(|a| a.names_host(node))
-                    });
-                if machine_pending {
-                    return Err(refuse(
-                        Reason::MachineNotLinked,
-                        format!(
-                            "{kind} SAN {san} is not yet known: the Machine for {node} has no nodeRef yet"
-                        ),
-                    ));
-                }
-                let mut known: Vec<String> = Vec::new();
-                for (value, _) in &owned {
-                    let text = value.to_string();
-                    if !known.contains(&text) {
-                        known.push(text);
-                    }
-                }
-                return Err(refuse(
-                    Reason::ForeignSan,
-                    format!(
-                        "{kind} SAN {san} is not an address of node {node} (has {})",
-                        if known.is_empty() {
-                            "no addresses".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
-            }
-        }
-    }
-
-    check_fences(&sans, node, policy, &entries)?;
-    Ok(Approval {
-        reason: Reason::ServingAddressesVerified,
-        message: format!(
-            "every SAN ({}) belongs to node {node}: {}",
-            sans.iter()
-                .map(|(v, _)| v.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            evidence.into_iter().collect::<Vec<_>>().join("; ")
-        ),
-    })
-}
-
-fn check_fences(
-    sans: &[(AddressValue, &str)],
-    node: &str,
-    policy: &Policy,
-    entries: &[&crate::policy::InventoryEntry],
-) -> Result<(), Refusal> {
-    let ranges = &policy.serving.allowed_ip_ranges;
-    let patterns = &policy.serving.dns_name_patterns;
-    for (san, _) in sans {
-        match san {
-            AddressValue::Ip(ip) => {
-                if !ranges.is_empty() && !ranges.iter().any(|r| r.contains(*ip)) {
-                    return Err(refuse(
-                        Reason::SanOutsideFence,
-                        format!(
-                            "IP SAN {ip} is outside serving.allowedIPRanges [{}]",
-                            join(ranges)
-                        ),
-                    ));
-                }
-                for entry in entries.iter().filter(|e| !e.ip_ranges.is_empty()) {
-                    if !entry.ip_ranges.iter().any(|r| r.contains(*ip)) {
-                        return Err(refuse(
-                            Reason::SanOutsideFence,
-                            format!(
-                                "IP SAN {ip} of node {node} is outside the ipRanges [{}] of {}",
-                                join(&entry.ip_ranges),
-                                entry.describe()
-                            ),
-                        ));
-                    }
-                }
-            }
-            AddressValue::Dns(name) => {
-                if !patterns.is_empty() && !patterns.iter().any(|p| p.0.is_match(name)) {
-                    return Err(refuse(
-                        Reason::SanOutsideFence,
-                        format!(
-                            "DNS SAN {name} matches none of serving.dnsNamePatterns [{}]",
-                            patterns
-                                .iter()
-                                .map(|p| p.0.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 fn join<T: fmt::Display>(items: &[T]) -> String {
     items
         .iter()
         .map(T::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Stops approving when more node CSRs are pending than the cluster can explain: a
-/// stolen bootstrap token being used to flood, or a broken installer.
-fn flood_guard(
-    csr: &CsrFacts,
-    inventory: &Inventory,
-    policy: &Policy,
-    now: Timestamp,
-) -> Result<(), Refusal> {
-    let limit = max_pending(inventory, policy);
-    let pending = count_pending(inventory, now, Some(&csr.name)) + 1;
-    if pending > limit {
-        return Err(refuse(
-            Reason::TooManyPending,
-            format!(
-                "{pending} kubelet CSRs pending in the last hour exceed client.maxPending {limit}; approvals paused"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The flood-guard threshold for this inventory and policy.
-pub fn max_pending(inventory: &Inventory, policy: &Policy) -> usize {
-    let machines = inventory
-        .machine_counts()
-        .filter(|(group, namespace, _)| policy.machines.admits(group, namespace))
-        .map(|(_, _, count)| count)
-        .sum();
-    policy
-        .client
-        .max_pending
-        .limit(machines, inventory.node_count(), policy.inventory.len())
-}
-
-/// Kubelet CSRs pending and created within the flood window, other than `except`.
-pub fn count_pending(inventory: &Inventory, now: Timestamp, except: Option<&str>) -> usize {
-    let since = now
-        .checked_sub(SignedDuration::try_from(FLOOD_WINDOW).unwrap_or(SignedDuration::MAX))
-        .unwrap_or(Timestamp::MIN);
-    inventory
-        .pending_since(since)
-        .filter(|c| Some(c.name.as_str()) != except)
-        .filter(|c| c.signer == CLIENT_SIGNER || c.signer == SERVING_SIGNER)
-        .count()
 }

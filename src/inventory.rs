@@ -13,9 +13,19 @@ use serde_json::Value;
 
 use crate::request::canonical_ip;
 
-/// Lowercase, without the trailing dot: how DNS names and node names compare.
+/// Lowercase, without one trailing dot: how DNS names and node names compare. Nothing else
+/// is forgiven — no whitespace trimmed, no run of dots dropped — so that a name that only
+/// becomes valid by being "cleaned up" stays invalid (see `canonical_dns_name`).
 pub fn normalize_dns_name(name: &str) -> String {
-    name.trim().trim_end_matches('.').to_ascii_lowercase()
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+/// The canonical form of a DNS name, if it is a valid DNS-1123 subdomain once lower-cased
+/// and stripped of one trailing dot; `None` for anything else (whitespace, empty labels,
+/// underscores, wildcards, over-long labels).
+pub fn canonical_dns_name(name: &str) -> Option<String> {
+    let normalized = normalize_dns_name(name);
+    crate::policy::is_dns1123_subdomain(&normalized).then_some(normalized)
 }
 
 /// A Node or Machine address, typed as Kubernetes types them.
@@ -26,10 +36,13 @@ pub struct TypedAddress {
     pub value: AddressValue,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AddressValue {
     Ip(IpAddr),
     Dns(String),
+    /// Neither an IP nor a valid DNS name, as written: evidence of nothing, and equal to no
+    /// SAN (SANs are validated before they are compared).
+    Invalid(String),
 }
 
 impl std::fmt::Display for AddressValue {
@@ -37,16 +50,28 @@ impl std::fmt::Display for AddressValue {
         match self {
             AddressValue::Ip(ip) => ip.fmt(f),
             AddressValue::Dns(d) => f.write_str(d),
+            AddressValue::Invalid(raw) => write!(f, "{raw:?} (invalid)"),
+        }
+    }
+}
+
+impl AddressValue {
+    /// Reads an address canonically: IPs as parsed (IPv4-mapped IPv6 as IPv4), names
+    /// lower-cased without one trailing dot.
+    pub fn parse(raw: &str) -> AddressValue {
+        match IpAddr::from_str(raw) {
+            Ok(ip) => AddressValue::Ip(canonical_ip(ip)),
+            Err(_) => match canonical_dns_name(raw) {
+                Some(name) => AddressValue::Dns(name),
+                None => AddressValue::Invalid(raw.to_string()),
+            },
         }
     }
 }
 
 impl TypedAddress {
     pub fn new(kind: &str, raw: &str) -> TypedAddress {
-        let value = match IpAddr::from_str(raw.trim()) {
-            Ok(ip) => AddressValue::Ip(canonical_ip(ip)),
-            Err(_) => AddressValue::Dns(normalize_dns_name(raw)),
-        };
+        let value = AddressValue::parse(raw);
         TypedAddress {
             kind: kind.to_string(),
             value,
@@ -94,6 +119,8 @@ pub struct MachineInfo {
     pub addresses: Vec<TypedAddress>,
     /// Normalised name of the Node this Machine became, once linked.
     pub node_ref: Option<String>,
+    /// `metadata.deletionTimestamp` is set: the Machine is going away and vouches for nothing.
+    pub deleting: bool,
 }
 
 impl MachineInfo {
@@ -113,6 +140,9 @@ impl MachineInfo {
             .get("creationTimestamp")
             .and_then(Value::as_str)
             .and_then(|t| t.parse::<Timestamp>().ok());
+        let deleting = metadata
+            .get("deletionTimestamp")
+            .is_some_and(|t| !t.is_null());
         let status = object.get("status");
         let addresses = status
             .and_then(|s| s.get("addresses"))
@@ -140,6 +170,7 @@ impl MachineInfo {
             created,
             addresses,
             node_ref,
+            deleting,
         })
     }
 
@@ -150,6 +181,20 @@ impl MachineInfo {
         )
     }
 
+    /// The node this Machine speaks for when it claims an address: the Node it is linked
+    /// to, else the first host it names; `None` when it names no host (it then stands for
+    /// itself, and its addresses belong to no node).
+    pub fn owner(&self) -> Option<&str> {
+        self.node_ref.as_deref().or_else(|| {
+            self.addresses
+                .iter()
+                .find_map(|a| match (&a.value, a.kind.as_str()) {
+                    (AddressValue::Dns(name), "Hostname" | "InternalDNS") => Some(name.as_str()),
+                    _ => None,
+                })
+        })
+    }
+
     /// The node names this Machine concerns: the hosts it names (Hostname/InternalDNS) and
     /// the Node it is linked to.
     pub fn node_names(&self) -> impl Iterator<Item = String> + '_ {
@@ -158,7 +203,7 @@ impl MachineInfo {
             .filter(|a| matches!(a.kind.as_str(), "Hostname" | "InternalDNS"))
             .filter_map(|a| match &a.value {
                 AddressValue::Dns(name) => Some(name.clone()),
-                AddressValue::Ip(_) => None,
+                AddressValue::Ip(_) | AddressValue::Invalid(_) => None,
             })
             .chain(self.node_ref.clone())
     }
@@ -198,6 +243,22 @@ impl CsrState {
         }
     }
 
+    /// When the `Approved` condition was last updated, if the CSR carries one.
+    pub fn approved_at(csr: &CertificateSigningRequest) -> Option<Timestamp> {
+        let condition = csr
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == "Approved" && c.status != "False")?;
+        condition
+            .last_update_time
+            .as_ref()
+            .or(condition.last_transition_time.as_ref())
+            .map(|t| t.0)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             CsrState::Pending => "Pending",
@@ -218,10 +279,28 @@ pub struct CsrSummary {
     pub state: CsrState,
     /// Normalised node name from the request's CN `system:node:<name>`, when it parses.
     pub node_name: Option<String>,
+    /// `spec.username` and `spec.groups`: who asked (the flood guard counts only what a
+    /// bootstrapper asked for; the new-node cap counts what was granted to one).
+    pub requester: String,
+    pub groups: Vec<String>,
+    /// When the `Approved` condition was written (or when we wrote it), for the new-node cap.
+    pub approved_at: Option<Timestamp>,
 }
 
 /// Identifies a Machine across both APIs.
 pub type MachineKey = (String, String, String);
+
+/// Who says an address is theirs. The decision maps each claimant to the node it speaks
+/// for (and ignores claimants the policy does not trust) to find addresses two nodes claim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Claimant {
+    /// A Node's name is its own, whoever reports addresses.
+    NodeName(String),
+    /// A Node's status lists the address (written by its own kubelet).
+    NodeStatus(String),
+    /// A Machine's status lists the address.
+    Machine(MachineKey),
+}
 
 impl MachineInfo {
     pub fn key(&self) -> MachineKey {
@@ -250,6 +329,29 @@ pub struct Inventory {
     csrs_by_node: HashMap<String, BTreeSet<String>>,
     /// Pending CSRs by creation time, for the flood guard's window.
     pending: BTreeSet<(Option<Timestamp>, String)>,
+    /// ClusterIP(s) of the `default/kubernetes` Service: never a node's address.
+    kubernetes_service_ips: Vec<IpAddr>,
+    /// Address → everyone who claims it, so ownership is one lookup per SAN.
+    claims: HashMap<AddressValue, BTreeSet<Claimant>>,
+}
+
+fn node_claims(node: &NodeInfo) -> impl Iterator<Item = (AddressValue, Claimant)> + '_ {
+    std::iter::once((
+        AddressValue::Dns(node.name.clone()),
+        Claimant::NodeName(node.name.clone()),
+    ))
+    .chain(
+        node.addresses
+            .iter()
+            .map(|a| (a.value.clone(), Claimant::NodeStatus(node.name.clone()))),
+    )
+}
+
+fn machine_claims(machine: &MachineInfo) -> impl Iterator<Item = (AddressValue, Claimant)> + '_ {
+    machine
+        .addresses
+        .iter()
+        .map(|a| (a.value.clone(), Claimant::Machine(machine.key())))
 }
 
 impl Inventory {
@@ -320,17 +422,63 @@ impl Inventory {
         self.csrs.get(name).map(|c| c.state)
     }
 
+    /// ClusterIP(s) of the `default/kubernetes` Service, as last seen.
+    pub fn kubernetes_service_ips(&self) -> &[IpAddr] {
+        &self.kubernetes_service_ips
+    }
+
+    /// Records the `default/kubernetes` Service's ClusterIP(s) (empty when it is absent).
+    pub fn set_kubernetes_service_ips(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
+        self.kubernetes_service_ips = ips.into_iter().map(canonical_ip).collect();
+    }
+
+    /// Everyone who claims `value` (Nodes by name or status, Machines by status).
+    pub fn claimants(&self, value: &AddressValue) -> impl Iterator<Item = &Claimant> {
+        self.claims.get(value).into_iter().flatten()
+    }
+
+    pub fn machine(&self, key: &MachineKey) -> Option<&MachineInfo> {
+        self.machines.get(key)
+    }
+
+    fn add_claims(&mut self, claims: Vec<(AddressValue, Claimant)>) {
+        for (value, claimant) in claims {
+            self.claims.entry(value).or_default().insert(claimant);
+        }
+    }
+
+    fn remove_claims(&mut self, claims: Vec<(AddressValue, Claimant)>) {
+        for (value, claimant) in claims {
+            if let Some(set) = self.claims.get_mut(&value) {
+                set.remove(&claimant);
+                if set.is_empty() {
+                    self.claims.remove(&value);
+                }
+            }
+        }
+    }
+
     pub fn upsert_node(&mut self, node: NodeInfo) {
+        self.remove_node(&node.name.clone());
+        self.add_claims(node_claims(&node).collect());
         self.nodes.insert(node.name.clone(), node);
     }
 
     pub fn remove_node(&mut self, name: &str) {
-        self.nodes.remove(name);
+        if let Some(old) = self.nodes.remove(name) {
+            self.remove_claims(node_claims(&old).collect());
+        }
     }
 
     /// Replaces every Node, as after a watch re-list.
     pub fn replace_nodes(&mut self, nodes: impl IntoIterator<Item = NodeInfo>) {
-        self.nodes = nodes.into_iter().map(|n| (n.name.clone(), n)).collect();
+        let old: Vec<String> = self.nodes.keys().cloned().collect();
+        for name in old {
+            self.remove_node(&name);
+        }
+        for node in nodes {
+            self.upsert_node(node);
+        }
     }
 
     pub fn upsert_machine(&mut self, machine: MachineInfo) {
@@ -346,6 +494,7 @@ impl Inventory {
             .machine_counts
             .entry((key.0.clone(), key.1.clone()))
             .or_default() += 1;
+        self.add_claims(machine_claims(&machine).collect());
         self.machines.insert(key, machine);
     }
 
@@ -353,6 +502,7 @@ impl Inventory {
         let Some(old) = self.machines.remove(key) else {
             return;
         };
+        self.remove_claims(machine_claims(&old).collect());
         for name in old.node_names() {
             if let Some(keys) = self.machines_by_node.get_mut(&name) {
                 keys.remove(key);
@@ -404,10 +554,13 @@ impl Inventory {
         self.csrs.insert(csr.name.clone(), csr);
     }
 
-    /// Records a new state for a CSR already known.
-    pub fn set_csr_state(&mut self, name: &str, state: CsrState) {
+    /// Records a new state for a CSR already known (a verdict we just wrote, at `at`).
+    pub fn set_csr_state(&mut self, name: &str, state: CsrState, at: Timestamp) {
         if let Some(mut summary) = self.csrs.get(name).cloned() {
             summary.state = state;
+            if state == CsrState::Approved && summary.approved_at.is_none() {
+                summary.approved_at = Some(at);
+            }
             self.upsert_csr(summary);
         }
     }

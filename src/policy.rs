@@ -2,6 +2,7 @@
 //! defaults. Parsing validates as it goes, so an invalid value is reported with its field
 //! path and a `Policy` value is always usable.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -12,7 +13,7 @@ use regex::Regex;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::normalize_dns_name;
+use crate::inventory::{canonical_dns_name, normalize_dns_name};
 use crate::request::{KeyAlgorithm, RSA_MIN_VERIFIABLE_BITS, canonical_ip};
 
 /// The OpenShift service account that submits client CSRs for new nodes.
@@ -70,6 +71,9 @@ pub struct ClientPolicy {
     pub join_window: HumanDuration,
     pub allow_duplicates: bool,
     pub max_pending: MaxPending,
+    /// Cap on approvals of new node identities per hour (a stolen bootstrap credential
+    /// plus a name pattern would otherwise mint identities without limit).
+    pub max_new_nodes_per_hour: MaxNewNodes,
     pub max_expiration_seconds: u32,
 }
 
@@ -82,6 +86,7 @@ impl Default for ClientPolicy {
             join_window: HumanDuration(Duration::from_secs(2 * 3600)),
             allow_duplicates: false,
             max_pending: MaxPending::Auto,
+            max_new_nodes_per_hour: MaxNewNodes::Auto,
             max_expiration_seconds: DEFAULT_MAX_EXPIRATION_SECONDS,
         }
     }
@@ -207,6 +212,37 @@ impl MaxPending {
     }
 }
 
+/// `auto` = Machines awaiting or just past their join + named inventory hosts + a margin,
+/// or a fixed number per hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MaxNewNodes {
+    Auto,
+    Fixed(u32),
+}
+
+impl<'de> Deserialize<'de> for MaxNewNodes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match MaxPending::deserialize(d)? {
+            MaxPending::Auto => Ok(MaxNewNodes::Auto),
+            MaxPending::Fixed(n) => Ok(MaxNewNodes::Fixed(n)),
+        }
+    }
+}
+
+/// The margin `maxNewNodesPerHour: auto` allows above the hosts known to be joining.
+pub const AUTO_NEW_NODES_MARGIN: usize = 10;
+
+impl MaxNewNodes {
+    /// `joining`: Machines not yet linked or created within the last hour, plus named
+    /// inventory hosts.
+    pub fn limit(self, joining: usize) -> usize {
+        match self {
+            MaxNewNodes::Fixed(n) => n as usize,
+            MaxNewNodes::Auto => joining + AUTO_NEW_NODES_MARGIN,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum AddressSource {
     Machine,
@@ -222,6 +258,11 @@ pub struct ServingPolicy {
     pub allowed_ip_ranges: Vec<Cidr>,
     pub dns_name_patterns: Vec<AnchoredRegex>,
     pub max_expiration_seconds: u32,
+    /// The cluster's DNS domain: no name under it is ever a node's.
+    pub cluster_domain: String,
+    /// Loopback IP SANs (127.0.0.0/8, ::1) are refused unless this is set, for development
+    /// clusters whose nodes live on loopback addresses.
+    pub allow_loopback: bool,
 }
 
 impl Default for ServingPolicy {
@@ -232,37 +273,87 @@ impl Default for ServingPolicy {
             allowed_ip_ranges: Vec::new(),
             dns_name_patterns: Vec::new(),
             max_expiration_seconds: DEFAULT_MAX_EXPIRATION_SECONDS,
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+            allow_loopback: false,
         }
     }
 }
 
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
 pub const OPENSHIFT_MACHINE_GROUP: &str = "machine.openshift.io";
 pub const CLUSTER_API_MACHINE_GROUP: &str = "cluster.x-k8s.io";
+
+/// Where OpenShift's machine API keeps its Machines; the only namespace trusted for it
+/// unless the policy names others.
+pub const OPENSHIFT_MACHINE_NAMESPACE: &str = "openshift-machine-api";
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct MachinePolicy {
     pub api_groups: Vec<String>,
-    /// "" = every namespace.
-    pub namespace: String,
+    /// API group → the namespaces whose Machines are trusted. Anyone who may create a
+    /// Machine in a namespace could otherwise vouch for a node, so nothing is trusted by
+    /// default but `machine.openshift.io` in `openshift-machine-api`.
+    pub namespaces: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for MachinePolicy {
     fn default() -> Self {
         MachinePolicy {
-            api_groups: vec![
-                OPENSHIFT_MACHINE_GROUP.to_string(),
-                CLUSTER_API_MACHINE_GROUP.to_string(),
-            ],
-            namespace: String::new(),
+            api_groups: vec![OPENSHIFT_MACHINE_GROUP.to_string()],
+            namespaces: BTreeMap::new(),
         }
     }
 }
 
 impl MachinePolicy {
+    /// The namespaces trusted for `api_group`: as configured, else the OpenShift default.
+    pub fn namespaces_of(&self, api_group: &str) -> &[String] {
+        static OPENSHIFT: std::sync::LazyLock<Vec<String>> =
+            std::sync::LazyLock::new(|| vec![OPENSHIFT_MACHINE_NAMESPACE.to_string()]);
+        match self.namespaces.get(api_group) {
+            Some(namespaces) => namespaces,
+            None if api_group == OPENSHIFT_MACHINE_GROUP => &OPENSHIFT,
+            None => &[],
+        }
+    }
+
     pub fn admits(&self, api_group: &str, namespace: &str) -> bool {
         self.api_groups.iter().any(|g| g == api_group)
-            && (self.namespace.is_empty() || self.namespace == namespace)
+            && self.namespaces_of(api_group).iter().any(|n| n == namespace)
+    }
+
+    fn validate(&self) -> Result<(), PolicyError> {
+        for (index, group) in self.api_groups.iter().enumerate() {
+            if group != OPENSHIFT_MACHINE_GROUP && group != CLUSTER_API_MACHINE_GROUP {
+                return Err(PolicyError {
+                    path: format!("machines.apiGroups[{index}]"),
+                    message: format!(
+                        "unknown Machine API group {group:?} (expected {OPENSHIFT_MACHINE_GROUP} or {CLUSTER_API_MACHINE_GROUP})"
+                    ),
+                });
+            }
+            if self.namespaces_of(group).is_empty() {
+                return Err(PolicyError {
+                    path: format!("machines.namespaces.{group}"),
+                    message: format!(
+                        "API group {group} is trusted but no namespace is named for its Machines; list the namespaces whose Machines may vouch for nodes"
+                    ),
+                });
+            }
+        }
+        for (group, namespaces) in &self.namespaces {
+            if namespaces.iter().any(|n| n.is_empty() || n == "*") {
+                return Err(PolicyError {
+                    path: format!("machines.namespaces.{group}"),
+                    message:
+                        "name each namespace; \"\" and \"*\" (every namespace) are not accepted"
+                            .to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -330,7 +421,7 @@ impl InventoryEntry {
     pub fn matches(&self, node: &str) -> bool {
         match (&self.name, &self.name_pattern) {
             (Some(name), _) => name == node,
-            (None, Some(pattern)) => pattern.0.is_match(node),
+            (None, Some(pattern)) => pattern.is_match(node),
             (None, None) => false,
         }
     }
@@ -338,7 +429,7 @@ impl InventoryEntry {
     pub fn describe(&self) -> String {
         match (&self.name, &self.name_pattern) {
             (Some(name), _) => format!("inventory entry {name}"),
-            (None, Some(p)) => format!("inventory pattern {}", p.0.as_str()),
+            (None, Some(p)) => format!("inventory pattern {}", p.as_written()),
             (None, None) => "empty inventory entry".to_string(),
         }
     }
@@ -463,28 +554,57 @@ impl<'de> Deserialize<'de> for Cidr {
     }
 }
 
-/// A regular expression that must match the whole value: it has to start with `^` and end
-/// with `$`, so `worker-1` cannot match `worker-1.evil.example`.
+/// A regular expression that matches whole values only. It must be written anchored
+/// (`^…$`) so that its meaning is visible in the policy, and it is compiled as `^(?:…)$`
+/// whatever it contains, so that `^a|b$` means "a or b", not "starts with a or ends with b".
 #[derive(Debug, Clone)]
-pub struct AnchoredRegex(pub Regex);
+pub struct AnchoredRegex {
+    written: String,
+    compiled: Regex,
+}
+
+impl AnchoredRegex {
+    pub fn new(written: &str) -> Result<AnchoredRegex, String> {
+        if !written.starts_with('^') || !written.ends_with('$') || written.ends_with("\\$") {
+            return Err(format!(
+                "pattern {written:?} must be anchored: start with ^ and end with $"
+            ));
+        }
+        let full = format!("^(?:{written})$");
+        Regex::new(&full)
+            .map(|compiled| AnchoredRegex {
+                written: written.to_string(),
+                compiled,
+            })
+            .map_err(|e| format!("invalid regular expression {written:?}: {e}"))
+    }
+
+    /// Whether the whole of `value` matches.
+    pub fn is_match(&self, value: &str) -> bool {
+        self.compiled.is_match(value)
+    }
+
+    /// The pattern as the policy wrote it.
+    pub fn as_written(&self) -> &str {
+        &self.written
+    }
+
+    /// The pattern as it is matched.
+    pub fn as_compiled(&self) -> &str {
+        self.compiled.as_str()
+    }
+}
 
 impl Serialize for AnchoredRegex {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str())
+        s.serialize_str(&self.written)
     }
 }
 
 impl<'de> Deserialize<'de> for AnchoredRegex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        if !text.starts_with('^') || !text.ends_with('$') || text.ends_with("\\$") {
-            return Err(de::Error::custom(format!(
-                "pattern {text:?} must be anchored: start with ^ and end with $"
-            )));
-        }
-        Regex::new(&text)
-            .map(AnchoredRegex)
-            .map_err(|e| de::Error::custom(format!("invalid regular expression {text:?}: {e}")))
+        AnchoredRegex::new(&text).map_err(de::Error::custom)
     }
 }
 
@@ -513,7 +633,7 @@ impl Serialize for Address {
 impl<'de> Deserialize<'de> for Address {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        if let Ok(ip) = IpAddr::from_str(text.trim()) {
+        if let Ok(ip) = IpAddr::from_str(&text) {
             return Ok(Address::Ip(canonical_ip(ip)));
         }
         let name = normalize_dns_name(&text);
@@ -560,7 +680,7 @@ impl Policy {
             })
         });
         match result {
-            Ok(policy) => Ok(policy),
+            Ok(policy) => policy.validate().map(|()| policy),
             Err(e) => {
                 if message.is_empty() {
                     message = e.to_string();
@@ -571,6 +691,43 @@ impl Policy {
                 Err(PolicyError { path, message })
             }
         }
+    }
+
+    /// Rules between fields, checked after parsing.
+    fn validate(&self) -> Result<(), PolicyError> {
+        self.machines.validate()?;
+        if canonical_dns_name(&self.serving.cluster_domain).is_none() {
+            return Err(PolicyError {
+                path: "serving.clusterDomain".to_string(),
+                message: format!("{:?} is not a DNS name", self.serving.cluster_domain),
+            });
+        }
+        Ok(())
+    }
+
+    /// How each pattern is matched, as `policy validate` reports it.
+    pub fn pattern_readings(&self) -> Vec<String> {
+        let serving = self
+            .serving
+            .dns_name_patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("serving.dnsNamePatterns[{i}]"), p));
+        let inventory = self.inventory.iter().enumerate().filter_map(|(i, e)| {
+            e.name_pattern
+                .as_ref()
+                .map(|p| (format!("inventory[{i}].namePattern"), p))
+        });
+        serving
+            .chain(inventory)
+            .map(|(path, p)| {
+                format!(
+                    "{path}: {:?} matches whole names only, as {}",
+                    p.as_written(),
+                    p.as_compiled()
+                )
+            })
+            .collect()
     }
 
     pub fn is_dry_run(&self) -> bool {

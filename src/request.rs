@@ -7,11 +7,12 @@ use std::net::IpAddr;
 
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::cri_attributes::ParsedCriAttribute;
-use x509_parser::der_parser::oid;
+use x509_parser::der_parser::oid::Oid;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-    OID_PKCS1_SHA1WITHRSA, OID_SIG_ED25519,
+    OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA,
+    OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ED25519,
 };
 use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
@@ -115,16 +116,7 @@ pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
             min: RSA_MIN_VERIFIABLE_BITS,
         });
     }
-    // SHA-1 signatures verify with ring's legacy support, but no kubelet sends them and
-    // they are forgeable in principle: refuse them outright.
-    let signature_algorithm = &csr.signature_algorithm.algorithm;
-    if *signature_algorithm == OID_PKCS1_SHA1WITHRSA
-        || *signature_algorithm == oid!(1.2.840.10045.4.1)
-    {
-        return Err(RequestError::BadSignature(format!(
-            "SHA-1 signature algorithm {signature_algorithm} is not accepted"
-        )));
-    }
+    check_signature_algorithm(&csr.signature_algorithm.algorithm, key)?;
     csr.verify_signature()
         .map_err(|e| RequestError::BadSignature(e.to_string()))?;
 
@@ -163,6 +155,33 @@ pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
         }
     }
     Ok(parsed)
+}
+
+/// An allow-list, not a deny-list: the algorithms kubelets and Go's crypto/x509 produce,
+/// each only with the key type it belongs to. Anything else — SHA-1 under any of its OIDs
+/// (PKCS#1, OIW 1.3.14.3.2.29, ECDSA), MD5, DSA — is refused before verification, because
+/// verification libraries keep legacy algorithms around "for compatibility". RSA-PSS is
+/// listed; its hash (SHA-256/384/512 only) is checked by the verifier from its parameters.
+fn check_signature_algorithm(algorithm: &Oid<'_>, key: KeyAlgorithm) -> Result<(), RequestError> {
+    let allowed: &[Oid<'static>] = match key {
+        KeyAlgorithm::Rsa { .. } => &[
+            OID_PKCS1_SHA256WITHRSA,
+            OID_PKCS1_SHA384WITHRSA,
+            OID_PKCS1_SHA512WITHRSA,
+            OID_PKCS1_RSASSAPSS,
+        ],
+        KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {
+            &[OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384]
+        }
+        KeyAlgorithm::Ed25519 => &[OID_SIG_ED25519],
+    };
+    if allowed.contains(algorithm) {
+        Ok(())
+    } else {
+        Err(RequestError::BadSignature(format!(
+            "signature algorithm {algorithm} is not accepted for a {key} key (allowed: RSA PKCS#1 v1.5 or PSS with SHA-256/384/512, ECDSA with SHA-256/384, Ed25519)"
+        )))
+    }
 }
 
 fn single_pem_block(pem: &[u8]) -> Result<Vec<u8>, RequestError> {

@@ -46,11 +46,46 @@ fn cluster_api_machine_is_approved() {
     let mut m = machine("worker-1", ago(60), &[("InternalDNS", "worker-1")]);
     m.api_group = "cluster.x-k8s.io".to_string();
     m.namespace = "capi".to_string();
-    let world = World::new().machine(m);
+    let world = World::new().machine(m.clone()).policy_yaml(
+        "machines: {apiGroups: [cluster.x-k8s.io], namespaces: {cluster.x-k8s.io: [capi]}}",
+    );
     assert_decision!(
         world.decide(&worker1()),
         Verdict::Approve,
         Reason::NewNodeMachine
+    );
+    // The same Machine in a namespace the policy does not name vouches for nothing.
+    m.namespace = "tenant-a".to_string();
+    let world = World::new().machine(m).policy_yaml(
+        "machines: {apiGroups: [cluster.x-k8s.io], namespaces: {cluster.x-k8s.io: [capi]}}",
+    );
+    assert_decision!(
+        world.decide(&worker1()),
+        Verdict::Wait { .. },
+        Reason::UnknownMachine
+    );
+}
+
+#[test]
+fn cluster_api_machines_are_not_trusted_by_default() {
+    let mut m = machine("worker-1", ago(60), &[("InternalDNS", "worker-1")]);
+    m.api_group = "cluster.x-k8s.io".to_string();
+    m.namespace = "capi".to_string();
+    assert_decision!(
+        World::new().machine(m).decide(&worker1()),
+        Verdict::Wait { .. },
+        Reason::UnknownMachine
+    );
+}
+
+#[test]
+fn openshift_machines_outside_openshift_machine_api_are_not_trusted_by_default() {
+    let mut m = machine("worker-1", ago(60), &[("InternalDNS", "worker-1")]);
+    m.namespace = "default".to_string();
+    assert_decision!(
+        World::new().machine(m).decide(&worker1()),
+        Verdict::Wait { .. },
+        Reason::UnknownMachine
     );
 }
 
@@ -672,7 +707,8 @@ fn linked_machine_is_not_overridden_by_inventory() {
 
 #[test]
 fn machine_in_unwatched_namespace_does_not_count() {
-    let world = joining_world().policy_yaml("machines: {namespace: other}");
+    let world =
+        joining_world().policy_yaml("machines: {namespaces: {machine.openshift.io: [other]}}");
     assert_decision!(
         world.decide(&worker1()),
         Verdict::Wait { .. },
@@ -682,7 +718,9 @@ fn machine_in_unwatched_namespace_does_not_count() {
 
 #[test]
 fn machine_of_unlisted_api_group_does_not_count() {
-    let world = joining_world().policy_yaml("machines: {apiGroups: [cluster.x-k8s.io]}");
+    let world = joining_world().policy_yaml(
+        "machines: {apiGroups: [cluster.x-k8s.io], namespaces: {cluster.x-k8s.io: [openshift-machine-api]}}",
+    );
     assert_decision!(
         world.decide(&worker1()),
         Verdict::Wait { .. },
@@ -843,8 +881,8 @@ fn flood_guard_stops_approvals_above_the_threshold() {
     for i in 0..3 {
         world = world.csr(summary(
             &format!("p{i}"),
-            SERVING_SIGNER,
-            "x",
+            CLIENT_SIGNER,
+            &format!("x{i}"),
             CsrState::Pending,
             ago(60),
         ));
@@ -854,6 +892,61 @@ fn flood_guard_stops_approvals_above_the_threshold() {
         Verdict::Wait { .. },
         Reason::TooManyPending
     );
+}
+
+#[test]
+fn flood_guard_counts_only_csrs_that_could_become_new_nodes() {
+    let mut world = registered_world()
+        .machine(machine(
+            "worker-2",
+            ago(300),
+            &[("InternalDNS", "worker-2"), ("InternalIP", "10.0.0.12")],
+        ))
+        .policy_yaml("client: {maxPending: 1}");
+    for i in 0..50 {
+        // Serving CSRs, garbage (no parseable name), strangers' CSRs, and CSRs for a
+        // registered Node: none of them can become a new node.
+        world = world
+            .csr(summary(
+                &format!("s{i}"),
+                SERVING_SIGNER,
+                &format!("x{i}"),
+                CsrState::Pending,
+                ago(60),
+            ))
+            .csr({
+                let mut c = summary(
+                    &format!("g{i}"),
+                    CLIENT_SIGNER,
+                    "x",
+                    CsrState::Pending,
+                    ago(60),
+                );
+                c.node_name = None;
+                c
+            })
+            .csr({
+                let mut c = summary(
+                    &format!("u{i}"),
+                    CLIENT_SIGNER,
+                    &format!("y{i}"),
+                    CsrState::Pending,
+                    ago(60),
+                );
+                c.requester = "system:anonymous".to_string();
+                c.groups = vec!["system:unauthenticated".to_string()];
+                c
+            })
+            .csr(summary(
+                &format!("r{i}"),
+                CLIENT_SIGNER,
+                "worker-1",
+                CsrState::Pending,
+                ago(60),
+            ));
+    }
+    let csr = Csr::client(&Request::node("worker-2"));
+    assert_decision!(world.decide(&csr), Verdict::Approve, Reason::NewNodeMachine);
 }
 
 #[test]
@@ -940,15 +1033,40 @@ fn flood_guard_auto_threshold_is_machines_plus_100() {
 }
 
 #[test]
-fn flood_guard_also_holds_renewals() {
-    let world = registered_world()
-        .policy_yaml("client: {maxPending: 1}")
-        .csr(summary("p", CLIENT_SIGNER, "x", CsrState::Pending, ago(60)));
-    let csr = Csr::renewal("worker-1", &Request::node("worker-1"));
+fn flood_guard_never_holds_renewals_or_serving_of_registered_nodes() {
+    let mut world = registered_world().policy_yaml("client: {maxPending: 1}");
+    for i in 0..20 {
+        world = world.csr(summary(
+            &format!("p{i}"),
+            CLIENT_SIGNER,
+            &format!("x{i}"),
+            CsrState::Pending,
+            ago(60),
+        ));
+    }
+    // The guard is full of would-be new nodes...
+    let joining = world.clone().machine(machine(
+        "worker-2",
+        ago(300),
+        &[("InternalDNS", "worker-2")],
+    ));
     assert_decision!(
-        world.decide(&csr),
+        joining.decide(&Csr::client(&Request::node("worker-2"))),
         Verdict::Wait { .. },
         Reason::TooManyPending
+    );
+    // ...and rotation of a registered node goes on.
+    let renewal = Csr::renewal("worker-1", &Request::node("worker-1"));
+    assert_decision!(
+        world.decide(&renewal),
+        Verdict::Approve,
+        Reason::ClientRenewal
+    );
+    let serving = Csr::serving("worker-1", &Request::node("worker-1").ip("10.0.0.11"));
+    assert_decision!(
+        world.decide(&serving),
+        Verdict::Approve,
+        Reason::ServingAddressesVerified
     );
 }
 

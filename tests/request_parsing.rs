@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{Key, Request, fixture_bytes};
+use common::{
+    ECDSA_WITH_SHA256, Key, MD5_WITH_RSA, OIW_SHA1_WITH_RSA, Request, SHA256_WITH_RSA,
+    fixture_bytes, relabel_signature_algorithm,
+};
 use csr_approver::request::{KeyAlgorithm, MAX_REQUEST_BYTES, RequestError, parse_request};
 
 fn tamper(pem_bytes: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
@@ -88,6 +91,47 @@ fn dsa_key_is_unsupported() {
 fn sha1_rsa_signature_is_refused() {
     let err = parse_request(&fixture_bytes("requests/rsa2048-sha1-client.csr")).unwrap_err();
     assert!(matches!(err, RequestError::BadSignature(_)), "{err}");
+}
+
+#[test]
+fn signature_algorithms_are_an_allow_list() {
+    let sha1 = fixture_bytes("requests/rsa2048-sha1-client.csr");
+    let rsa_sha256 = fixture_bytes("requests/rsa2048-client.csr");
+    let ecdsa = Request::node("worker-1").pem();
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        // The same valid SHA-1 signature under its OIW OID: verifiers still accept it.
+        (
+            "SHA-1 under OIW 1.3.14.3.2.29",
+            relabel_signature_algorithm(&sha1, &OIW_SHA1_WITH_RSA),
+            "1.3.14.3.2.29",
+        ),
+        (
+            "MD5 with RSA",
+            relabel_signature_algorithm(&rsa_sha256, &MD5_WITH_RSA),
+            "1.2.840.113549.1.1.4",
+        ),
+        (
+            "an ECDSA algorithm on an RSA key",
+            relabel_signature_algorithm(&rsa_sha256, &ECDSA_WITH_SHA256),
+            "not accepted for a RSA-2048 key",
+        ),
+        (
+            "an RSA algorithm on an ECDSA key",
+            relabel_signature_algorithm(&ecdsa, &SHA256_WITH_RSA),
+            "not accepted for a ECDSA-P256 key",
+        ),
+    ];
+    for (what, pem, expected) in cases {
+        match parse_request(&pem) {
+            Err(RequestError::BadSignature(message)) => {
+                assert!(message.contains(expected), "{what}: {message}")
+            }
+            other => panic!("{what}: expected BadSignature, got {other:?}"),
+        }
+    }
+    // The relabelling itself is sound: the original label still verifies.
+    parse_request(&relabel_signature_algorithm(&rsa_sha256, &SHA256_WITH_RSA))
+        .expect("re-encoding with the same algorithm keeps a valid request");
 }
 
 #[test]

@@ -265,6 +265,7 @@ pub fn machine(name: &str, created: Timestamp, addresses: &[(&str, &str)]) -> Ma
             .map(|(k, v)| TypedAddress::new(k, v))
             .collect(),
         node_ref: None,
+        deleting: false,
     }
 }
 
@@ -291,6 +292,17 @@ pub fn summary(
         created: Some(created),
         state,
         node_name: Some(node.to_string()),
+        requester: if signer == CLIENT_SIGNER {
+            BOOTSTRAPPER.to_string()
+        } else {
+            format!("system:node:{node}")
+        },
+        groups: if signer == CLIENT_SIGNER {
+            BOOTSTRAPPER_GROUPS.iter().map(|g| g.to_string()).collect()
+        } else {
+            vec!["system:nodes".to_string()]
+        },
+        approved_at: None,
     }
 }
 
@@ -382,3 +394,63 @@ macro_rules! assert_decision {
         d
     }};
 }
+
+/// One DER element at the start of `der`: (header length, whole element length).
+fn der_element(der: &[u8]) -> (usize, usize) {
+    let first = der[1] as usize;
+    if first < 0x80 {
+        return (2, 2 + first);
+    }
+    let count = first & 0x7f;
+    let len = der[2..2 + count]
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+    (2 + count, 2 + count + len)
+}
+
+fn der_sequence(content: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x30];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend([0x81, len as u8]);
+    } else {
+        out.extend([0x82, (len >> 8) as u8, len as u8]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// Re-labels a signed request's signature algorithm (outside the signed part, so the
+/// signature itself is untouched): how an attacker dresses a legacy signature in an OID a
+/// deny-list does not know. `algorithm` is the DER of the new AlgorithmIdentifier.
+pub fn relabel_signature_algorithm(pem_bytes: &[u8], algorithm: &[u8]) -> Vec<u8> {
+    let block = pem::parse(pem_bytes).expect("valid PEM");
+    let der = block.contents();
+    let (header, _) = der_element(der);
+    let body = &der[header..];
+    let (_, info_len) = der_element(body);
+    let (_, alg_len) = der_element(&body[info_len..]);
+    let mut content = body[..info_len].to_vec();
+    content.extend_from_slice(algorithm);
+    content.extend_from_slice(&body[info_len + alg_len..]);
+    pem::encode(&pem::Pem::new(block.tag(), der_sequence(&content))).into_bytes()
+}
+
+/// AlgorithmIdentifier DER: sha1WithRSA under its OIW OID 1.3.14.3.2.29, NULL parameters.
+pub const OIW_SHA1_WITH_RSA: [u8; 11] = [
+    0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1d, 0x05, 0x00,
+];
+/// AlgorithmIdentifier DER: md5WithRSAEncryption 1.2.840.113549.1.1.4, NULL parameters.
+pub const MD5_WITH_RSA: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x04, 0x05, 0x00,
+];
+/// AlgorithmIdentifier DER: sha256WithRSAEncryption 1.2.840.113549.1.1.11, NULL parameters.
+pub const SHA256_WITH_RSA: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
+];
+/// AlgorithmIdentifier DER: ecdsa-with-SHA256 1.2.840.10045.4.3.2.
+pub const ECDSA_WITH_SHA256: [u8; 12] = [
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+];

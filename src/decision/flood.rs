@@ -1,0 +1,122 @@
+//! Blast radius of a stolen bootstrap credential: the two limits on **new** node
+//! identities. Renewals and serving CSRs of registered Nodes never pass through here, so
+//! garbage submitted with a bootstrap credential cannot halt certificate rotation.
+//!
+//! 1. Flood guard: more pending new-node client CSRs in the last hour than
+//!    `client.maxPending` pauses new-node approvals. Only CSRs that could be approved
+//!    count: from a configured bootstrapper, parseable, for a valid name with no Node.
+//! 2. Rate cap: at most `client.maxNewNodesPerHour` new node identities approved per hour
+//!    (by anyone: a manual approval mints an identity too).
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::{CLIENT_SIGNER, CsrFacts, NODE_USER_PREFIX, Reason, Refusal, refuse};
+use crate::inventory::{CsrState, CsrSummary, Inventory};
+use crate::policy::Policy;
+
+/// The window both limits count in.
+pub const FLOOD_WINDOW: Duration = Duration::from_secs(3600);
+
+pub(super) fn check_new_node(
+    csr: &CsrFacts,
+    inventory: &Inventory,
+    policy: &Policy,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    let limit = max_pending(inventory, policy);
+    let pending = count_pending(inventory, policy, now, Some(&csr.name)) + 1;
+    if pending > limit {
+        return Err(refuse(
+            Reason::TooManyPending,
+            format!(
+                "{pending} new-node client CSRs pending in the last hour exceed client.maxPending {limit}; new-node approvals paused (renewals and serving certificates continue)"
+            ),
+        ));
+    }
+    let cap = max_new_nodes(inventory, policy, now);
+    let approved = count_new_nodes_approved(inventory, now, &csr.name);
+    if approved >= cap {
+        return Err(refuse(
+            Reason::NewNodeRateLimited,
+            format!(
+                "{approved} new node identities approved in the last hour reach client.maxNewNodesPerHour {cap}; this one waits"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn window_start(now: Timestamp) -> Timestamp {
+    now.checked_sub(SignedDuration::try_from(FLOOD_WINDOW).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MIN)
+}
+
+/// The flood-guard threshold for this inventory and policy.
+pub fn max_pending(inventory: &Inventory, policy: &Policy) -> usize {
+    let machines = inventory
+        .machine_counts()
+        .filter(|(group, namespace, _)| policy.machines.admits(group, namespace))
+        .map(|(_, _, count)| count)
+        .sum();
+    policy
+        .client
+        .max_pending
+        .limit(machines, inventory.node_count(), policy.inventory.len())
+}
+
+/// Pending client CSRs created within the window that could become new nodes — from a
+/// configured bootstrapper, for a valid node name that has no Node — other than `except`.
+pub fn count_pending(
+    inventory: &Inventory,
+    policy: &Policy,
+    now: Timestamp,
+    except: Option<&str>,
+) -> usize {
+    inventory
+        .pending_since(window_start(now))
+        .filter(|c| Some(c.name.as_str()) != except)
+        .filter(|c| could_become_new_node(c, inventory, policy))
+        .count()
+}
+
+fn could_become_new_node(csr: &CsrSummary, inventory: &Inventory, policy: &Policy) -> bool {
+    csr.signer == CLIENT_SIGNER
+        && csr
+            .node_name
+            .as_deref()
+            .is_some_and(|node| inventory.node(node).is_none())
+        && policy
+            .client
+            .bootstrappers
+            .iter()
+            .any(|b| b.matches(&csr.requester, &csr.groups))
+}
+
+/// The new-node cap in force: a number, or (`auto`) the hosts known to be joining —
+/// admitted Machines not yet linked or created within the window, and named inventory
+/// hosts — plus a margin.
+pub fn max_new_nodes(inventory: &Inventory, policy: &Policy, now: Timestamp) -> usize {
+    let since = window_start(now);
+    let machines = inventory
+        .machines()
+        .filter(|m| !m.deleting && policy.machines.admits(&m.api_group, &m.namespace))
+        .filter(|m| m.node_ref.is_none() || m.created.is_some_and(|t| t >= since))
+        .count();
+    let named = policy.inventory.iter().filter(|e| e.name.is_some()).count();
+    policy.client.max_new_nodes_per_hour.limit(machines + named)
+}
+
+/// New node identities (client certificates not requested by a node itself) approved
+/// within the window, other than `except`.
+fn count_new_nodes_approved(inventory: &Inventory, now: Timestamp, except: &str) -> usize {
+    let since = window_start(now);
+    inventory
+        .csrs()
+        .filter(|c| c.name != except && c.signer == CLIENT_SIGNER)
+        .filter(|c| matches!(c.state, CsrState::Approved | CsrState::Issued))
+        .filter(|c| !c.requester.starts_with(NODE_USER_PREFIX))
+        .filter(|c| c.approved_at.or(c.created).is_some_and(|t| t >= since))
+        .count()
+}
