@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use csr_approver::policy::{AddressSource, MaxPending, Mode, Policy};
+use csr_approver::policy::{AddressSource, MaxNewNodes, MaxPending, Mode, Policy};
 
 fn error_of(yaml: &str) -> (String, String) {
     let err = Policy::from_yaml(yaml).expect_err("policy must be rejected");
@@ -40,6 +40,129 @@ fn empty_document_gives_safe_defaults() {
     assert_eq!(p.serving.max_expiration_seconds, 31_622_400);
     assert_eq!(p.keys.min_rsa_bits, 2048);
     assert!(p.inventory.is_empty());
+    assert_eq!(p.client.max_new_nodes_per_hour, MaxNewNodes::Auto);
+    assert_eq!(p.serving.cluster_domain, "cluster.local");
+    assert!(!p.serving.allow_loopback);
+    // Machines: only OpenShift's, only from openshift-machine-api.
+    assert_eq!(p.machines.api_groups, ["machine.openshift.io"]);
+    assert!(
+        p.machines
+            .admits("machine.openshift.io", "openshift-machine-api")
+    );
+    assert!(!p.machines.admits("machine.openshift.io", "default"));
+    assert!(
+        !p.machines
+            .admits("cluster.x-k8s.io", "openshift-machine-api")
+    );
+}
+
+#[test]
+fn machine_namespaces_are_named_per_api_group() {
+    let p = Policy::from_yaml(
+        "machines: {apiGroups: [machine.openshift.io, cluster.x-k8s.io], namespaces: {cluster.x-k8s.io: [capi]}}",
+    )
+    .expect("valid");
+    assert!(p.machines.admits("cluster.x-k8s.io", "capi"));
+    assert!(!p.machines.admits("cluster.x-k8s.io", "other"));
+    // OpenShift keeps its default when not named.
+    assert!(
+        p.machines
+            .admits("machine.openshift.io", "openshift-machine-api")
+    );
+}
+
+#[test]
+fn a_trusted_api_group_without_namespaces_is_rejected() {
+    assert_rejected(
+        "machines: {apiGroups: [cluster.x-k8s.io]}",
+        "machines.namespaces.cluster.x-k8s.io",
+        "no namespace is named",
+    );
+}
+
+#[test]
+fn every_namespace_wildcards_are_rejected() {
+    assert_rejected(
+        "machines: {namespaces: {machine.openshift.io: ['']}}",
+        "machines.namespaces.machine.openshift.io",
+        "not accepted",
+    );
+    assert_rejected(
+        "machines: {namespaces: {machine.openshift.io: ['*']}}",
+        "machines.namespaces.machine.openshift.io",
+        "not accepted",
+    );
+}
+
+#[test]
+fn unknown_machine_api_group_is_rejected() {
+    assert_rejected(
+        "machines: {apiGroups: [machines.example.com]}",
+        "machines.apiGroups[0]",
+        "unknown Machine API group",
+    );
+}
+
+#[test]
+fn the_old_all_namespaces_field_is_rejected() {
+    assert_rejected(
+        "machines: {namespace: \"\"}",
+        "machines.namespace",
+        "unknown field",
+    );
+}
+
+#[test]
+fn invalid_cluster_domain_is_rejected() {
+    assert_rejected(
+        "serving: {clusterDomain: 'cluster..local'}",
+        "serving.clusterDomain",
+        "not a DNS name",
+    );
+}
+
+#[test]
+fn max_new_nodes_per_hour_is_auto_or_a_number() {
+    let p = Policy::from_yaml("client: {maxNewNodesPerHour: 25}").expect("valid");
+    assert_eq!(p.client.max_new_nodes_per_hour, MaxNewNodes::Fixed(25));
+    assert_rejected(
+        "client: {maxNewNodesPerHour: lots}",
+        "client.maxNewNodesPerHour",
+        "expected `auto`",
+    );
+}
+
+#[test]
+fn patterns_are_compiled_for_whole_names() {
+    let p = Policy::from_yaml(
+        "serving: {dnsNamePatterns: ['^a|b$']}\ninventory: [{namePattern: '^w-[0-9]+$'}]",
+    )
+    .expect("valid");
+    let readings = p.pattern_readings();
+    assert_eq!(
+        readings,
+        [
+            "serving.dnsNamePatterns[0]: \"^a|b$\" matches whole names only, as ^(?:^a|b$)$",
+            "inventory[0].namePattern: \"^w-[0-9]+$\" matches whole names only, as ^(?:^w-[0-9]+$)$",
+        ]
+    );
+    let pattern = &p.serving.dns_name_patterns[0];
+    assert!(pattern.is_match("a") && pattern.is_match("b"));
+    assert!(!pattern.is_match("ab") && !pattern.is_match("a.evil") && !pattern.is_match("evil.b"));
+}
+
+#[test]
+fn inventory_names_and_addresses_are_not_trimmed_into_validity() {
+    assert_rejected(
+        "inventory: [{name: ' worker-1'}]",
+        "inventory[0]",
+        "not a valid DNS-1123 node name",
+    );
+    assert_rejected(
+        "inventory: [{name: worker-1, addresses: [' 10.0.0.1']}]",
+        "inventory[0].addresses[0]",
+        "neither an IP address nor a DNS name",
+    );
 }
 
 #[test]
@@ -56,15 +179,19 @@ client:
   joinWindow: 2h
   allowDuplicates: false
   maxPending: auto
+  maxNewNodesPerHour: 50
 serving:
   enabled: true
   addressSources: [Machine, Node]
   allowedIPRanges: [10.0.0.0/8, fd00::/8]
   dnsNamePatterns: ['^worker-[0-9]+\.example\.com$']
   maxExpirationSeconds: 31622400
+  clusterDomain: cluster.local
+  allowLoopback: false
 machines:
   apiGroups: [machine.openshift.io, cluster.x-k8s.io]
-  namespace: ""
+  namespaces:
+    cluster.x-k8s.io: [capi-workers]
 inventory:
   - name: worker-0.example.com
     addresses: [10.1.101.50]
