@@ -166,6 +166,10 @@ def cmd_compare(kustomize_path, helm_path):
         }
         bad = [a for a in writes if (a[1], a[2]) not in allowed_writes]
         check(f"{scope}: writes only the approval subresource, its Lease and Events", not bad, bad)
+        services = {a for s in view.values() for a in s if a[1] == "services"}
+        check(f"{scope}: Services: only default/kubernetes, read-only (its ClusterIPs are never a node's)",
+              services == {("", "services", v, "kubernetes") for v in ("get", "list", "watch")}
+              and services <= view.get("default", set()), services)
         check(f"{scope}: Events in `default` are granted by a Role, not cluster-wide",
               not any(a[1] == "events" for a in cluster)
               and ("", "events", "create", "*") in view.get("default", set()),
@@ -246,9 +250,10 @@ def cmd_monitoring(kustomize_mon_path, helm_path):
     kr, hr = one(k, "PrometheusRule"), one(h, "PrometheusRule")
     check_equal("PrometheusRule spec identical", kr["spec"], hr["spec"])
     alerts = {r.get("alert") for g in kr["spec"]["groups"] for r in g["rules"]}
-    check_equal("the four alerts exist", sorted(alerts),
+    check_equal("the five alerts exist", sorted(alerts),
                 sorted(["CSRApproverPendingCSRTooOld", "CSRApproverFloodGuard",
-                        "CSRApproverPolicyInvalid", "CSRApproverNoLeader"]))
+                        "CSRApproverNewNodeRateLimited", "CSRApproverPolicyInvalid",
+                        "CSRApproverNoLeader"]))
     ks, hs = one(k, "ServiceMonitor"), one(h, "ServiceMonitor")
     check_equal("ServiceMonitor spec identical", ks["spec"], hs["spec"])
     check("ServiceMonitor scrapes port http at /metrics",
@@ -297,6 +302,15 @@ def cmd_non_default(helm_path):
                 ["worker-0.bm.example.com", "worker-1.bm.example.com", r"^worker-[0-9]+\.bm\.example\.com$"],
                 "rendered", "expected")
     check("policy maps merged with defaults (client.renewals kept)", policy["client"].get("renewals") is True)
+    check_equal("policy client.maxNewNodesPerHour", policy["client"].get("maxNewNodesPerHour"), 12,
+                "rendered", "expected")
+    check_equal("policy serving.clusterDomain and allowLoopback",
+                (policy["serving"].get("clusterDomain"), policy["serving"].get("allowLoopback")),
+                ("k8s.bm.example.com", True), "rendered", "expected")
+    check_equal("policy machines (Cluster API trusted in its named namespace only)",
+                (policy["machines"].get("apiGroups"),
+                 policy["machines"].get("namespaces", {}).get("cluster.x-k8s.io")),
+                (["cluster.x-k8s.io"], ["bm-workers"]), "rendered", "expected")
     check_equal("policy mode", policy["mode"], "dry-run", "rendered", "expected")
 
     view = rbac_view(h, NAMESPACE)
@@ -427,7 +441,8 @@ def cmd_dockerfile(repo):
 
 
 # Values documented as one row although they are maps.
-DOCUMENTED_WHOLE = {"resources", "podSecurityContext", "securityContext"}
+DOCUMENTED_WHOLE = {"resources", "podSecurityContext", "securityContext",
+                    "policy.machines.namespaces"}  # keys are API groups, not values
 
 
 def value_paths(tree, prefix=""):

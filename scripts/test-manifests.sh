@@ -94,6 +94,12 @@ expect_fail "helm template refuses an unknown value (values.schema.json)" \
 expect_fail "helm template refuses policy.mode outside enforce|dry-run" \
   'policy/mode' \
   helm_template --set policy.mode=yolo
+expect_fail "helm template refuses the removed policy.machines.namespace (now namespaces)" \
+  "additional properties 'namespace' not allowed" \
+  helm_template --set policy.machines.namespace=openshift-machine-api
+expect_fail "helm template refuses trusting Machines in every namespace (\"*\")" \
+  'policy/machines/namespaces/cluster.x-k8s.io/0' \
+  helm_template --set-json 'policy.machines.namespaces={"cluster.x-k8s.io":["*"]}'
 
 echo "== assertions on the rendered objects"
 step "deploy/ and the chart (default values) grant and run the same" \

@@ -21,6 +21,10 @@ pub enum ApprovalError {
     Write { name: String, source: kube::Error },
     #[error("re-reading {name} after a conflict: {source}")]
     Reread { name: String, source: kube::Error },
+    /// Without a resourceVersion the PUT would overwrite whatever the CSR has become since
+    /// it was judged; the apiserver's 409 on a stale version is what prevents that.
+    #[error("{name} has no resourceVersion: refusing an unconditional write")]
+    NoResourceVersion { name: String },
 }
 
 /// What happened when a verdict was written.
@@ -29,11 +33,15 @@ pub enum Written {
     Done,
     /// Someone else decided first (seen on a conflict); nothing was written.
     AlreadyDecided(CsrState),
+    /// The CSR judged is gone: deleted, or re-created under its name (seen on a conflict);
+    /// nothing was written.
+    Gone,
 }
 
-/// Writes an Approved or Denied condition. On a 409 conflict the CSR is re-read: if it is
-/// still pending the write is retried once on the fresh object, else nothing is written,
-/// so a CSR is never approved twice.
+/// Writes an Approved or Denied condition, conditional on the resourceVersion of the object
+/// judged. On a 409 conflict the CSR is re-read: if it is the same request (same uid; its
+/// spec is immutable) and still pending, the write is retried once on the fresh object,
+/// else nothing is written, so a CSR is never decided twice nor on another's evidence.
 pub async fn write_verdict(
     api: &Api<CertificateSigningRequest>,
     csr: &CertificateSigningRequest,
@@ -54,6 +62,16 @@ pub async fn write_verdict(
         ..Default::default()
     };
     let name = name.as_str();
+    if csr
+        .metadata
+        .resource_version
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        return Err(ApprovalError::NoResourceVersion {
+            name: name.to_string(),
+        });
+    }
     let put = |current: &CertificateSigningRequest| {
         let mut desired = current.clone();
         desired
@@ -74,13 +92,19 @@ pub async fn write_verdict(
     match put(csr).await {
         Ok(_) => Ok(Written::Done),
         Err(kube::Error::Api(status)) if status.code == 409 => {
-            let fresh = api
-                .get(name)
-                .await
-                .map_err(|source| ApprovalError::Reread {
-                    name: name.to_string(),
-                    source,
-                })?;
+            let fresh = match api.get_opt(name).await {
+                Ok(Some(fresh)) => fresh,
+                Ok(None) => return Ok(Written::Gone),
+                Err(source) => {
+                    return Err(ApprovalError::Reread {
+                        name: name.to_string(),
+                        source,
+                    });
+                }
+            };
+            if fresh.metadata.uid != csr.metadata.uid {
+                return Ok(Written::Gone);
+            }
             match CsrState::of(&fresh) {
                 CsrState::Pending => put(&fresh)
                     .await

@@ -65,12 +65,19 @@ pub fn build_inventory<'a>(
     nodes: impl IntoIterator<Item = &'a k8s_openapi::api::core::v1::Node>,
     machines: impl IntoIterator<Item = MachineInfo>,
     csrs: impl IntoIterator<Item = &'a CertificateSigningRequest>,
+    kubernetes_service: Option<&k8s_openapi::api::core::v1::Service>,
 ) -> Inventory {
-    Inventory::new(
+    let mut inventory = Inventory::new(
         nodes.into_iter().filter_map(NodeInfo::from_node),
         machines,
         csrs.into_iter().map(summarize),
-    )
+    );
+    if let Some(service) = kubernetes_service {
+        inventory.set_kubernetes_service_ips(
+            crate::cluster::KubernetesService::from_service(service).cluster_ips,
+        );
+    }
+    inventory
 }
 
 pub fn evaluate(

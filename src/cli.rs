@@ -233,9 +233,12 @@ async fn run_check(args: CheckArgs) -> Result<String> {
     for file in &csrs {
         let path = Path::new(file);
         targets.read_file(path)?;
-        if !targets.nodes.is_empty() || !targets.machines.is_empty() {
+        if !targets.nodes.is_empty()
+            || !targets.machines.is_empty()
+            || targets.kubernetes_service.is_some()
+        {
             return Err(Error::Usage(format!(
-                "{}: CSR files may hold only CertificateSigningRequests; pass Nodes and Machines with --objects",
+                "{}: CSR files may hold only CertificateSigningRequests; pass Nodes, Machines and the kubernetes Service with --objects",
                 path.display()
             )));
         }
@@ -244,6 +247,7 @@ async fn run_check(args: CheckArgs) -> Result<String> {
         &cluster.nodes,
         cluster.machines,
         cluster.csrs.iter().chain(&targets.csrs),
+        cluster.kubernetes_service.as_ref(),
     );
     let evaluations = check::evaluate(&targets.csrs, &inventory, &policy, now);
     Ok(check::render(&evaluations, output))

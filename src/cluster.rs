@@ -2,7 +2,11 @@
 //! `Inventory` current (only the fields decisions read, so memory stays flat), and each
 //! change names the pending CSRs it can unblock so they are reconciled at once.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
+use std::net::IpAddr;
+use std::ops::Deref;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -10,7 +14,7 @@ use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Service};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
@@ -19,40 +23,143 @@ use kube::runtime::watcher::{self, Event};
 
 use crate::check::summarize;
 use crate::decision::{CLIENT_SIGNER, SERVING_SIGNER};
-use crate::inventory::{CsrState, Inventory, MachineInfo, NodeInfo};
+use crate::inventory::{CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo};
 use crate::policy::{CLUSTER_API_MACHINE_GROUP, OPENSHIFT_MACHINE_GROUP};
 
 /// The inventory shared by the watches (writers) and reconciles (readers).
 #[derive(Debug, Default)]
 pub struct ClusterCache {
-    inventory: RwLock<Inventory>,
+    state: RwLock<CacheState>,
+}
+
+/// The inventory and the verdicts we wrote, under one lock: a watch event cannot slip
+/// between looking up our verdict and overwriting the CSR's state.
+#[derive(Debug, Default)]
+struct CacheState {
+    inventory: Inventory,
+    /// Verdicts we wrote that the CSR watch has not shown yet, by CSR name. An event or a
+    /// re-list older than our write still shows the CSR pending; without this the cache
+    /// would go back in time and the CSR would be judged again.
+    written: HashMap<String, OwnVerdict>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnVerdict {
+    /// The CSR we decided: a CSR re-created under the same name is another request.
+    uid: Option<String>,
+    state: CsrState,
+    /// When we wrote it.
+    at: Timestamp,
+}
+
+impl CacheState {
+    /// Whether our verdict still stands over what the watch shows for CSR `name` with
+    /// `uid` in `state`; forgets it once it no longer does.
+    fn own_verdict(
+        &mut self,
+        name: &str,
+        uid: Option<&str>,
+        state: CsrState,
+    ) -> Option<OwnVerdict> {
+        let own = self.written.get(name)?;
+        if own.uid.as_deref() == uid && state == CsrState::Pending {
+            return Some(own.clone());
+        }
+        // Either the watch has caught up with a decision (ours or not) and is authoritative
+        // again, or the CSR was deleted and re-created: our verdict was about another one.
+        self.written.remove(name);
+        None
+    }
+
+    /// Stores what the CSR watch says about one CSR, keeping our own verdict over an
+    /// older view that still shows it pending.
+    fn observe_csr(&mut self, uid: Option<&str>, summary: CsrSummary) {
+        let own = self.own_verdict(&summary.name, uid, summary.state);
+        let name = summary.name.clone();
+        self.inventory.upsert_csr(summary);
+        if let Some(own) = own {
+            self.inventory.set_csr_state(&name, own.state, own.at);
+        }
+    }
+
+    fn forget_csr(&mut self, name: &str) {
+        self.written.remove(name);
+        self.inventory.remove_csr(name);
+    }
+
+    /// Replaces every CSR, as after a (re-)list; `listed` pairs each summary with its uid.
+    fn replace_csrs(&mut self, listed: Vec<(Option<String>, CsrSummary)>) {
+        // A CSR missing from a list taken after our write was deleted meanwhile.
+        let names: HashSet<&str> = listed.iter().map(|(_, c)| c.name.as_str()).collect();
+        self.written.retain(|name, _| names.contains(name.as_str()));
+        let mut kept = Vec::new();
+        let mut summaries = Vec::with_capacity(listed.len());
+        for (uid, summary) in listed {
+            if let Some(own) = self.own_verdict(&summary.name, uid.as_deref(), summary.state) {
+                kept.push((summary.name.clone(), own));
+            }
+            summaries.push(summary);
+        }
+        self.inventory.replace_csrs(summaries);
+        for (name, own) in kept {
+            self.inventory.set_csr_state(&name, own.state, own.at);
+        }
+    }
+}
+
+/// Read access to the inventory.
+pub struct InventoryGuard<'a>(RwLockReadGuard<'a, CacheState>);
+
+impl Deref for InventoryGuard<'_> {
+    type Target = Inventory;
+
+    fn deref(&self) -> &Inventory {
+        &self.0.inventory
+    }
 }
 
 impl ClusterCache {
-    pub fn read(&self) -> RwLockReadGuard<'_, Inventory> {
-        self.inventory
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn read(&self) -> InventoryGuard<'_> {
+        InventoryGuard(
+            self.state
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Inventory> {
-        self.inventory
+    fn write(&self) -> RwLockWriteGuard<'_, CacheState> {
+        self.state
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records a verdict we wrote before its watch event arrives, so the duplicate and
-    /// flood rules see it at once.
-    pub fn mark_decided(&self, name: &str, state: CsrState) {
-        self.write().set_csr_state(name, state, Timestamp::now());
+    /// flood rules see it at once, and no older event or re-list can make it pending again.
+    pub fn mark_decided(&self, name: &str, uid: Option<&str>, state: CsrState) {
+        let at = Timestamp::now();
+        let mut cache = self.write();
+        cache.written.insert(
+            name.to_string(),
+            OwnVerdict {
+                uid: uid.map(str::to_string),
+                state,
+                at,
+            },
+        );
+        cache.inventory.set_csr_state(name, state, at);
     }
 
-    /// Whether the cache knows the CSR as decided — possibly ahead of the reflector store,
-    /// right after our own write.
-    pub fn is_decided(&self, name: &str) -> bool {
-        self.read()
-            .csr_state(name)
-            .is_some_and(|s| s != CsrState::Pending)
+    /// Whether CSR `name` (with `uid`) is decided: by our own write (possibly ahead of the
+    /// watch and of the reflector store) or as the watch last showed it.
+    pub fn is_decided(&self, name: &str, uid: Option<&str>) -> bool {
+        let cache = self.state.read().unwrap_or_else(|p| p.into_inner());
+        match cache.written.get(name) {
+            Some(own) if own.uid.as_deref() == uid => true,
+            _ => cache
+                .inventory
+                .csr_state(name)
+                .is_some_and(|s| s != CsrState::Pending),
+        }
     }
 
     /// Names of every pending kubelet CSR.
@@ -133,6 +240,14 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
+/// How every watch a decision reads lists: quorum reads (`MostRecent`, also kube's default,
+/// spelled out because it matters). A first list or a re-list is then never older than
+/// what this replica has already seen or written; `Any` would be served from the
+/// apiserver's watch cache, which may lag behind (a Node missing, a CSR still pending).
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent)
+}
+
 /// Which CSRs to reconcile because something they depend on changed.
 pub type Trigger = UnboundedSender<ObjectRef<CertificateSigningRequest>>;
 
@@ -155,37 +270,99 @@ fn compact<K, I>(event: Event<K>, to: impl Fn(&K) -> Option<I>) -> Option<Event<
     }
 }
 
+/// Which pending CSRs a change to the cache can unblock.
+#[derive(Debug, PartialEq, Eq)]
+enum Concerns {
+    /// Those of these nodes.
+    Nodes(Vec<String>),
+    /// Any of them.
+    Everything,
+}
+
 /// What a watched kind contributes to the cache.
 trait Cached: Debug + Sized {
     const KIND: &'static str;
-    /// Stores one record; returns the node names the change concerns.
-    fn apply(self, inventory: &mut Inventory) -> Vec<String>;
-    fn delete(self, inventory: &mut Inventory) -> Vec<String>;
+    /// Stores one record; says which pending CSRs the change concerns.
+    fn apply(self, inventory: &mut Inventory) -> Concerns;
+    fn delete(self, inventory: &mut Inventory) -> Concerns;
 }
 
 impl Cached for NodeInfo {
     const KIND: &'static str = "Node";
-    fn apply(self, inventory: &mut Inventory) -> Vec<String> {
+    fn apply(self, inventory: &mut Inventory) -> Concerns {
         let name = self.name.clone();
         inventory.upsert_node(self);
-        vec![name]
+        Concerns::Nodes(vec![name])
     }
-    fn delete(self, inventory: &mut Inventory) -> Vec<String> {
+    fn delete(self, inventory: &mut Inventory) -> Concerns {
         inventory.remove_node(&self.name);
-        vec![self.name]
+        Concerns::Nodes(vec![self.name])
     }
 }
 
 impl Cached for MachineInfo {
     const KIND: &'static str = "Machine";
-    fn apply(self, inventory: &mut Inventory) -> Vec<String> {
+    fn apply(self, inventory: &mut Inventory) -> Concerns {
         let nodes = self.node_names().collect();
         inventory.upsert_machine(self);
-        nodes
+        Concerns::Nodes(nodes)
     }
-    fn delete(self, inventory: &mut Inventory) -> Vec<String> {
+    fn delete(self, inventory: &mut Inventory) -> Concerns {
         inventory.remove_machine(&self.key());
-        self.node_names().collect()
+        Concerns::Nodes(self.node_names().collect())
+    }
+}
+
+/// The ClusterIP(s) of the Service `default/kubernetes`: the API server's in-cluster
+/// address, which no node may claim as its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesService {
+    pub cluster_ips: Vec<IpAddr>,
+}
+
+impl KubernetesService {
+    pub const NAMESPACE: &'static str = "default";
+    pub const NAME: &'static str = "kubernetes";
+
+    /// `spec.clusterIPs` (dual-stack), else `spec.clusterIP`; `None` (headless) and
+    /// unparsable values are not addresses.
+    pub fn from_service(service: &Service) -> KubernetesService {
+        let spec = service.spec.as_ref();
+        let listed = spec
+            .and_then(|s| s.cluster_ips.clone())
+            .filter(|ips| !ips.is_empty());
+        let raw = listed.unwrap_or_else(|| {
+            spec.and_then(|s| s.cluster_ip.clone())
+                .into_iter()
+                .collect()
+        });
+        KubernetesService {
+            cluster_ips: raw
+                .iter()
+                .filter_map(|ip| IpAddr::from_str(ip.trim()).ok())
+                .collect(),
+        }
+    }
+
+    /// Records `ips`; a change concerns every pending serving CSR.
+    fn set(inventory: &mut Inventory, ips: Vec<IpAddr>) -> Concerns {
+        let before = inventory.kubernetes_service_ips().to_vec();
+        inventory.set_kubernetes_service_ips(ips);
+        if inventory.kubernetes_service_ips() == before.as_slice() {
+            Concerns::Nodes(Vec::new())
+        } else {
+            Concerns::Everything
+        }
+    }
+}
+
+impl Cached for KubernetesService {
+    const KIND: &'static str = "Service default/kubernetes";
+    fn apply(self, inventory: &mut Inventory) -> Concerns {
+        KubernetesService::set(inventory, self.cluster_ips)
+    }
+    fn delete(self, inventory: &mut Inventory) -> Concerns {
+        KubernetesService::set(inventory, Vec::new())
     }
 }
 
@@ -205,9 +382,9 @@ async fn drive<I, S>(
     let mut relist: Vec<I> = Vec::new();
     let mut synced = false;
     while let Some(event) = stream.next().await {
-        let changed = match event {
-            Ok(Event::Apply(record)) => record.apply(&mut cache.write()),
-            Ok(Event::Delete(record)) => record.delete(&mut cache.write()),
+        let concerns = match event {
+            Ok(Event::Apply(record)) => record.apply(&mut cache.write().inventory),
+            Ok(Event::Delete(record)) => record.delete(&mut cache.write().inventory),
             Ok(Event::Init) => {
                 relist.clear();
                 continue;
@@ -217,7 +394,7 @@ async fn drive<I, S>(
                 continue;
             }
             Ok(Event::InitDone) => {
-                replace(std::mem::take(&mut relist), &mut cache.write());
+                replace(std::mem::take(&mut relist), &mut cache.write().inventory);
                 if !synced {
                     synced = true;
                     tracker.done();
@@ -225,15 +402,18 @@ async fn drive<I, S>(
                 }
                 // A re-list (after an outage) may bring any change at all: look again at
                 // everything still pending rather than wait for its requeue.
-                fire(&trigger, cache.all_pending());
-                continue;
+                Concerns::Everything
             }
             Err(error) => {
                 tracing::warn!(kind = I::KIND, %error, "watch error; retrying with backoff");
                 continue;
             }
         };
-        fire(&trigger, cache.pending_for(&changed));
+        let pending = match concerns {
+            Concerns::Nodes(nodes) => cache.pending_for(&nodes),
+            Concerns::Everything => cache.all_pending(),
+        };
+        fire(&trigger, pending);
     }
 }
 
@@ -244,7 +424,7 @@ pub async fn watch_nodes(
     trigger: Trigger,
     tracker: Arc<SyncTracker>,
 ) {
-    let stream = watcher::watcher(Api::<Node>::all(client), watcher::Config::default())
+    let stream = watcher::watcher(Api::<Node>::all(client), watch_config())
         .backoff(WatchBackoff::default())
         .filter_map(
             |event| async move { event.map(|e| compact(e, NodeInfo::from_node)).transpose() },
@@ -257,6 +437,29 @@ pub async fn watch_nodes(
         tracker,
     )
     .await;
+}
+
+/// Watches the Service `default/kubernetes` (by name: RBAC grants only that one) into the
+/// cache. It counts for readiness like any other watch: an absent Service lists as none.
+pub async fn watch_kubernetes_service(
+    client: Client,
+    cache: Arc<ClusterCache>,
+    trigger: Trigger,
+    tracker: Arc<SyncTracker>,
+) {
+    let api: Api<Service> = Api::namespaced(client, KubernetesService::NAMESPACE);
+    let config = watch_config().fields(&format!("metadata.name={}", KubernetesService::NAME));
+    let stream = watcher::watcher(api, config)
+        .backoff(WatchBackoff::default())
+        .filter_map(|event| async move {
+            event
+                .map(|e| compact(e, |s| Some(KubernetesService::from_service(s))))
+                .transpose()
+        });
+    let replace = |listed: Vec<KubernetesService>, inventory: &mut Inventory| {
+        inventory.set_kubernetes_service_ips(listed.into_iter().flat_map(|s| s.cluster_ips));
+    };
+    drive(stream, replace, cache, trigger, tracker).await;
 }
 
 fn machine_info(object: &DynamicObject, resource: &ApiResource) -> Option<MachineInfo> {
@@ -277,7 +480,7 @@ pub async fn watch_machines(
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let group = resource.group.clone();
-    let stream = watcher::watcher(api, watcher::Config::default())
+    let stream = watcher::watcher(api, watch_config())
         .backoff(WatchBackoff::default())
         .filter_map(move |event| {
             let resource = resource.clone();
@@ -325,14 +528,16 @@ where
     let mut relist = Vec::new();
     let mut synced = false;
     stream.inspect(move |event| match event {
-        Ok(Event::Apply(csr)) => cache.write().upsert_csr(summarize(csr)),
+        Ok(Event::Apply(csr)) => cache
+            .write()
+            .observe_csr(csr.metadata.uid.as_deref(), summarize(csr)),
         Ok(Event::Delete(csr)) => {
             if let Some(name) = csr.metadata.name.as_deref() {
-                cache.write().remove_csr(name);
+                cache.write().forget_csr(name);
             }
         }
         Ok(Event::Init) => relist.clear(),
-        Ok(Event::InitApply(csr)) => relist.push(summarize(csr)),
+        Ok(Event::InitApply(csr)) => relist.push((csr.metadata.uid.clone(), summarize(csr))),
         Ok(Event::InitDone) => {
             cache.write().replace_csrs(std::mem::take(&mut relist));
             if !synced {
@@ -343,4 +548,151 @@ where
         }
         Err(_) => {}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::*;
+
+    /// A CSR as the watch shows it: `approved` adds the Approved condition.
+    fn csr(name: &str, uid: &str, approved: bool) -> CertificateSigningRequest {
+        let conditions = if approved {
+            serde_json::json!([{"type": "Approved", "status": "True"}])
+        } else {
+            serde_json::json!([])
+        };
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "uid": uid, "resourceVersion": "1"},
+            "spec": {
+                "request": "",
+                "signerName": CLIENT_SIGNER,
+                "usages": ["digital signature", "client auth"]
+            },
+            "status": {"conditions": conditions}
+        }))
+        .unwrap()
+    }
+
+    fn observe(cache: &ClusterCache, csr: &CertificateSigningRequest) {
+        cache
+            .write()
+            .observe_csr(csr.metadata.uid.as_deref(), summarize(csr));
+    }
+
+    fn relist(cache: &ClusterCache, csrs: &[CertificateSigningRequest]) {
+        let listed = csrs
+            .iter()
+            .map(|c| (c.metadata.uid.clone(), summarize(c)))
+            .collect();
+        cache.write().replace_csrs(listed);
+    }
+
+    #[test]
+    fn our_verdict_survives_older_events_and_relists() {
+        let cache = ClusterCache::default();
+        let pending = csr("a", "uid-a", false);
+        observe(&cache, &pending);
+        assert!(!cache.is_decided("a", Some("uid-a")));
+
+        cache.mark_decided("a", Some("uid-a"), CsrState::Approved);
+        assert!(cache.is_decided("a", Some("uid-a")));
+        // A watch event sent before our write landed.
+        observe(&cache, &pending);
+        assert!(cache.is_decided("a", Some("uid-a")));
+        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Approved));
+        // A re-list taken before our write landed.
+        relist(&cache, std::slice::from_ref(&pending));
+        assert!(cache.is_decided("a", Some("uid-a")));
+        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Approved));
+        assert_eq!(cache.read().pending_since(jiff::Timestamp::MIN).count(), 0);
+
+        // The watch catches up: from now on it is the only source.
+        observe(&cache, &csr("a", "uid-a", true));
+        assert!(cache.write().written.is_empty());
+        assert!(cache.is_decided("a", Some("uid-a")));
+    }
+
+    #[test]
+    fn a_csr_recreated_under_the_same_name_is_a_new_request() {
+        let cache = ClusterCache::default();
+        observe(&cache, &csr("a", "uid-1", false));
+        cache.mark_decided("a", Some("uid-1"), CsrState::Denied);
+        cache.write().forget_csr("a");
+        assert!(!cache.is_decided("a", Some("uid-1")));
+
+        cache.mark_decided("a", Some("uid-1"), CsrState::Denied);
+        observe(&cache, &csr("a", "uid-2", false));
+        assert!(!cache.is_decided("a", Some("uid-2")));
+        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Pending));
+        assert!(cache.write().written.is_empty());
+
+        cache.mark_decided("a", Some("uid-2"), CsrState::Approved);
+        relist(&cache, &[csr("a", "uid-3", false)]);
+        assert!(!cache.is_decided("a", Some("uid-3")));
+        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Pending));
+    }
+
+    #[test]
+    fn a_relist_without_the_csr_forgets_our_verdict() {
+        let cache = ClusterCache::default();
+        observe(&cache, &csr("a", "uid-a", false));
+        cache.mark_decided("a", Some("uid-a"), CsrState::Approved);
+        relist(&cache, &[csr("b", "uid-b", false)]);
+        assert!(cache.write().written.is_empty());
+        assert!(!cache.is_decided("a", Some("uid-a")));
+        assert_eq!(cache.read().csr_state("b"), Some(CsrState::Pending));
+    }
+
+    fn service(spec: serde_json::Value) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kubernetes", "namespace": "default"},
+            "spec": spec
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_kubernetes_service_ips_are_read_from_the_spec() {
+        let dual = service(serde_json::json!({
+            "clusterIP": "10.0.0.1",
+            "clusterIPs": ["10.0.0.1", "fd00:0:0:0::1"]
+        }));
+        assert_eq!(
+            KubernetesService::from_service(&dual).cluster_ips,
+            vec![
+                IpAddr::from_str("10.0.0.1").unwrap(),
+                IpAddr::from_str("fd00::1").unwrap()
+            ]
+        );
+        let single = service(serde_json::json!({"clusterIP": "172.30.0.1"}));
+        assert_eq!(
+            KubernetesService::from_service(&single).cluster_ips,
+            vec![IpAddr::from_str("172.30.0.1").unwrap()]
+        );
+        let headless = service(serde_json::json!({"clusterIP": "None"}));
+        assert!(
+            KubernetesService::from_service(&headless)
+                .cluster_ips
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_change_of_the_kubernetes_service_concerns_every_pending_csr() {
+        let mut inventory = Inventory::default();
+        let ip = IpAddr::from_str("10.0.0.1").unwrap();
+        let service = KubernetesService {
+            cluster_ips: vec![ip],
+        };
+        assert_eq!(service.clone().apply(&mut inventory), Concerns::Everything);
+        assert_eq!(inventory.kubernetes_service_ips(), &[ip]);
+        assert_eq!(
+            service.clone().apply(&mut inventory),
+            Concerns::Nodes(Vec::new())
+        );
+        assert_eq!(service.delete(&mut inventory), Concerns::Everything);
+        assert!(inventory.kubernetes_service_ips().is_empty());
+    }
 }

@@ -73,6 +73,8 @@ pub struct Context {
     metrics: Metrics,
     recorder: Recorder,
     is_leader: watch::Receiver<bool>,
+    /// Open once every watch the decision reads has listed and a policy is in force.
+    readiness: Arc<Readiness>,
     /// The last decision explained per CSR, so a requeue repeating it adds no Event.
     explained: Mutex<HashMap<String, (&'static str, Reason)>>,
     /// Serialises verdict writes so the duplicate and flood rules see each write before
@@ -114,13 +116,25 @@ async fn reconcile(
     if !*ctx.is_leader.borrow() {
         return Ok(Action::await_change());
     }
+    // Fail closed: with a Node, Machine or CSR cache still empty, or no policy in force,
+    // a decision could approve what the cluster forbids (a client CSR for a Node that
+    // exists, a signer the policy disables). Nothing — no write, no Event — until ready;
+    // becoming ready reconciles every CSR (see `run`).
+    let Some(policy) = ctx.policy.get().filter(|_| ctx.readiness.is_ready()) else {
+        tracing::debug!(
+            csr = csr.metadata.name.as_deref().unwrap_or_default(),
+            waiting_for = ctx.readiness.waiting_for(),
+            "not deciding before ready"
+        );
+        return Ok(Action::await_change());
+    };
     let facts = CsrFacts::from_csr(&csr);
+    let uid = csr.metadata.uid.as_deref();
     // The store may still hold the pending object we just approved; a reconcile queued
     // meanwhile must not judge it again (it would see its own Node and cry forgery).
-    if ctx.cache.is_decided(&facts.name) {
+    if ctx.cache.is_decided(&facts.name, uid) {
         return Ok(Action::await_change());
     }
-    let policy = ctx.policy.get();
     let mut decision = decide_now(&ctx, &facts, &policy);
     if decision.verdict == Verdict::Ignore {
         tracing::debug!(csr = %facts.name, reason = %decision.reason, "ignored");
@@ -144,10 +158,14 @@ async fn reconcile(
                     } else {
                         CsrState::Denied
                     };
-                    ctx.cache.mark_decided(&facts.name, state);
+                    ctx.cache.mark_decided(&facts.name, uid, state);
                 }
                 Ok(Written::AlreadyDecided(state)) => {
                     tracing::info!(csr = %facts.name, state = state.as_str(), "decided by someone else first; nothing written");
+                    return Ok(Action::await_change());
+                }
+                Ok(Written::Gone) => {
+                    tracing::info!(csr = %facts.name, "deleted or re-created since it was judged; nothing written");
                     return Ok(Action::await_change());
                 }
                 Err(error) => {
@@ -260,10 +278,13 @@ fn refresh_gauges(cache: &ClusterCache, policy: &PolicyHolder, metrics: &Metrics
         }
     }
     metrics.oldest_pending_age.set(oldest);
-    let limit = max_pending(&inventory, &policy.get());
-    metrics
-        .max_pending
-        .set(i64::try_from(limit).unwrap_or(i64::MAX));
+    // No policy in force: no threshold either (the gauge keeps 0).
+    if let Some(policy) = policy.get() {
+        let limit = max_pending(&inventory, &policy);
+        metrics
+            .max_pending
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
 }
 
 async fn shutdown_signal() {
@@ -351,10 +372,26 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
     };
 
     let machine_apis = cluster::discover_machine_apis(&client).await;
-    let tracker = SyncTracker::new(2 + machine_apis.len(), {
+    // CSRs, Nodes, the Service default/kubernetes, and each Machine API.
+    let tracker = SyncTracker::new(3 + machine_apis.len(), {
         let readiness = readiness.clone();
         move || readiness.set_caches_synced()
     });
+    // Reconciles before readiness decide nothing: look at every CSR once it is reached.
+    tokio::spawn({
+        let (readiness, reconcile_all) = (readiness.clone(), reconcile_all.clone());
+        async move {
+            readiness.ready().await;
+            tracing::info!("every watch has listed and a policy is in force: deciding");
+            let _ = reconcile_all.unbounded_send(());
+        }
+    });
+    tokio::spawn(cluster::watch_kubernetes_service(
+        client.clone(),
+        cache.clone(),
+        trigger.clone(),
+        tracker.clone(),
+    ));
     tokio::spawn(cluster::watch_nodes(
         client.clone(),
         cache.clone(),
@@ -387,7 +424,7 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let (reader, writer) = reflector::store();
     let csr_stream = cluster::track_csrs(
-        watcher::watcher(csrs.clone(), watcher::Config::default())
+        watcher::watcher(csrs.clone(), cluster::watch_config())
             .backoff(crate::cluster::WatchBackoff::default())
             .modify(|csr: &mut CertificateSigningRequest| csr.managed_fields_mut().clear())
             .reflect(writer),
@@ -403,6 +440,7 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         metrics,
         recorder,
         is_leader: leadership.is_leader.clone(),
+        readiness,
         explained: Mutex::new(HashMap::new()),
         write_lock: tokio::sync::Mutex::new(()),
     });
@@ -435,4 +473,102 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
     }
     let _ = http_task.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::*;
+    use kube::client::Body;
+
+    type Handle = tower_test::mock::Handle<::http::Request<Body>, ::http::Response<Body>>;
+
+    fn context(readiness: Arc<Readiness>, policy: Arc<PolicyHolder>) -> (Arc<Context>, Handle) {
+        let (service, handle) =
+            tower_test::mock::pair::<::http::Request<Body>, ::http::Response<Body>>();
+        let client = Client::new(service, "default");
+        let (_leader, is_leader) = watch::channel(true);
+        let context = Context {
+            csrs: Api::all(client.clone()),
+            cache: Arc::new(ClusterCache::default()),
+            policy,
+            metrics: Metrics::new().unwrap(),
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: "csr-approver".to_string(),
+                    instance: None,
+                },
+            ),
+            is_leader,
+            readiness,
+            explained: Mutex::new(HashMap::new()),
+            write_lock: tokio::sync::Mutex::new(()),
+        };
+        (Arc::new(context), handle)
+    }
+
+    /// A pending CSR from a stranger: any policy in force has something to say about it.
+    fn csr() -> Arc<CertificateSigningRequest> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "stranger", "uid": "u-1", "resourceVersion": "7"},
+                "spec": {
+                    "request": "",
+                    "signerName": CLIENT_SIGNER,
+                    "usages": ["digital signature", "client auth"],
+                    "username": "mallory"
+                }
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn decisions(ctx: &Context) -> u64 {
+        ctx.metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("csr_approver_decisions_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    async fn assert_silent(ctx: Arc<Context>, handle: &mut Handle) {
+        let action = reconcile(csr(), ctx.clone()).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        assert_eq!(decisions(&ctx), 0, "no decision before ready");
+        let request = tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await;
+        assert!(
+            request.is_err(),
+            "no API call (write or Event) before ready"
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_decided_before_the_caches_sync() {
+        let readiness = Arc::new(Readiness::default());
+        let policy = Arc::new(PolicyHolder::default());
+        policy.offer::<String>(Ok(crate::policy::Policy::default()));
+        readiness.set_policy_loaded();
+        let (ctx, mut handle) = context(readiness.clone(), policy);
+        assert_silent(ctx.clone(), &mut handle).await;
+
+        // Once ready, the same CSR is decided (the Event's POST fails: nobody answers).
+        drop(handle);
+        readiness.set_caches_synced();
+        let _ = reconcile(csr(), ctx.clone()).await.unwrap();
+        assert_eq!(decisions(&ctx), 1);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_decided_without_a_policy_in_force() {
+        let readiness = Arc::new(Readiness::default());
+        readiness.set_caches_synced();
+        let policy = Arc::new(PolicyHolder::default());
+        // An invalid policy at start-up puts none in force.
+        policy.offer::<String>(Err("serving.allowedIPRanges[0]: invalid CIDR".to_string()));
+        let (ctx, mut handle) = context(readiness, policy);
+        assert_silent(ctx, &mut handle).await;
+    }
 }

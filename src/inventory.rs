@@ -21,11 +21,20 @@ pub fn normalize_dns_name(name: &str) -> String {
 }
 
 /// The canonical form of a DNS name, if it is a valid DNS-1123 subdomain once lower-cased
-/// and stripped of one trailing dot; `None` for anything else (whitespace, empty labels,
-/// underscores, wildcards, over-long labels).
+/// and stripped of one trailing dot, and not an IP literal in disguise; `None` for anything
+/// else (whitespace, empty labels, underscores, wildcards, over-long labels).
+///
+/// A name whose last label is all digits (`10.0.0.11.`, `010.0.0.11`) is refused: no
+/// top-level domain is numeric (RFC 3696 §2), so such a name is only ever an address
+/// written as a name — which some resolvers and TLS stacks read as the address, and which
+/// would otherwise compare unequal to that same address.
 pub fn canonical_dns_name(name: &str) -> Option<String> {
     let normalized = normalize_dns_name(name);
-    crate::policy::is_dns1123_subdomain(&normalized).then_some(normalized)
+    let numeric_tld = normalized
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
+    (crate::policy::is_dns1123_subdomain(&normalized) && !numeric_tld).then_some(normalized)
 }
 
 /// A Node or Machine address, typed as Kubernetes types them.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use jiff::Timestamp;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use kube::api::{Api, DynamicObject, ListParams};
 
 use crate::check::{self, Evaluation};
@@ -59,7 +59,12 @@ impl LiveCheck {
                 MachineInfo::from_json(&value)
             }));
         }
-        let inventory = check::build_inventory(&nodes, machines, &csrs);
+        let kubernetes_service = Api::<Service>::namespaced(client.clone(), "default")
+            .get_opt("kubernetes")
+            .await
+            .map_err(api_error("Service default/kubernetes"))?;
+        let inventory =
+            check::build_inventory(&nodes, machines, &csrs, kubernetes_service.as_ref());
         let mut targets: Vec<CertificateSigningRequest> = csrs
             .iter()
             .filter(|c| {
@@ -107,7 +112,7 @@ impl LiveCheck {
             )),
             Some(cm) => policy_from_configmap(&cm).map(|p| (p, String::new())).map_err(|message| {
                 Error::Cluster(format!(
-                    "ConfigMap {}/{} holds an invalid policy ({message}); the controller keeps its last good policy. Pass --policy FILE to evaluate with a file",
+                    "ConfigMap {}/{} holds an invalid policy ({message}); the controller keeps its last good policy (at start-up it has none and approves nothing). Pass --policy FILE to evaluate with a file",
                     self.namespace, self.policy_configmap
                 ))
             }),

@@ -74,12 +74,12 @@ impl Metrics {
         ))?;
         let policy_valid = IntGauge::with_opts(opts(
             "policy_valid",
-            "1 when the last policy update was valid, 0 when it was rejected (the last good policy stays in force).",
+            "1 when the policy in force is the ConfigMap's (or the defaults, without one); 0 when the last update was rejected (the last good policy stays in force) or, at start-up, when no valid policy has loaded yet (nothing is decided).",
         ))?;
         let policy_reloads = IntCounterVec::new(
             opts(
                 "policy_reloads_total",
-                "Policy loads from the ConfigMap, by result (valid, invalid, absent).",
+                "Policy loads from the ConfigMap, by result (valid, invalid, absent, deleted).",
             ),
             &["result"],
         )?;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Service};
 use serde_json::Value;
 
 use crate::inventory::MachineInfo;
@@ -16,6 +16,8 @@ pub struct ObjectSet {
     pub csrs: Vec<CertificateSigningRequest>,
     pub nodes: Vec<Node>,
     pub machines: Vec<MachineInfo>,
+    /// The Service `default/kubernetes`, whose ClusterIPs are never a node's address.
+    pub kubernetes_service: Option<Service>,
 }
 
 impl ObjectSet {
@@ -93,6 +95,17 @@ impl ObjectSet {
                 }
                 self.nodes.push(node);
             }
+            ("Service", "v1") => {
+                let service: Service =
+                    serde_json::from_value(object).map_err(|e| format!("invalid Service: {e}"))?;
+                // Only the API server's own Service matters; others are skipped, so that
+                // `kubectl get svc -A -o yaml` can be passed as it is.
+                if service.metadata.name.as_deref() == Some("kubernetes")
+                    && service.metadata.namespace.as_deref() == Some("default")
+                {
+                    self.kubernetes_service = Some(service);
+                }
+            }
             ("Machine", v)
                 if v.starts_with("machine.openshift.io/") || v.starts_with("cluster.x-k8s.io/") =>
             {
@@ -102,7 +115,7 @@ impl ObjectSet {
             }
             _ => {
                 return Err(format!(
-                    "unsupported object {api_version} {kind}: expected CertificateSigningRequest, Node or Machine"
+                    "unsupported object {api_version} {kind}: expected CertificateSigningRequest, Node, Machine or Service"
                 ));
             }
         }

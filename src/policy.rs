@@ -174,7 +174,7 @@ impl fmt::Display for Bootstrapper {
 }
 
 /// `auto` = max(Machines, Nodes, inventory entries) + 100, or a fixed number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxPending {
     Auto,
     Fixed(u32),
@@ -200,6 +200,16 @@ impl<'de> Deserialize<'de> for MaxPending {
     }
 }
 
+/// Written as the policy reads it (`auto` or a number), so a serialised policy parses back.
+impl Serialize for MaxPending {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaxPending::Auto => s.serialize_str("auto"),
+            MaxPending::Fixed(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
 /// The headroom `maxPending: auto` allows above the number of known machines.
 pub const AUTO_MAX_PENDING_HEADROOM: usize = 100;
 
@@ -214,7 +224,7 @@ impl MaxPending {
 
 /// `auto` = Machines awaiting or just past their join + named inventory hosts + a margin,
 /// or a fixed number per hour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxNewNodes {
     Auto,
     Fixed(u32),
@@ -225,6 +235,15 @@ impl<'de> Deserialize<'de> for MaxNewNodes {
         match MaxPending::deserialize(d)? {
             MaxPending::Auto => Ok(MaxNewNodes::Auto),
             MaxPending::Fixed(n) => Ok(MaxNewNodes::Fixed(n)),
+        }
+    }
+}
+
+impl Serialize for MaxNewNodes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaxNewNodes::Auto => MaxPending::Auto.serialize(s),
+            MaxNewNodes::Fixed(n) => MaxPending::Fixed(*n).serialize(s),
         }
     }
 }
@@ -636,8 +655,7 @@ impl<'de> Deserialize<'de> for Address {
         if let Ok(ip) = IpAddr::from_str(&text) {
             return Ok(Address::Ip(canonical_ip(ip)));
         }
-        let name = normalize_dns_name(&text);
-        if is_dns1123_subdomain(&name) {
+        if let Some(name) = canonical_dns_name(&text) {
             Ok(Address::Dns(name))
         } else {
             Err(de::Error::custom(format!(

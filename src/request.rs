@@ -5,6 +5,8 @@ use std::fmt;
 use std::io::Cursor;
 use std::net::IpAddr;
 
+use x509_cert::der::Decode;
+use x509_cert::request::CertReq;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::der_parser::oid::Oid;
@@ -97,6 +99,12 @@ impl ParsedRequest {
 /// Parses and verifies a PEM-encoded PKCS#10 request, as found in `spec.request`.
 pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
     let der = single_pem_block(pem)?;
+    // x509-parser reads leniently (a request whose outer tag has its class bits flipped still
+    // parses, and its signature still verifies): the signer, or any other reader, could see
+    // a different structure than we judged. Only canonical DER is accepted, checked by a
+    // strict decoder first.
+    CertReq::from_der(&der)
+        .map_err(|e| RequestError::Malformed(format!("not canonical DER: {e}")))?;
     let (rest, csr) = X509CertificationRequest::from_der(&der)
         .map_err(|e| RequestError::Malformed(e.to_string()))?;
     if !rest.is_empty() {

@@ -242,3 +242,88 @@ async fn a_second_conflict_is_an_error_not_a_loop() {
     assert!(write_verdict(&api, &pending, &approve()).await.is_err());
     server.await.unwrap();
 }
+
+/// Asserts that no request arrives within 300 ms.
+async fn assert_silence(handle: &mut Handle, why: &str) {
+    let silence =
+        tokio::time::timeout(std::time::Duration::from_millis(300), handle.next_request()).await;
+    assert!(silence.is_err() || silence.unwrap().is_none(), "{why}");
+}
+
+#[tokio::test]
+async fn a_csr_recreated_under_its_name_is_not_decided_on_the_old_ones_evidence() {
+    let (api, mut handle) = setup();
+    let mut pending = csr(json!([]));
+    pending.metadata.uid = Some("uid-judged".to_string());
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::PUT,
+            APPROVAL,
+            json_response(StatusCode::CONFLICT, &conflict()),
+        )
+        .await;
+        // Deleted and re-created meanwhile: pending, but another request.
+        let mut other = csr(json!([]));
+        other.metadata.uid = Some("uid-other".to_string());
+        other.metadata.resource_version = Some("5".to_string());
+        expect(
+            &mut handle,
+            Method::GET,
+            OBJECT,
+            json_response(StatusCode::OK, &json!(other)),
+        )
+        .await;
+        assert_silence(&mut handle, "no write onto a different CSR").await;
+    });
+    assert_eq!(
+        write_verdict(&api, &pending, &approve()).await.unwrap(),
+        Written::Gone
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_csr_deleted_meanwhile_is_gone_not_an_error() {
+    let (api, mut handle) = setup();
+    let pending = csr(json!([]));
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::PUT,
+            APPROVAL,
+            json_response(StatusCode::CONFLICT, &conflict()),
+        )
+        .await;
+        let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "NotFound", "code": 404, "message": "not found"});
+        expect(
+            &mut handle,
+            Method::GET,
+            OBJECT,
+            json_response(StatusCode::NOT_FOUND, &not_found),
+        )
+        .await;
+        assert_silence(&mut handle, "nothing more for a deleted CSR").await;
+    });
+    assert_eq!(
+        write_verdict(&api, &pending, &approve()).await.unwrap(),
+        Written::Gone
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_csr_without_resource_version_is_never_written_unconditionally() {
+    let (api, mut handle) = setup();
+    let mut pending = csr(json!([]));
+    pending.metadata.resource_version = None;
+    let server = tokio::spawn(async move {
+        assert_silence(&mut handle, "no PUT without a resourceVersion").await;
+    });
+    assert!(matches!(
+        write_verdict(&api, &pending, &approve()).await,
+        Err(csr_approver::approval::ApprovalError::NoResourceVersion { .. })
+    ));
+    server.await.unwrap();
+}

@@ -397,3 +397,73 @@ fn policy_validate_accepts_a_good_policy_and_rejects_a_bad_one() {
         stderr(&out)
     );
 }
+
+#[test]
+fn policy_validate_says_how_each_pattern_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("patterns.yaml");
+    std::fs::write(&file, "inventory:\n  - namePattern: '^worker-1|x$'\n").unwrap();
+    let out = run(&["policy", "validate", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "inventory[0].namePattern: \"^worker-1|x$\" matches whole names only, as ^(?:^worker-1|x$)$"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_reads_the_kubernetes_service_and_refuses_its_cluster_ip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = |namespace: &str, name: &str, ip: &str| {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"clusterIP": ip, "clusterIPs": [ip]}
+        })
+    };
+    // The node's own kubelet reports the Service IP as its address.
+    let mut node = node_object("worker-1", "10.0.0.11");
+    node["status"]["addresses"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "InternalIP", "address": "172.30.0.1"}));
+    let cluster = write_yaml(
+        dir.path(),
+        "cluster.yaml",
+        &[list(vec![
+            node,
+            service("default", "kubernetes", "172.30.0.1"),
+            // Other Services are read and skipped.
+            service("openshift-dns", "dns-default", "172.30.0.10"),
+        ])],
+    );
+    let csrs = write_yaml(
+        dir.path(),
+        "csrs.yaml",
+        &[serving_csr("s1", "worker-1", "172.30.0.1")],
+    );
+    let out = run(&[
+        "check",
+        "--now",
+        NOW,
+        "--objects",
+        cluster.to_str().unwrap(),
+        csrs.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["reason"], "ReservedSan", "{lines:?}");
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kubernetes Service"),
+        "{lines:?}"
+    );
+}

@@ -492,6 +492,10 @@ fn dns_sans_must_be_valid_names_not_cleaned_up_ones() {
         "worker-b-",
         "worker..b",
         ".worker-b",
+        // IP literals written as names: no top-level domain is numeric.
+        "10.0.0.12",
+        "10.0.0.12.",
+        "010.0.0.12",
     ];
     let mut cases: Vec<Case> = bad
         .iter()

@@ -457,3 +457,28 @@ fn a_list_instead_of_a_map_is_rejected() {
     let (path, _) = error_of("- mode: enforce");
     assert_eq!(path, "(document)");
 }
+
+#[test]
+fn a_serialised_policy_parses_back_to_the_same_policy() {
+    // Found by the policy_yaml fuzz target: `auto` was written back as `Auto`.
+    for yaml in [
+        "",
+        "client: {maxPending: 7, maxNewNodesPerHour: 3}",
+        "serving: {dnsNamePatterns: ['^a|b$']}\nmachines: {apiGroups: [cluster.x-k8s.io], namespaces: {cluster.x-k8s.io: [capi]}}",
+    ] {
+        let policy = Policy::from_yaml(yaml).expect("valid");
+        let written = serde_saphyr::to_string(&policy).expect("serialises");
+        let again = Policy::from_yaml(&written)
+            .unwrap_or_else(|e| panic!("{yaml:?} written as\n{written}\ndoes not parse back: {e}"));
+        assert_eq!(serde_saphyr::to_string(&again).unwrap(), written);
+    }
+}
+
+#[test]
+fn inventory_addresses_that_are_ip_literals_in_disguise_are_rejected() {
+    assert_rejected(
+        "inventory: [{name: worker-1, addresses: ['10.0.0.1.']}]",
+        "inventory[0].addresses[0]",
+        "neither an IP address nor a DNS name",
+    );
+}

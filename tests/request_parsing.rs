@@ -135,6 +135,29 @@ fn signature_algorithms_are_an_allow_list() {
 }
 
 #[test]
+fn only_canonical_der_is_accepted() {
+    // Each keeps the signed part intact, so a lenient parser still verifies the signature.
+    let pem = Request::node("worker-1").pem();
+    let tag_class_flipped = tamper(&pem, |der| der[0] |= 0x80);
+    let long_form_length = tamper(&pem, |der| {
+        // 30 81 LL … → 30 82 00 LL …: the same length, not in its shortest form.
+        assert_eq!(der[1], 0x81, "fixture's outer length is one long-form byte");
+        der.splice(1..2, [0x82, 0x00]);
+    });
+    for (what, bytes) in [
+        ("tag class flipped", tag_class_flipped),
+        ("long-form length", long_form_length),
+    ] {
+        match parse_request(&bytes) {
+            Err(RequestError::Malformed(message)) => {
+                assert!(message.contains("not canonical DER"), "{what}: {message}")
+            }
+            other => panic!("{what}: expected Malformed, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn tampered_signature_fails_verification() {
     let forged = tamper(&Request::node("worker-1").pem(), |der| {
         let last = der.len() - 1;

@@ -178,7 +178,7 @@ fn canonical_sans(request: &ParsedRequest) -> Result<Vec<San>, Refusal> {
             return Err(refuse(
                 Reason::MalformedSan,
                 format!(
-                    "DNS SAN {name:?} is not a valid DNS-1123 name (lowercase letters, digits, '-', non-empty labels, at most one trailing dot)"
+                    "DNS SAN {name:?} is not a valid DNS-1123 name (lowercase letters, digits, '-', non-empty labels, at most one trailing dot, not an IP address written as a name)"
                 ),
             ));
         };

@@ -319,6 +319,57 @@ impl Scene {
             .expect("Node status");
     }
 
+    /// Creates Nodes named `names` (no status), `concurrency` at a time, as the admin: a
+    /// cluster of thousands of Nodes whose first list takes the controller a while.
+    pub async fn create_nodes(&self, names: Vec<String>, concurrency: usize) {
+        use futures::StreamExt;
+        let api: Api<Node> = Api::all(self.admin.clone());
+        futures::stream::iter(names)
+            .map(|name| {
+                let api = api.clone();
+                async move {
+                    let node = Node {
+                        metadata: ObjectMeta {
+                            name: Some(name.clone()),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    api.create(&PostParams::default(), &node)
+                        .await
+                        .unwrap_or_else(|e| panic!("create Node {name}: {e}"));
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect::<()>()
+            .await;
+    }
+
+    /// Every CSR that has a condition (Approved, Denied, …), as (name, types).
+    pub async fn decided_csrs(&self) -> Vec<(String, Vec<String>)> {
+        Api::<CertificateSigningRequest>::all(self.admin.clone())
+            .list(&Default::default())
+            .await
+            .expect("list CSRs")
+            .items
+            .into_iter()
+            .filter_map(|csr| {
+                let types: Vec<String> = csr
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .map(|c| c.type_)
+                    .collect();
+                (!types.is_empty()).then(|| (csr.metadata.name.unwrap_or_default(), types))
+            })
+            .collect()
+    }
+
+    /// The replica's `/readyz` status code, if it answers.
+    pub fn readyz(&self, index: usize) -> Option<u16> {
+        http_get(self.controller_port(index), "/readyz").map(|(code, _)| code)
+    }
+
     async fn events_regarding(
         &self,
         namespace: &str,
