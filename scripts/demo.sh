@@ -4,14 +4,14 @@
 # handful of nodes joining — client CSR, Node, serving CSR — plus forged CSRs that must
 # stay unapproved. Shows the result as an admin sees it, then tears everything down.
 #
-#   scripts/demo.sh            # 5 nodes, 3 forged CSRs
-#   DEMO_NODES=20 DEMO_FORGED=6 scripts/demo.sh
+#   scripts/demo.sh            # 5 nodes, 6 forged CSRs
+#   DEMO_NODES=20 DEMO_FORGED=12 scripts/demo.sh
 #   DEMO_KEEP=1 scripts/demo.sh   # leave the cluster and controller running afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 nodes="${DEMO_NODES:-5}"
-forged="${DEMO_FORGED:-3}"
+forged="${DEMO_FORGED:-6}"
 export CSR_APPROVER_DEV_DIR="${CSR_APPROVER_DEV_DIR:-${XDG_RUNTIME_DIR:-/tmp}/csr-approver-demo}"
 state="$CSR_APPROVER_DEV_DIR"
 http_port="${DEMO_HTTP_PORT:-18080}"

@@ -331,48 +331,89 @@ impl Sim {
         Ok((client_latency, serving_latency))
     }
 
-    /// Forged CSRs: each breaks one rule and must never be approved.
-    async fn forge(&self, index: usize, victim: &str) -> Result<(String, CsrState), String> {
+    /// Forged CSRs: each breaks one rule and must never be approved. `victim` is the first
+    /// node of the run and `neighbour` the second (its IP is `node_ip(1)`).
+    async fn forge(
+        &self,
+        index: usize,
+        victim: &str,
+        neighbour: &str,
+    ) -> Result<(String, CsrState), String> {
         let name = format!("{}-forged-{index}", self.run_id);
-        let (client, signer, usages, pem) = match index % 3 {
+        let client_usages = ["digital signature", "client auth"];
+        let serving_usages = ["digital signature", "server auth"];
+        let as_victim = || {
+            impersonating(
+                &self.base,
+                &format!("system:node:{victim}"),
+                &["system:nodes"],
+            )
+            .map_err(|e| e.to_string())
+        };
+        let (client, signer, usages, pem) = match index % 6 {
             // system:masters in the subject, from the bootstrapper.
             0 => (
-                &self.bootstrapper,
+                self.bootstrapper.clone(),
                 CLIENT_SIGNER,
-                vec!["digital signature", "client auth"],
+                client_usages,
                 csr_pem(victim, &[], &[], "system:masters"),
             ),
             // The bootstrapper asking for an identity no machine expects.
             1 => (
-                &self.bootstrapper,
+                self.bootstrapper.clone(),
                 CLIENT_SIGNER,
-                vec!["digital signature", "client auth"],
+                client_usages,
                 csr_pem(&format!("{victim}-intruder"), &[], &[], "system:nodes"),
             ),
             // A node asking for a serving certificate with another host's IP.
+            2 => (
+                as_victim()?,
+                SERVING_SIGNER,
+                serving_usages,
+                csr_pem(victim, &[], &[Ipv4Addr::new(192, 0, 2, 1)], "system:nodes"),
+            ),
+            // The bootstrapper asking for the identity of a node that exists (its pods'
+            // Secrets would follow).
+            3 => (
+                self.bootstrapper.clone(),
+                CLIENT_SIGNER,
+                client_usages,
+                csr_pem(victim, &[], &[], "system:nodes"),
+            ),
+            // A node asking to be the API server for pods.
+            4 => (
+                as_victim()?,
+                SERVING_SIGNER,
+                serving_usages,
+                csr_pem(
+                    victim,
+                    &["kubernetes.default.svc".to_string()],
+                    &[node_ip(0)],
+                    "system:nodes",
+                ),
+            ),
+            // A node that writes its neighbour's IP into its own Node status, then asks
+            // for a certificate for it.
             _ => {
-                let node = impersonating(
-                    &self.base,
-                    &format!("system:node:{victim}"),
-                    &["system:nodes"],
+                let status = json!({"status": {"addresses": [
+                    {"type": "InternalIP", "address": node_ip(0).to_string()},
+                    {"type": "Hostname", "address": victim},
+                    {"type": "InternalIP", "address": node_ip(1).to_string()},
+                ]}});
+                Api::<Node>::all(as_victim()?)
+                    .patch_status(victim, &PatchParams::default(), &Patch::Merge(status))
+                    .await
+                    .map_err(|e| format!("Node {victim} status, claiming {neighbour}'s IP: {e}"))?;
+                (
+                    as_victim()?,
+                    SERVING_SIGNER,
+                    serving_usages,
+                    csr_pem(victim, &[], &[node_ip(1)], "system:nodes"),
                 )
-                .map_err(|e| e.to_string())?;
-                let pem = csr_pem(victim, &[], &[Ipv4Addr::new(192, 0, 2, 1)], "system:nodes");
-                let pem = pem.map_err(|e| e.to_string())?;
-                let (_, state) = self
-                    .submit(
-                        &node,
-                        &name,
-                        SERVING_SIGNER,
-                        &["digital signature", "server auth"],
-                        pem,
-                    )
-                    .await?;
-                return Ok((name, state));
             }
         };
         let pem = pem.map_err(|e| e.to_string())?;
-        let (_, state) = self.submit(client, &name, signer, &usages, pem).await?;
+        let (_, state) = self.submit(&client, &name, signer, &usages, pem).await?;
         Ok((name, state))
     }
 }
@@ -434,6 +475,13 @@ pub async fn simulate(
     base: Config,
     config: SimulateConfig,
 ) -> Result<SimulationReport, SimulateError> {
+    // Every forgery targets the first node; some also need a neighbour (an IP to steal).
+    if config.forged > 0 && config.nodes < 2 {
+        return Err(SimulateError::Failed(format!(
+            "--forged {} needs at least 2 --nodes: the forgeries impersonate the first node and steal from the second",
+            config.forged
+        )));
+    }
     let admin = Client::try_from(base.clone())?;
     let bootstrapper = impersonating(
         &base,
@@ -507,10 +555,11 @@ pub async fn simulate(
 
     let mut forged_approved = Vec::new();
     let victim = format!("{run_id}-0");
+    let neighbour = format!("{run_id}-1");
     let forgeries: Vec<_> = (0..config.forged)
         .map(|i| {
-            let (sim, victim) = (sim.clone(), victim.clone());
-            tokio::spawn(async move { sim.forge(i, &victim).await })
+            let (sim, victim, neighbour) = (sim.clone(), victim.clone(), neighbour.clone());
+            tokio::spawn(async move { sim.forge(i, &victim, &neighbour).await })
         })
         .collect();
     for forgery in forgeries {
