@@ -23,7 +23,8 @@ use tokio::sync::watch;
 use crate::approval::{self, Written};
 use crate::cluster::{self, ClusterCache, SyncTracker};
 use crate::decision::{
-    CLIENT_SIGNER, CsrFacts, Decision, Reason, SERVING_SIGNER, Verdict, decide, max_pending,
+    CLIENT_SIGNER, CsrFacts, Decision, Reason, SERVING_SIGNER, Verdict, count_new_nodes_approved,
+    decide, max_new_nodes, max_pending,
 };
 use crate::http::{self, Readiness};
 use crate::inventory::CsrState;
@@ -279,12 +280,18 @@ fn refresh_gauges(cache: &ClusterCache, policy: &PolicyHolder, metrics: &Metrics
     }
     metrics.oldest_pending_age.set(oldest);
     // No policy in force: no threshold either (the gauge keeps 0).
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     if let Some(policy) = policy.get() {
-        let limit = max_pending(&inventory, &policy);
         metrics
             .max_pending
-            .set(i64::try_from(limit).unwrap_or(i64::MAX));
+            .set(gauge(max_pending(&inventory, &policy)));
+        metrics
+            .max_new_nodes
+            .set(gauge(max_new_nodes(&inventory, &policy, now)));
     }
+    metrics
+        .new_nodes_last_hour
+        .set(gauge(count_new_nodes_approved(&inventory, now, "")));
 }
 
 async fn shutdown_signal() {

@@ -13,7 +13,9 @@ mod flood;
 mod reserved;
 mod serving;
 
-pub use flood::{FLOOD_WINDOW, count_pending, max_new_nodes, max_pending};
+pub use flood::{
+    FLOOD_WINDOW, count_new_nodes_approved, count_pending, max_new_nodes, max_pending,
+};
 
 use crate::inventory::{AddressValue, CsrState, Inventory, MachineInfo, TypedAddress};
 use crate::policy::{KeyType, Policy, is_dns1123_subdomain};

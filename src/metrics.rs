@@ -17,6 +17,8 @@ pub struct Metrics {
     pub pending_csrs: GaugeVec,
     pub oldest_pending_age: Gauge,
     pub max_pending: IntGauge,
+    pub max_new_nodes: IntGauge,
+    pub new_nodes_last_hour: IntGauge,
     pub policy_valid: IntGauge,
     pub policy_reloads: IntCounterVec,
     pub leader: IntGauge,
@@ -72,6 +74,14 @@ impl Metrics {
             "max_pending_csrs",
             "The flood-guard threshold in force: approvals stop above this many pending CSRs.",
         ))?;
+        let max_new_nodes = IntGauge::with_opts(opts(
+            "max_new_nodes_per_hour",
+            "The hourly cap on new node identities in force (client.maxNewNodesPerHour).",
+        ))?;
+        let new_nodes_last_hour = IntGauge::with_opts(opts(
+            "new_nodes_approved_last_hour",
+            "New node identities (client certificates not requested by a node itself) approved in the last hour, by anyone; new nodes wait while this reaches the cap.",
+        ))?;
         let policy_valid = IntGauge::with_opts(opts(
             "policy_valid",
             "1 when the policy in force is the ConfigMap's (or the defaults, without one); 0 when the last update was rejected (the last good policy stays in force) or, at start-up, when no valid policy has loaded yet (nothing is decided).",
@@ -100,6 +110,8 @@ impl Metrics {
         registry.register(Box::new(pending_csrs.clone()))?;
         registry.register(Box::new(oldest_pending_age.clone()))?;
         registry.register(Box::new(max_pending.clone()))?;
+        registry.register(Box::new(max_new_nodes.clone()))?;
+        registry.register(Box::new(new_nodes_last_hour.clone()))?;
         registry.register(Box::new(policy_valid.clone()))?;
         registry.register(Box::new(policy_reloads.clone()))?;
         registry.register(Box::new(leader.clone()))?;
@@ -120,6 +132,8 @@ impl Metrics {
             pending_csrs,
             oldest_pending_age,
             max_pending,
+            max_new_nodes,
+            new_nodes_last_hour,
             policy_valid,
             policy_reloads,
             leader,

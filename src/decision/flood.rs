@@ -110,7 +110,7 @@ pub fn max_new_nodes(inventory: &Inventory, policy: &Policy, now: Timestamp) -> 
 
 /// New node identities (client certificates not requested by a node itself) approved
 /// within the window, other than `except`.
-fn count_new_nodes_approved(inventory: &Inventory, now: Timestamp, except: &str) -> usize {
+pub fn count_new_nodes_approved(inventory: &Inventory, now: Timestamp, except: &str) -> usize {
     let since = window_start(now);
     inventory
         .csrs()
