@@ -1,0 +1,2 @@
+//! The fuzz targets' shared harness; `tests/fuzz_regressions.rs` includes the same file.
+pub mod harness;
