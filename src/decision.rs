@@ -547,29 +547,12 @@ fn decide_client(
             ),
         ));
     }
-    let window = policy.client.join_window.0;
-    if !policy.client.allow_duplicates
-        && let Some(other) = inventory.csrs_for_node(node).find(|other| {
-            other.name != csr.name
-                && other.signer == CLIENT_SIGNER
-                && matches!(other.state, CsrState::Approved | CsrState::Issued)
-                && other
-                    .created
-                    .is_some_and(|t| within(now.duration_since(t), window))
-        })
-    {
-        return Err(refuse(
-            Reason::DuplicateClientRequest,
-            format!(
-                "client CSR {} for node {node} is already {} and its Node has not registered yet",
-                other.name,
-                other.state.as_str()
-            ),
-        ));
-    }
     let approval = vouch_for_new_node(csr, node, inventory, policy, now)?;
+    check_duplicate(csr, node, &approval, inventory, policy, now)?;
     flood::check_new_node(csr, inventory, policy, now)?;
-    let Vouched { reason, message } = approval;
+    let Vouched {
+        reason, message, ..
+    } = approval;
     Ok(Approval {
         reason,
         message: format!("{message}; requested by {bootstrapper}"),
@@ -580,6 +563,56 @@ fn decide_client(
 struct Vouched {
     reason: Reason,
     message: String,
+    /// When the evidence appeared (the vouching Machine's creation): approvals before it
+    /// belong to an earlier generation of the host.
+    since: Option<Timestamp>,
+}
+
+/// One new identity per host generation: another client CSR for `node` approved within
+/// the join window — and, when a Machine vouches, since that Machine was created — means
+/// the host already has its identity and its Node has not registered yet. A host
+/// re-provisioned under the same name gets a new Machine (a new generation); without a
+/// Machine, an admin deleting the earlier CSR is the explicit word that it is gone.
+fn check_duplicate(
+    csr: &CsrFacts,
+    node: &str,
+    vouched: &Vouched,
+    inventory: &Inventory,
+    policy: &Policy,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    if policy.client.allow_duplicates {
+        return Ok(());
+    }
+    let window = policy.client.join_window.0;
+    let generation_start = vouched.since.map(|t| {
+        t.checked_sub(SignedDuration::try_from(MACHINE_CREATION_SKEW).unwrap_or_default())
+            .unwrap_or(t)
+    });
+    let Some(other) = inventory.csrs_for_node(node).find(|other| {
+        other.name != csr.name
+            && other.signer == CLIENT_SIGNER
+            && matches!(other.state, CsrState::Approved | CsrState::Issued)
+            && other
+                .created
+                .is_some_and(|t| within(now.duration_since(t), window))
+            && generation_start.is_none_or(|start| other.created.is_some_and(|t| t >= start))
+    }) else {
+        return Ok(());
+    };
+    let remedy = if vouched.since.is_some() {
+        "a re-provisioned host gets a new Machine"
+    } else {
+        "if the host was re-provisioned, delete that CSR (kubectl delete csr) to allow a new identity"
+    };
+    Err(refuse(
+        Reason::DuplicateClientRequest,
+        format!(
+            "client CSR {} for node {node} is already {} and its Node has not registered yet; {remedy}",
+            other.name,
+            other.state.as_str()
+        ),
+    ))
 }
 
 /// Who vouches for a new node, in order:
@@ -618,6 +651,7 @@ fn vouch_for_new_node(
         match check_join(machine, node, created, window) {
             Ok((age, address)) => {
                 return Ok(Vouched {
+                    since: machine.created,
                     reason: Reason::NewNodeMachine,
                     message: format!(
                         "{} address {}={} (created {} before the CSR)",
@@ -670,6 +704,7 @@ fn vouch_for_new_node(
         ));
     }
     Ok(Vouched {
+        since: None,
         reason: Reason::NewNodeInventory,
         message: format!("{} matches node {node}", entry.describe()),
     })

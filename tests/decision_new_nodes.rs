@@ -215,3 +215,72 @@ fn the_cap_never_holds_renewals_or_serving() {
         Reason::ServingAddressesVerified
     );
 }
+
+// --- one identity per host generation ------------------------------------------------------
+
+#[test]
+fn a_host_reprovisioned_under_its_name_joins_again_with_a_new_machine() {
+    // worker-1 joined 40 minutes ago (its client CSR approved), then its Node was deleted
+    // and the host wiped; within the join window it asks again.
+    let earlier = approved_new_node("csr-first-life", "worker-1", 40);
+    // The same Machine (the same generation) still vouches: one identity per generation.
+    let same_generation = World::new()
+        .machine(machine(
+            "worker-1",
+            ago(45 * 60),
+            &[("InternalDNS", "worker-1")],
+        ))
+        .csr(earlier.clone());
+    let d = assert_decision!(
+        same_generation.decide(&worker1()),
+        Verdict::Wait { .. },
+        Reason::DuplicateClientRequest
+    );
+    assert!(d.message.contains("new Machine"), "{}", d.message);
+    // Re-provisioned through the Machine API: a new Machine, created after that approval.
+    let new_generation = World::new()
+        .machine(machine(
+            "worker-1-v2",
+            ago(5 * 60),
+            &[("InternalDNS", "worker-1")],
+        ))
+        .csr(earlier.clone());
+    assert_decision!(
+        new_generation.decide(&worker1()),
+        Verdict::Approve,
+        Reason::NewNodeMachine
+    );
+    // An attacker racing the new host with the same bootstrap credential: the second CSR
+    // of the new generation waits.
+    let raced = new_generation.csr(approved_new_node("csr-attacker", "worker-1", 1));
+    assert_decision!(
+        raced.decide(&worker1()),
+        Verdict::Wait { .. },
+        Reason::DuplicateClientRequest
+    );
+}
+
+#[test]
+fn without_a_machine_an_admin_deleting_the_earlier_csr_frees_the_name() {
+    let inventory = World::new().policy_yaml("inventory: [{name: worker-1}]");
+    let d = assert_decision!(
+        inventory
+            .clone()
+            .csr(approved_new_node("csr-first-life", "worker-1", 40))
+            .decide(&worker1()),
+        Verdict::Wait { .. },
+        Reason::DuplicateClientRequest
+    );
+    assert!(
+        d.message
+            .contains("delete that CSR (kubectl delete csr) to allow a new identity"),
+        "{}",
+        d.message
+    );
+    // `kubectl delete csr csr-first-life`: it is gone from the cluster, so from the world.
+    assert_decision!(
+        inventory.decide(&worker1()),
+        Verdict::Approve,
+        Reason::NewNodeInventory
+    );
+}
