@@ -403,9 +403,15 @@ def cmd_dockerfile(repo):
     idx_first_build = next((i for i, l in enumerate(lines) if "cargo build" in l), None)
     check("dependency layer: Cargo.toml/Cargo.lock built before src/ is copied",
           None not in (idx_manifest, idx_src, idx_first_build) and idx_manifest < idx_first_build < idx_src)
+    build_image = open(os.path.join(repo, "scripts", "build-image.sh")).read()
     for l in copy_lines:
         for src in l.split()[1:-1]:
             if src.startswith("--"):
+                continue
+            if src.startswith("target/"):
+                # Not in the tree: scripts/build-image.sh stages it before building.
+                check(f"COPY source {src} is staged by scripts/build-image.sh and let in by .dockerignore",
+                      f"staged={src}" in build_image and dockerignore_allows(patterns, src))
                 continue
             exists = os.path.exists(os.path.join(repo, src))
             check(f"COPY source {src} exists and is not excluded by .dockerignore",
@@ -422,22 +428,50 @@ def cmd_dockerfile(repo):
     for b in benches:
         check(f"bench {b} is copied into the dependency stage (benches/)",
               any(l.startswith("COPY benches") for l in copy_lines))
-    # Resolve ${ARG} defaults in FROM lines.
-    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", "\n".join(lines), re.M))
-    froms = [re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), f) for f in froms]
-    runtime = froms[-1]
-    builder = froms[0]
-    consistent = ("distroless/cc-debian12" in runtime and "-bookworm" in builder) or \
-                 ("musl" in text and ("distroless/static" in runtime or "scratch" in runtime))
-    check("libc consistent: glibc build on bookworm -> distroless cc-debian12 (or musl -> static)",
-          consistent, froms)
+    # Stages: the default (last) one must build offline, FROM scratch, with a static binary.
+    stages = []  # (name, base) in order
+    for f in froms:
+        parts = f.split()
+        stages.append((parts[3] if len(parts) >= 4 and parts[2].upper() == "AS" else None, parts[1]))
+    names = {n for n, _ in stages if n}
+
+    def root_base(base, seen=()):
+        for n, b in stages:
+            if n == base and n not in seen:
+                return root_base(b, seen + (n,))
+        return base
+    default_name, default_base = stages[-1]
+    check("default (last) stage is FROM scratch (directly or through a stage)",
+          root_base(default_base) == "scratch", stages)
+    default_lines = lines[max(i for i, l in enumerate(lines) if l.upper().startswith("FROM ")):]
+    check("default stage copies the binary staged by scripts/build-image.sh, nothing else",
+          [l for l in default_lines if l.upper().startswith(("COPY", "ADD", "RUN"))]
+          == ["COPY target/static/csr-approver /usr/local/bin/csr-approver"], default_lines)
+    needed, todo = set(), [default_base]
+    while todo:
+        b = todo.pop()
+        if b in names and b not in needed:
+            needed.add(b)
+            todo.extend(base for n, base in stages if n == b)
+    pulled = [b for n, b in stages if (n in needed or n == default_name)
+              and b != "scratch" and b not in names]
+    check("the default build pulls no base image (offline)", not pulled, pulled)
+    check("static glibc binary: +crt-static in the Dockerfile's builder and in scripts/build-image.sh",
+          "-C target-feature=+crt-static" in text and "-C target-feature=+crt-static" in build_image
+          and "--target" in text)
+    from_source = [b for n, b in stages if n == "from-source"]
+    check("stage from-source builds on the shared runtime stage",
+          len(from_source) == 1 and root_base(from_source[0]) == "scratch"
+          and any(l.startswith("COPY --from=builder ") for l in lines), stages)
     check("runs as UID 65532", any(re.fullmatch(r"USER 65532(:65532)?", l) for l in lines))
     check('ENTRYPOINT ["csr-approver"]', 'ENTRYPOINT ["csr-approver"]' in lines)
     check('CMD ["run"]', 'CMD ["run"]' in lines)
     for label in ("title", "description", "version", "revision", "licenses"):
         check(f"OCI label org.opencontainers.image.{label}", f"org.opencontainers.image.{label}=" in text)
-    check(".dockerignore excludes target/ and .git",
-          not dockerignore_allows(patterns, "target") and not dockerignore_allows(patterns, ".git"))
+    check(".dockerignore excludes target/ (but the staged target/static/csr-approver) and .git",
+          not dockerignore_allows(patterns, "target") and not dockerignore_allows(patterns, ".git")
+          and not dockerignore_allows(patterns, "target/debug/csr-approver")
+          and not dockerignore_allows(patterns, "target/static/x86_64-unknown-linux-gnu/release/csr-approver"))
 
 
 # Values documented as one row although they are maps.

@@ -53,7 +53,11 @@ fn repo(path: &str) -> String {
 
 impl Scene {
     pub async fn new(options: SceneOptions) -> Scene {
-        let cp = ControlPlane::start();
+        Self::on(ControlPlane::start(), options).await
+    }
+
+    /// The scene on a control plane started by the caller (e.g. with real-node options).
+    pub async fn on(cp: ControlPlane, options: SceneOptions) -> Scene {
         let admin = cp.admin_client();
         if options.machine_crds {
             cp.install_machine_crds().await;

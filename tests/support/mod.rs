@@ -27,6 +27,7 @@
 //! * The whole cluster is shared by the tests of a binary: use unique object names.
 #![allow(dead_code)]
 
+pub mod node;
 mod pki;
 pub mod process;
 
@@ -63,9 +64,21 @@ pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 /// Field manager used by the harness for server-side apply.
 const FIELD_MANAGER: &str = "csr-approver-tests";
 
+/// What a control plane runs besides etcd and kube-apiserver.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Real kubelets may join (see [`node`]): bootstrap-token authentication,
+    /// `--kubelet-certificate-authority` (the cluster CA) with the admin certificate as the
+    /// apiserver's kubelet client, and kube-controller-manager running only the CSR signers
+    /// (never an approver) with the cluster CA and [`node::SIGNING_DURATION`].
+    pub real_nodes: bool,
+}
+
 /// A running etcd + kube-apiserver pair. Dropping it stops both and removes its directory.
 pub struct ControlPlane {
-    // Field order is drop order: apiserver first, then etcd, then the directory.
+    // Field order is drop order: controller-manager and apiserver first, then etcd, then
+    // the directory.
+    controller_manager: Option<Supervised>,
     apiserver: Supervised,
     etcd: Supervised,
     workspace: Workspace,
@@ -109,10 +122,19 @@ impl ControlPlane {
     /// Starts a fresh, private control plane and waits until it is ready (blocking; a few
     /// seconds when the binaries are cached). Panics with diagnostics if it cannot.
     pub fn start() -> ControlPlane {
-        Self::try_start().unwrap_or_else(|e| panic!("{e}"))
+        Self::start_with(Options::default())
+    }
+
+    /// [`ControlPlane::start`] with `options`.
+    pub fn start_with(options: Options) -> ControlPlane {
+        Self::try_start_with(options).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn try_start() -> Result<ControlPlane, String> {
+        Self::try_start_with(Options::default())
+    }
+
+    fn try_start_with(options: Options) -> Result<ControlPlane, String> {
         let begin = Instant::now();
         let bin = asset_dir()?.join("bin");
         let assets_done = begin.elapsed();
@@ -150,7 +172,7 @@ impl ControlPlane {
         let etcd = Supervised::spawn("etcd", &bin.join("etcd"), &etcd_args, &dir, cleanup)?;
 
         let file = |name: &str| dir.join(name).display().to_string();
-        let apiserver_args = [
+        let mut apiserver_args = vec![
             "--advertise-address=127.0.0.1".to_owned(),
             "--bind-address=127.0.0.1".to_owned(),
             format!("--secure-port={api_port}"),
@@ -166,6 +188,9 @@ impl ControlPlane {
             // The default "lease" reconciler refuses a loopback advertise address.
             "--endpoint-reconciler-type=none".to_owned(),
         ];
+        if options.real_nodes {
+            apiserver_args.extend(node::apiserver_args(&dir));
+        }
         let apiserver = Supervised::spawn(
             "kube-apiserver",
             &bin.join("kube-apiserver"),
@@ -173,9 +198,10 @@ impl ControlPlane {
             &dir,
             None,
         )?;
-        let apiserver_command = (bin.join("kube-apiserver"), apiserver_args.to_vec());
+        let apiserver_command = (bin.join("kube-apiserver"), apiserver_args.clone());
 
         let mut cp = ControlPlane {
+            controller_manager: None,
             apiserver,
             etcd,
             workspace,
@@ -189,6 +215,9 @@ impl ControlPlane {
         };
         let servers_started = begin.elapsed();
         cp.wait_ready()?;
+        if options.real_nodes {
+            cp.controller_manager = Some(node::spawn_controller_manager(&cp)?);
+        }
         cp.startup = begin.elapsed();
         eprintln!(
             "control plane ready at {} in {:.2?} (assets {:.2?}, certificates+spawn {:.2?}, \

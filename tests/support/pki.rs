@@ -10,6 +10,8 @@ use rcgen::{
 
 /// File names inside the control plane directory.
 pub const CA_CERT: &str = "ca.crt";
+/// The CA's private key: kube-controller-manager signs kubelet certificates with it.
+pub const CA_KEY: &str = "ca.key";
 pub const SERVING_CERT: &str = "apiserver.crt";
 pub const SERVING_KEY: &str = "apiserver.key";
 pub const ADMIN_CERT: &str = "admin.crt";
@@ -40,7 +42,7 @@ fn write(dir: &Path, name: &str, contents: &str) -> Result<(), String> {
     fs::write(&path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// CA, kube-apiserver serving certificate (127.0.0.1, localhost), admin client certificate
+/// CA (certificate and key), kube-apiserver serving certificate (127.0.0.1, localhost), admin client certificate
 /// (`O=system:masters, CN=admin`) and the service-account token signing key pair; all ECDSA
 /// P-256.
 pub fn generate(dir: &Path) -> Result<Pki, String> {
@@ -48,8 +50,9 @@ pub fn generate(dir: &Path) -> Result<Pki, String> {
     ca_params.distinguished_name = dn("csr-approver-test-ca", None);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(err("ca key"))?)
-        .map_err(err("ca cert"))?;
+    let ca_key = KeyPair::generate().map_err(err("ca key"))?;
+    write(dir, CA_KEY, &ca_key.serialize_pem())?;
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(err("ca cert"))?;
     write(dir, CA_CERT, &ca.pem())?;
 
     let leaf = |name: &str, params: CertificateParams, cert: &str, key: &str| {
