@@ -90,6 +90,19 @@ fn setup() -> (Api<CertificateSigningRequest>, Handle) {
     (Api::all(Client::new(service, "default")), handle)
 }
 
+/// The scenario every conflict test starts with: our PUT is answered 409, and the fresh
+/// read that follows is answered `reply`.
+async fn conflict_then_read(handle: &mut Handle, reply: Response<Body>) {
+    expect(
+        handle,
+        Method::PUT,
+        APPROVAL,
+        json_response(StatusCode::CONFLICT, &conflict()),
+    )
+    .await;
+    expect(handle, Method::GET, OBJECT, reply).await;
+}
+
 #[tokio::test]
 async fn approval_is_one_put_with_the_approved_condition() {
     let (api, mut handle) = setup();
@@ -133,30 +146,18 @@ async fn conflict_with_someone_elses_decision_writes_nothing_more() {
     let (api, mut handle) = setup();
     let pending = csr(json!([]));
     let server = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            Method::PUT,
-            APPROVAL,
-            json_response(StatusCode::CONFLICT, &conflict()),
-        )
-        .await;
         let denied_elsewhere =
             csr(json!([{"type": "Denied", "status": "True", "reason": "AdminDenied"}]));
-        expect(
+        conflict_then_read(
             &mut handle,
-            Method::GET,
-            OBJECT,
             json_response(StatusCode::OK, &json!(denied_elsewhere)),
         )
         .await;
-        // No further request may come.
-        let silence =
-            tokio::time::timeout(std::time::Duration::from_millis(300), handle.next_request())
-                .await;
-        assert!(
-            silence.is_err() || silence.unwrap().is_none(),
-            "no second write after a conflict with a decided CSR"
-        );
+        assert_silence(
+            &mut handle,
+            "no second write after a conflict with a decided CSR",
+        )
+        .await;
     });
     let written = write_verdict(&api, &pending, &approve()).await.unwrap();
     assert_eq!(
@@ -171,22 +172,9 @@ async fn conflict_on_a_still_pending_csr_is_retried_once_on_the_fresh_object() {
     let (api, mut handle) = setup();
     let pending = csr(json!([]));
     let server = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            Method::PUT,
-            APPROVAL,
-            json_response(StatusCode::CONFLICT, &conflict()),
-        )
-        .await;
         let mut fresh = csr(json!([]));
         fresh.metadata.resource_version = Some("2".to_string());
-        expect(
-            &mut handle,
-            Method::GET,
-            OBJECT,
-            json_response(StatusCode::OK, &json!(fresh)),
-        )
-        .await;
+        conflict_then_read(&mut handle, json_response(StatusCode::OK, &json!(fresh))).await;
         let body = expect(
             &mut handle,
             Method::PUT,
@@ -217,17 +205,8 @@ async fn a_second_conflict_is_an_error_not_a_loop() {
     let (api, mut handle) = setup();
     let pending = csr(json!([]));
     let server = tokio::spawn(async move {
-        expect(
+        conflict_then_read(
             &mut handle,
-            Method::PUT,
-            APPROVAL,
-            json_response(StatusCode::CONFLICT, &conflict()),
-        )
-        .await;
-        expect(
-            &mut handle,
-            Method::GET,
-            OBJECT,
             json_response(StatusCode::OK, &json!(csr(json!([])))),
         )
         .await;
@@ -256,24 +235,11 @@ async fn a_csr_recreated_under_its_name_is_not_decided_on_the_old_ones_evidence(
     let mut pending = csr(json!([]));
     pending.metadata.uid = Some("uid-judged".to_string());
     let server = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            Method::PUT,
-            APPROVAL,
-            json_response(StatusCode::CONFLICT, &conflict()),
-        )
-        .await;
         // Deleted and re-created meanwhile: pending, but another request.
         let mut other = csr(json!([]));
         other.metadata.uid = Some("uid-other".to_string());
         other.metadata.resource_version = Some("5".to_string());
-        expect(
-            &mut handle,
-            Method::GET,
-            OBJECT,
-            json_response(StatusCode::OK, &json!(other)),
-        )
-        .await;
+        conflict_then_read(&mut handle, json_response(StatusCode::OK, &json!(other))).await;
         assert_silence(&mut handle, "no write onto a different CSR").await;
     });
     assert_eq!(
@@ -288,19 +254,10 @@ async fn a_csr_deleted_meanwhile_is_gone_not_an_error() {
     let (api, mut handle) = setup();
     let pending = csr(json!([]));
     let server = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            Method::PUT,
-            APPROVAL,
-            json_response(StatusCode::CONFLICT, &conflict()),
-        )
-        .await;
         let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                "reason": "NotFound", "code": 404, "message": "not found"});
-        expect(
+        conflict_then_read(
             &mut handle,
-            Method::GET,
-            OBJECT,
             json_response(StatusCode::NOT_FOUND, &not_found),
         )
         .await;
