@@ -283,6 +283,11 @@ def cmd_non_default(helm_path):
                 "rendered", "expected")
     check_equal("imagePullSecrets", pod.get("imagePullSecrets"), [{"name": "internal-registry"}],
                 "rendered", "expected")
+    check_equal("hostNetwork with its DNS policy", (pod.get("hostNetwork"), pod.get("dnsPolicy")),
+                (True, "ClusterFirstWithHostNet"), "rendered", "expected")
+    check("httpPort in --http-addr and the container port named http",
+          "--http-addr=0.0.0.0:18080" in args
+          and c.get("ports") == [{"name": "http", "containerPort": 18080, "protocol": "TCP"}], c.get("ports"))
     meta = d["spec"]["template"]["metadata"]
     check("podLabels and commonLabels on the pods",
           meta["labels"].get("cost-center") == "infra" and meta["labels"].get("team") == "platform",

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The main job, live: a local control plane (real kube-apiserver + etcd), csr-approver
-# running under its own ServiceAccount and the least-privilege RBAC of deploy/, and a
-# handful of nodes joining — client CSR, Node, serving CSR — plus forged CSRs that must
-# stay unapproved. Shows the result as an admin sees it, then tears everything down.
+# The main job, live. As root on Linux with containerd (scripts/node-packages.sh): real
+# kubelets join a local control plane through csr-approver running as a Pod from its image,
+# installed with its Helm chart, and forged requests stay Pending (examples/real_nodes_demo.rs).
+# Elsewhere (it says why in one line), the simulator: csr-approver running under its own
+# ServiceAccount and the least-privilege RBAC of deploy/, and a handful of simulated nodes
+# joining — client CSR, Node, serving CSR — plus forged CSRs that must stay unapproved.
+# Shows the result as an admin sees it (kubectl get nodes/csr, Events), then tears it down.
 #
-#   scripts/demo.sh            # 5 nodes, 6 forged CSRs
+#   scripts/demo.sh            # real: control-0 + 2 workers; simulator: 5 nodes, 6 forged CSRs
+#   DEMO_SIMULATE=1 scripts/demo.sh   # the simulator even where kubelets could run
 #   DEMO_NODES=20 DEMO_FORGED=12 scripts/demo.sh
-#   DEMO_KEEP=1 scripts/demo.sh   # leave the cluster and controller running afterwards
+#   DEMO_KEEP=1 scripts/demo.sh   # leave it running afterwards (real nodes: until Ctrl-C)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -19,6 +23,35 @@ http_port="${DEMO_HTTP_PORT:-18080}"
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 command -v kubectl >/dev/null || { echo "demo: kubectl is required (Debian: kubernetes-client)" >&2; exit 1; }
+
+# --- real kubelets, csr-approver as a Pod from its image and chart (root on Linux) ----------
+# examples/real_nodes_demo.rs runs the nodes of the tests (tests/support/node.rs, pod.rs):
+# control-0 (approved by hand: the first node), `helm install` of charts/csr-approver with
+# the image of scripts/build-image.sh imported into control-0's containerd, then
+# DEMO_NODES (default 2) workers joining through the Pod, plus two rogue kubelets and a
+# forged CSR left Pending. DEMO_SIMULATE=1 forces the simulator demo below.
+why_not_real=""
+if [ -n "${DEMO_SIMULATE:-}" ]; then why_not_real="DEMO_SIMULATE is set"
+elif [ "$(uname -s)" != Linux ]; then why_not_real="not Linux"
+elif [ "$(id -u)" -ne 0 ]; then why_not_real="not root (kubelet and containerd need it)"
+else
+  for program in containerd ctr runc unshare; do
+    command -v "$program" >/dev/null || { why_not_real="no $program (scripts/node-packages.sh installs it)"; break; }
+  done
+  [ -n "$why_not_real" ] || [ -e /usr/lib/cni/loopback ] || why_not_real="no CNI plugins (scripts/node-packages.sh installs them)"
+fi
+if [ -z "$why_not_real" ]; then
+  say "real kubelets: building what they need (cached after the first run)"
+  eval "$(bash scripts/tools.sh --env)"; export HELM
+  CSR_APPROVER_ASSETS="$(bash scripts/control-plane-assets.sh | tail -n 1)"
+  CSR_APPROVER_NODE_ASSETS="$(bash scripts/node-assets.sh | tail -n 1)"
+  CSR_APPROVER_IMAGE_ARCHIVE="$repo/target/static/csr-approver-image.oci.tar"
+  bash scripts/build-image.sh --save "$CSR_APPROVER_IMAGE_ARCHIVE" >/dev/null
+  export CSR_APPROVER_ASSETS CSR_APPROVER_NODE_ASSETS CSR_APPROVER_IMAGE_ARCHIVE
+  cargo build --quiet --locked --example real_nodes_demo
+  DEMO_NODES="${DEMO_NODES:-2}" exec "$repo/target/debug/examples/real_nodes_demo"
+fi
+echo "demo: real kubelets cannot run here ($why_not_real): showing the simulator instead"
 
 say "building csr-approver"
 cargo build --quiet --locked

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README gives it: lints, unit and decision tables, the CLI,
 # the integration tests against a real kube-apiserver + etcd (built once, cached), and,
-# as root on Linux, real kubelets joining through csr-approver (tests/real_nodes.rs).
+# as root on Linux, real kubelets joining through csr-approver (tests/real_nodes.rs), and
+# csr-approver as a Pod from its image and Helm chart on a real node (tests/real_node_pod.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,7 @@ step "container image from the Dockerfile (scripts/build-image.sh: static binary
 if command -v podman >/dev/null || [ "$(id -u)" -eq 0 ]; then   # root: podman from Debian
   CSR_APPROVER_IMAGE_ARCHIVE="$PWD/target/static/csr-approver-image.oci.tar"   # for ctr images import
   CSR_APPROVER_IMAGE="$(bash scripts/build-image.sh --save "$CSR_APPROVER_IMAGE_ARCHIVE" | tail -n 1)"
-  export CSR_APPROVER_IMAGE CSR_APPROVER_IMAGE_ARCHIVE   # tests/image.rs runs it
+  export CSR_APPROVER_IMAGE CSR_APPROVER_IMAGE_ARCHIVE   # tests/image.rs runs it; tests/real_node_pod.rs imports the archive
 else
   echo "no podman and not root to install it: tests/image.rs will skip"
   export CSR_APPROVER_IMAGE=skip

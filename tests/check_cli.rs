@@ -467,3 +467,40 @@ fn check_reads_the_kubernetes_service_and_refuses_its_cluster_ip() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn text_logs_carry_no_colour_codes_when_not_at_a_terminal() {
+    // A Pod's log (`kubectl logs`) is a pipe: escape codes there are noise.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("unreachable.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--log-format",
+            "text",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--leader-election",
+            "false",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    let log = stderr(&out);
+    assert!(log.contains("serving /metrics"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a piped log: {log:?}"
+    );
+}

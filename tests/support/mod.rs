@@ -29,6 +29,7 @@
 
 pub mod node;
 mod pki;
+pub mod pod;
 pub mod process;
 
 use std::fs;

@@ -1,0 +1,253 @@
+//! The demo with real kubelets (run by `scripts/demo.sh` as root on Linux): csr-approver's
+//! image installed with its Helm chart as a Pod on a real node, real kubelets joining through
+//! it, and forged requests refused — shown with kubectl.
+//!
+//!   DEMO_NODES=2 cargo run --example real_nodes_demo    # needs root, the assets below
+//!
+//! It reuses the test harness (tests/support: the control plane, `RealNode`, the chart
+//! install of tests/real_node_pod.rs), so the demo and the tests run the same nodes with the
+//! same configuration. Needs `CSR_APPROVER_NODE_ASSETS` (scripts/node-assets.sh),
+//! `CSR_APPROVER_IMAGE_ARCHIVE` (scripts/build-image.sh --save) and `HELM`
+//! (scripts/tools.sh --env); scripts/demo.sh provides them. `DEMO_KEEP=1` keeps everything
+//! running until Ctrl-C. Everything stops and is removed when it exits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a demo: a failure ends it with the reason
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::Node;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use support::node::{BOOTSTRAPPERS_GROUP, KUBEADM_TOKEN_GROUP, RealNode};
+use support::pod::{self, Workloads};
+use support::{ControlPlane, KUBELET_CLIENT_SIGNER, Options};
+
+fn say(what: &str) {
+    println!("\n\x1b[1m==> {what}\x1b[0m");
+}
+
+/// `kubectl <args>` with the demo's kubeconfig, its output shown as a user sees it.
+fn kubectl(cp: &ControlPlane, args: &[&str]) {
+    println!("$ kubectl {}", args.join(" "));
+    let out = cp.kubectl(args);
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn wait<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "demo: {what} after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn client_csr_of(admin: &Client, node: &RealNode) -> String {
+    let api: Api<CertificateSigningRequest> = Api::all(admin.clone());
+    let user = node.bootstrap_user();
+    wait("no client CSR", Duration::from_secs(60), || {
+        let (api, user) = (api.clone(), user.clone());
+        async move {
+            api.list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|c| {
+                    c.spec.signer_name == KUBELET_CLIENT_SIGNER
+                        && c.spec.username.as_deref() == Some(user.as_str())
+                })?
+                .metadata
+                .name
+        }
+    })
+    .await
+}
+
+async fn ready(admin: &Client, name: &str) {
+    let nodes: Api<Node> = Api::all(admin.clone());
+    wait(
+        &format!("Node {name} not Ready"),
+        Duration::from_secs(90),
+        || {
+            let nodes = nodes.clone();
+            async move {
+                let node = nodes.get(name).await.ok()?;
+                node.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let workers: u8 = std::env::var("DEMO_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2)
+        .clamp(1, 8);
+    if let Some(why) = support::node::unsupported() {
+        eprintln!("demo: {why}");
+        std::process::exit(2);
+    }
+    let image = pod::image_archive()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("an image (CSR_APPROVER_IMAGE=skip is for the tests)");
+    let begin = Instant::now();
+    let names: Vec<String> = (1..=workers).map(|i| format!("worker-{i}")).collect();
+    let ip = |i: u8| Ipv4Addr::new(127, 0, 0, 30 + i);
+    let mut policy = String::from(
+        "client:\n  bootstrappers:\n    - group: system:bootstrappers\nmachines:\n  apiGroups: []\n\
+         serving:\n  addressSources: [Node]\n  allowLoopback: true\ninventory:\n",
+    );
+    for (i, name) in std::iter::once("control-0".to_owned())
+        .chain(names.clone())
+        .enumerate()
+    {
+        let ip = ip(i as u8);
+        policy.push_str(&format!(
+            "  - name: {name}\n    addresses: [{ip}, {name}]\n"
+        ));
+    }
+
+    say(
+        "a local control plane: kube-apiserver + etcd, kube-controller-manager (CSR signers only, no approver)",
+    );
+    let cp = ControlPlane::start_with(Options { real_nodes: true });
+    let admin = cp.admin_client();
+    let _workloads = Workloads::start(&cp);
+
+    say(
+        "control-0 joins: the cluster's first node, its client CSR approved by hand (nothing runs an approver yet)",
+    );
+    let control = RealNode::start(&cp, "control-0", ip(0)).await;
+    let csr = client_csr_of(&admin, &control).await;
+    println!("$ kubectl certificate approve {csr}");
+    pod::approve_by_hand(&admin, &csr).await.unwrap();
+
+    say(&format!(
+        "the image {} (scripts/build-image.sh) into control-0's containerd, then helm install",
+        image.reference
+    ));
+    pod::import_image(&control, &image.archive).unwrap_or_else(|e| panic!("{e}"));
+    let http_port = pod::free_host_port();
+    let values = pod::chart_values(&cp, &image, "control-0", http_port, &policy);
+    println!(
+        "$ helm install csr-approver charts/csr-approver -n csr-approver --create-namespace \\\n    \
+         --set hostNetwork=true,image.pullPolicy=Never,nodeSelector.kubernetes\\.io/hostname=control-0 ... (policy: inventory of {} hosts)",
+        workers + 1
+    );
+    let installed = pod::helm_install(&cp, &values).unwrap_or_else(|e| panic!("{e}"));
+    print!("{installed}");
+    let pod_name = pod::wait_pod_ready(&admin, Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|| panic!("the csr-approver Pod is not Ready"));
+    kubectl(&cp, &["get", "pods", "-n", "csr-approver", "-o", "wide"]);
+    println!("(csr-approver in Pod {pod_name} now approves control-0's serving CSR)");
+
+    say(&format!(
+        "{workers} worker kubelet(s) join from nothing: client CSR → Node → serving CSR, approved by the Pod"
+    ));
+    let mut nodes = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        nodes.push(RealNode::start(&cp, name, ip(i as u8 + 1)).await);
+    }
+    ready(&admin, "control-0").await;
+    for name in &names {
+        ready(&admin, name).await;
+    }
+    println!("all Ready {:.1?} after the start", begin.elapsed());
+
+    say(
+        "forged requests: real kubelets with a name nobody expects and with an existing node's name, a forged CSR",
+    );
+    let stranger = RealNode::start(&cp, "stranger", Ipv4Addr::new(127, 0, 0, 60)).await;
+    let impostor = RealNode::start(&cp, &names[0], Ipv4Addr::new(127, 0, 0, 61)).await;
+    let forger = cp.impersonating_client(
+        "system:bootstrap:forged",
+        &[BOOTSTRAPPERS_GROUP, KUBEADM_TOKEN_GROUP],
+    );
+    Api::<CertificateSigningRequest>::all(forger)
+        .create(
+            &PostParams::default(),
+            &support::kubelet_client_csr("forged-intruder", "intruder"),
+        )
+        .await
+        .unwrap();
+    let refused = [
+        client_csr_of(&admin, &stranger).await,
+        client_csr_of(&admin, &impostor).await,
+        "forged-intruder".to_owned(),
+    ];
+    // Until csr-approver has said why, for each.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(admin.clone(), "default");
+    wait("no Warning Events", Duration::from_secs(30), || {
+        let (events, refused) = (events.clone(), refused.clone());
+        async move {
+            let list = events.list(&Default::default()).await.ok()?.items;
+            refused
+                .iter()
+                .all(|csr| {
+                    list.iter().any(|e| {
+                        e.type_.as_deref() == Some("Warning")
+                            && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                                == Some(csr.as_str())
+                    })
+                })
+                .then_some(())
+        }
+    })
+    .await;
+
+    say("kubectl get nodes");
+    kubectl(&cp, &["get", "nodes", "-o", "wide"]);
+    say("kubectl get csr");
+    kubectl(
+        &cp,
+        &["get", "csr", "--sort-by=.metadata.creationTimestamp"],
+    );
+    say("the Events csr-approver (in the Pod) recorded: why each CSR was approved or left Pending");
+    kubectl(
+        &cp,
+        &[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector=involvedObject.kind=CertificateSigningRequest",
+            "--sort-by=.metadata.creationTimestamp",
+            "-o",
+            "custom-columns=CSR:.involvedObject.name,TYPE:.type,REASON:.reason,BY:.reportingInstance,MESSAGE:.message",
+        ],
+    );
+    say("kubectl logs (through control-0's kubelet, its serving certificate verified)");
+    kubectl(&cp, &["logs", "-n", "csr-approver", &pod_name, "--tail=3"]);
+
+    if std::env::var_os("DEMO_KEEP").is_some_and(|v| v != "0") {
+        println!(
+            "\nleft running: export KUBECONFIG={}  (Ctrl-C stops and removes everything)",
+            cp.kubeconfig_path().display()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    say("tearing down");
+    drop((stranger, impostor, nodes, control));
+}
