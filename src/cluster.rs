@@ -520,6 +520,7 @@ pub async fn discover_machine_apis(client: &Client) -> Vec<ApiResource> {
 pub fn track_csrs<S>(
     stream: S,
     cache: Arc<ClusterCache>,
+    trigger: Trigger,
     tracker: Arc<SyncTracker>,
 ) -> impl Stream<Item = Result<Event<CertificateSigningRequest>, watcher::Error>>
 where
@@ -534,6 +535,12 @@ where
         Ok(Event::Delete(csr)) => {
             if let Some(name) = csr.metadata.name.as_deref() {
                 cache.write().forget_csr(name);
+                // A deleted client CSR may be what held its node's next one back (one
+                // identity per host generation: an admin deletes the earlier CSR of a
+                // re-provisioned host): look again at once rather than at the next requeue.
+                if let Some(node) = summarize(csr).node_name {
+                    fire(&trigger, cache.pending_for(&[node]));
+                }
             }
         }
         Ok(Event::Init) => relist.clear(),

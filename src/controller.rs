@@ -436,6 +436,7 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
             .modify(|csr: &mut CertificateSigningRequest| csr.managed_fields_mut().clear())
             .reflect(writer),
         cache.clone(),
+        trigger.clone(),
         tracker,
     )
     .applied_objects();

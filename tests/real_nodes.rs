@@ -1,7 +1,11 @@
 //! Real kubelets (v1.37.2, built by scripts/node-assets.sh) with their own containerd join a
-//! real control plane through a bootstrap token, and csr-approver — the binary under its
-//! ServiceAccount and the RBAC of deploy/ — is the only approver; kube-controller-manager
-//! only signs. See tests/support/node.rs.
+//! real control plane through a bootstrap token (or, OpenShift's way, the node-bootstrapper
+//! ServiceAccount's token), and csr-approver — the binary under its ServiceAccount and the
+//! RBAC of deploy/ — is the only approver; kube-controller-manager only signs. Covered: a
+//! join from nothing, both renewals (with a 2 min signing duration), strangers and
+//! impostors refused, a host re-provisioned under its name (the admin deletes the earlier
+//! CSR, or a new Machine starts a new generation), the OpenShift shape. See
+//! tests/support/node.rs.
 //!
 //! Needs Linux and root (and scripts/node-packages.sh); elsewhere each test prints one line
 //! saying why it is skipped and passes. The tests run one at a time.
@@ -14,14 +18,19 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use e2e::{CLIENT_SIGNER, SERIAL, SERVING_SIGNER, Scene, SceneOptions, wait_for};
+use e2e::{
+    BOOTSTRAPPER, BOOTSTRAPPER_GROUPS, CLIENT_SIGNER, SERIAL, SERVING_SIGNER, Scene, SceneOptions,
+    wait_for,
+};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
-use kube::api::{Api, LogParams, PostParams};
-use support::node::{RealNode, SIGNING_DURATION, pause_image, unsupported};
-use support::{ControlPlane, Options};
+use kube::api::{Api, DynamicObject, LogParams, PostParams};
+use support::node::{
+    Bootstrap, RealNode, SIGNING_DURATION, pause_image, restart_signer, unsupported,
+};
+use support::{ControlPlane, Options, openshift_machine_resource};
 
 /// Bootstrap tokens may ask for new nodes; the inventory names the one expected host and
 /// its addresses; serving SANs are checked against the Node's own status (loopback IPs
@@ -47,9 +56,24 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVING_TIMEOUT: Duration = Duration::from_secs(60);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Scene with real-node support and csr-approver running; `None` (after printing why) where
-/// real nodes cannot run.
+/// Scene with real-node support and csr-approver running under [`POLICY`]; `None` (after
+/// printing why) where real nodes cannot run.
 async fn scene(test: &str) -> Option<(Scene, usize)> {
+    scene_with(test, Setup::default()).await
+}
+
+/// How a test's scene differs from the default one.
+#[derive(Default)]
+struct Setup {
+    /// The policy (default [`POLICY`]).
+    policy: Option<&'static str>,
+    /// Install the Machine CRDs and the namespace `openshift-machine-api`.
+    machine_crds: bool,
+    /// kube-controller-manager's `--cluster-signing-duration` (default [`SIGNING_DURATION`]).
+    signing_duration: Option<&'static str>,
+}
+
+async fn scene_with(test: &str, setup: Setup) -> Option<(Scene, usize)> {
     if let Some(why) = unsupported() {
         // Once per test binary, past the test harness's output capture.
         static SAID: std::sync::Once = std::sync::Once::new();
@@ -60,12 +84,15 @@ async fn scene(test: &str) -> Option<(Scene, usize)> {
         return None;
     }
     let begin = Instant::now();
-    let cp = ControlPlane::start_with(Options { real_nodes: true });
+    let mut cp = ControlPlane::start_with(Options { real_nodes: true });
+    if let Some(duration) = setup.signing_duration {
+        restart_signer(&mut cp, duration);
+    }
     let mut scene = Scene::on(
         cp,
         SceneOptions {
-            machine_crds: false,
-            policy: Some(POLICY),
+            machine_crds: setup.machine_crds,
+            policy: Some(setup.policy.unwrap_or(POLICY)),
         },
     )
     .await;
@@ -85,6 +112,18 @@ async fn csr_by(
     username: &str,
     timeout: Duration,
 ) -> Option<CertificateSigningRequest> {
+    csr_by_except(admin, signer, username, &[], timeout).await
+}
+
+/// The first CSR for `signer` requested by `username` and not named in `known`, once it
+/// exists.
+async fn csr_by_except(
+    admin: &Client,
+    signer: &str,
+    username: &str,
+    known: &[String],
+    timeout: Duration,
+) -> Option<CertificateSigningRequest> {
     let api: Api<CertificateSigningRequest> = Api::all(admin.clone());
     wait_for(timeout, || {
         let api = api.clone();
@@ -95,7 +134,9 @@ async fn csr_by(
                 .items
                 .into_iter()
                 .find(|csr| {
-                    csr.spec.signer_name == signer && csr.spec.username.as_deref() == Some(username)
+                    csr.spec.signer_name == signer
+                        && csr.spec.username.as_deref() == Some(username)
+                        && !known.iter().any(|k| csr.metadata.name.as_ref() == Some(k))
                 })
         }
     })
@@ -511,4 +552,637 @@ async fn a_kubelet_with_an_existing_nodes_name_gets_nothing() {
         "the message names the node: {note}"
     );
     eprintln!("{test}: {note:?}; checked in {:.1?}", begin.elapsed());
+}
+
+// ---- Joining step by step, renewals, re-provisioning, the OpenShift shape ----
+
+/// A certificate's serial number (hex) and `NotAfter` (Unix seconds).
+fn serial_and_not_after(pem: &[u8]) -> (String, i64) {
+    let (_, leaf) = x509_parser::pem::parse_x509_pem(pem).unwrap();
+    let leaf = leaf.parse_x509().unwrap();
+    (
+        leaf.raw_serial_as_string(),
+        leaf.validity().not_after.timestamp(),
+    )
+}
+
+/// Asserts CSR `csr` got a Normal `Approved` Event whose note starts with `reason`; returns
+/// the note.
+async fn assert_approved_for(scene: &Scene, csr: &str, reason: &str) -> String {
+    let Some((type_, event_reason, note)) = event(scene, csr, reason, CLIENT_TIMEOUT).await else {
+        let events = scene.events_about("default", csr).await;
+        panic!("no {reason} Event for {csr}: {events:?}");
+    };
+    assert_eq!(
+        (type_.as_str(), event_reason.as_str()),
+        ("Normal", "Approved"),
+        "{note}"
+    );
+    note
+}
+
+/// The kubelet's client CSR (from its bootstrap credential) is approved by csr-approver for
+/// `reason` and issued, and the Node registers. Returns (CSR name, certificate).
+async fn client_joins(
+    scene: &Scene,
+    controller: usize,
+    node: &RealNode,
+    reason: &str,
+) -> (String, Vec<u8>) {
+    let admin = &scene.admin;
+    let csr = csr_by(admin, CLIENT_SIGNER, &node.bootstrap_user(), CLIENT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no client CSR from the kubelet\n{}",
+                context(scene, controller, node)
+            )
+        });
+    let csr = csr.metadata.name.unwrap();
+    let certificate = issued_certificate(admin, &csr, CLIENT_TIMEOUT)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "client CSR {csr} not approved and issued\n{}",
+                context(scene, controller, node)
+            )
+        });
+    assert_issued_by_cluster_ca(
+        &scene.cp,
+        &certificate,
+        &format!("system:node:{}", node.name()),
+    );
+    assert_approved_for(scene, &csr, reason).await;
+    let nodes: Api<Node> = Api::all(admin.clone());
+    wait_for(CLIENT_TIMEOUT, || {
+        let nodes = nodes.clone();
+        async move { nodes.get_opt(node.name()).await.ok().flatten() }
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "Node {} never registered\n{}",
+            node.name(),
+            context(scene, controller, node)
+        )
+    });
+    (csr, certificate)
+}
+
+/// The kubelet's serving CSR (not one of `earlier`) is approved for its verified addresses
+/// and issued, and the Node goes Ready. Returns (CSR name, certificate).
+async fn serving_and_ready(
+    scene: &Scene,
+    controller: usize,
+    node: &RealNode,
+    earlier: &[String],
+) -> (String, Vec<u8>) {
+    let admin = &scene.admin;
+    let user = format!("system:node:{}", node.name());
+    let csr = csr_by_except(admin, SERVING_SIGNER, &user, earlier, SERVING_TIMEOUT)
+        .await
+        .unwrap_or_else(|| panic!("no serving CSR\n{}", context(scene, controller, node)));
+    let csr = csr.metadata.name.unwrap();
+    let Some(certificate) = issued_certificate(admin, &csr, CLIENT_TIMEOUT).await else {
+        let events = scene.events_about("default", &csr).await;
+        panic!(
+            "serving CSR {csr} not approved and issued: {events:?}\n{}",
+            context(scene, controller, node)
+        );
+    };
+    assert_issued_by_cluster_ca(&scene.cp, &certificate, &user);
+    assert_approved_for(scene, &csr, "ServingAddressesVerified").await;
+    wait_node_ready(scene, controller, node).await;
+    (csr, certificate)
+}
+
+async fn wait_node_ready(scene: &Scene, controller: usize, node: &RealNode) -> Node {
+    let nodes: Api<Node> = Api::all(scene.admin.clone());
+    let ready = wait_for(READY_TIMEOUT, || {
+        let nodes = nodes.clone();
+        async move { nodes.get(node.name()).await.ok().filter(is_ready) }
+    })
+    .await;
+    ready.unwrap_or_else(|| {
+        panic!(
+            "Node {} not Ready\n{}",
+            node.name(),
+            context(scene, controller, node)
+        )
+    })
+}
+
+/// The Ready condition's (lastTransitionTime, lastHeartbeatTime).
+fn ready_times(node: &Node) -> (Option<String>, Option<String>) {
+    let condition = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    (
+        condition.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0.to_string())),
+        condition.and_then(|c| c.last_heartbeat_time.as_ref().map(|t| t.0.to_string())),
+    )
+}
+
+/// The serial number of the certificate in the kubelet's `pki/kubelet-<kind>-current.pem`
+/// (`kind`: `client` or `server`).
+fn kubelet_current_serial(node: &RealNode, kind: &str) -> Option<String> {
+    let path = node.dir().join(format!("pki/kubelet-{kind}-current.pem"));
+    let data = std::fs::read(path).ok()?;
+    x509_parser::pem::Pem::iter_from_buffer(&data)
+        .filter_map(Result::ok)
+        .find(|pem| pem.label == "CERTIFICATE")
+        .and_then(|pem| Some(pem.parse_x509().ok()?.raw_serial_as_string()))
+}
+
+/// Waits (≤ 60 s) until the kubelet's current `kind` certificate is no longer the one with
+/// `old_serial`, and returns the CSR (for `signer`, from `user`) that certificate was
+/// issued for. Not necessarily the first renewal CSR seen: when the client certificate
+/// rotates, the kubelet closes its connections, and a serving rotation waiting for its
+/// certificate then gives up that CSR and makes another.
+async fn kubelet_renewed(
+    scene: &Scene,
+    node: &RealNode,
+    kind: &str,
+    signer: &str,
+    user: &str,
+    old_serial: &str,
+) -> Option<String> {
+    let api: Api<CertificateSigningRequest> = Api::all(scene.admin.clone());
+    wait_for(Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let current = kubelet_current_serial(node, kind).filter(|s| s != old_serial)?;
+            api.list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|csr| {
+                    csr.spec.signer_name == signer
+                        && csr.spec.username.as_deref() == Some(user)
+                        && csr
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.certificate.as_ref())
+                            .is_some_and(|c| serial_and_not_after(&c.0).0 == current)
+                })
+                .and_then(|csr| csr.metadata.name)
+        }
+    })
+    .await
+}
+
+/// The signing duration of the renewal test: kube-controller-manager backdates NotBefore by
+/// 5 min and sets NotAfter = now + 2 min, so a kubelet renews at 70–90 % of those 7 min:
+/// between at once and 78 s after each certificate is issued.
+const SHORT_SIGNING_DURATION: &str = "2m";
+/// From one certificate to the kubelet's renewal CSR (≤ 78 s), with slack.
+const RENEWAL_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubelet_renews_both_certificates() {
+    let _serial = SERIAL.lock().await;
+    let test = "a_kubelet_renews_both_certificates";
+    let setup = Setup {
+        signing_duration: Some(SHORT_SIGNING_DURATION),
+        ..Setup::default()
+    };
+    let Some((scene, controller)) = scene_with(test, setup).await else {
+        return;
+    };
+    let begin = Instant::now();
+    let lap = |what: &str| eprintln!("{test}: {what} after {:.1?}", begin.elapsed());
+    let node = RealNode::start(&scene.cp, "node-a", NODE_A_IP).await;
+    let (client_csr, client) = client_joins(&scene, controller, &node, "NewNodeInventory").await;
+    lap("client certificate issued, Node registered");
+    let (serving_csr, serving) = serving_and_ready(&scene, controller, &node, &[]).await;
+    lap("serving certificate issued, Node Ready");
+    let nodes: Api<Node> = Api::all(scene.admin.clone());
+    let (ready_since, _) = ready_times(&nodes.get("node-a").await.unwrap());
+    let user = "system:node:node-a";
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let (client_serial, client_not_after) = serial_and_not_after(&client);
+    assert!(
+        client_not_after - now() <= 2 * 60 + 5,
+        "client certificate valid for {} s: not --cluster-signing-duration={SHORT_SIGNING_DURATION}",
+        client_not_after - now()
+    );
+
+    // The client certificate: renewed by the node itself, approved as a renewal.
+    let renewal = csr_by(&scene.admin, CLIENT_SIGNER, user, RENEWAL_TIMEOUT)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no client renewal CSR from {user}\n{}",
+                context(&scene, controller, &node)
+            )
+        });
+    let renewal = renewal.metadata.name.unwrap();
+    assert_ne!(renewal, client_csr);
+    lap(&format!("client renewal CSR {renewal} created"));
+    let Some(renewed) = issued_certificate(&scene.admin, &renewal, CLIENT_TIMEOUT).await else {
+        let events = scene.events_about("default", &renewal).await;
+        panic!(
+            "client renewal {renewal} not approved and issued: {events:?}\n{}",
+            context(&scene, controller, &node)
+        );
+    };
+    let note = assert_approved_for(&scene, &renewal, "ClientRenewal").await;
+    assert_issued_by_cluster_ca(&scene.cp, &renewed, user);
+    let (serial, not_after) = serial_and_not_after(&renewed);
+    assert_ne!(serial, client_serial, "a new client certificate");
+    assert!(
+        not_after > client_not_after,
+        "the renewed client certificate ends later"
+    );
+    let in_use = kubelet_renewed(&scene, &node, "client", CLIENT_SIGNER, user, &client_serial)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the kubelet did not take a renewed client certificate into use\n{}",
+                node.log_tail(30)
+            )
+        });
+    assert_approved_for(&scene, &in_use, "ClientRenewal").await;
+    lap(&format!(
+        "client certificate renewed ({note:?}); the kubelet uses that of {in_use}"
+    ));
+
+    // The serving certificate likewise.
+    let renewal = csr_by_except(
+        &scene.admin,
+        SERVING_SIGNER,
+        user,
+        std::slice::from_ref(&serving_csr),
+        RENEWAL_TIMEOUT,
+    )
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no serving renewal CSR from {user}\n{}",
+            context(&scene, controller, &node)
+        )
+    });
+    let renewal = renewal.metadata.name.unwrap();
+    lap(&format!("serving renewal CSR {renewal} created"));
+    let Some(renewed) = issued_certificate(&scene.admin, &renewal, CLIENT_TIMEOUT).await else {
+        let events = scene.events_about("default", &renewal).await;
+        panic!(
+            "serving renewal {renewal} not approved and issued: {events:?}\n{}",
+            context(&scene, controller, &node)
+        );
+    };
+    let note = assert_approved_for(&scene, &renewal, "ServingAddressesVerified").await;
+    assert_issued_by_cluster_ca(&scene.cp, &renewed, user);
+    let (old_serial, old_not_after) = serial_and_not_after(&serving);
+    let (serial, not_after) = serial_and_not_after(&renewed);
+    assert_ne!(serial, old_serial, "a new serving certificate");
+    assert!(
+        not_after > old_not_after,
+        "the renewed serving certificate ends later"
+    );
+    let in_use = kubelet_renewed(&scene, &node, "server", SERVING_SIGNER, user, &old_serial)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the kubelet did not take a renewed serving certificate into use\n{}",
+                node.log_tail(30)
+            )
+        });
+    assert_approved_for(&scene, &in_use, "ServingAddressesVerified").await;
+    lap(&format!(
+        "serving certificate renewed ({note:?}); the kubelet uses that of {in_use}"
+    ));
+
+    // Still Ready all along, still reporting (with the renewed client certificate), and
+    // serving with a certificate the cluster CA vouches for.
+    let reported_after = now() + 1;
+    let node_object = wait_for(Duration::from_secs(20), || {
+        let nodes = nodes.clone();
+        async move {
+            let n = nodes.get("node-a").await.ok().filter(is_ready)?;
+            let heartbeat = n
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Ready")?
+                .last_heartbeat_time
+                .as_ref()?
+                .0
+                .as_second();
+            (heartbeat > reported_after).then_some(n)
+        }
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "Node node-a not Ready and reporting after the renewals\n{}",
+            context(&scene, controller, &node)
+        )
+    });
+    assert_eq!(
+        ready_times(&node_object).0,
+        ready_since,
+        "the Node's Ready condition changed during the renewals"
+    );
+    let healthz = kubelet_get(&scene.cp, &node, None, "/healthz").await;
+    assert_eq!(healthz.ok().as_deref(), Some("ok"));
+    let pending = Api::<CertificateSigningRequest>::all(scene.admin.clone())
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_none_or(|cs| cs.is_empty())
+        })
+        .count();
+    lap(&format!("Node still Ready ({pending} CSR(s) pending)"));
+    assert!(node.exited().is_none(), "{}", node.log_tail(20));
+}
+
+/// Stops `node` (its kubelet state goes with its directory: the next node of that name
+/// starts from nothing) and deletes its Node, as when a host is re-provisioned.
+async fn wipe(scene: &Scene, mut node: RealNode) {
+    node.stop();
+    let nodes: Api<Node> = Api::all(scene.admin.clone());
+    nodes
+        .delete(node.name(), &Default::default())
+        .await
+        .unwrap();
+    let gone = wait_for(Duration::from_secs(20), || {
+        let nodes = nodes.clone();
+        let name = node.name().to_owned();
+        async move { nodes.get_opt(&name).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some(), "Node {} not deleted", node.name());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reprovisioned_host_joins_again_once_the_admin_deletes_its_earlier_csr() {
+    let _serial = SERIAL.lock().await;
+    let test = "a_reprovisioned_host_joins_again_once_the_admin_deletes_its_earlier_csr";
+    let Some((scene, controller)) = scene(test).await else {
+        return;
+    };
+    let begin = Instant::now();
+    let lap = |what: &str| eprintln!("{test}: {what} after {:.1?}", begin.elapsed());
+    let first = RealNode::start(&scene.cp, "node-a", NODE_A_IP).await;
+    let (first_client, _) = client_joins(&scene, controller, &first, "NewNodeInventory").await;
+    let (first_serving, _) = serving_and_ready(&scene, controller, &first, &[]).await;
+    lap("node-a joined");
+
+    // Re-provisioned: Node deleted, kubelet state wiped, a new bootstrap token.
+    wipe(&scene, first).await;
+    let second = RealNode::start(&scene.cp, "node-a", NODE_A_IP).await;
+    lap("node-a wiped and started again");
+    let csr = csr_by(
+        &scene.admin,
+        CLIENT_SIGNER,
+        &second.bootstrap_user(),
+        CLIENT_TIMEOUT,
+    )
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no client CSR from the new kubelet\n{}",
+            context(&scene, controller, &second)
+        )
+    });
+    let csr = csr.metadata.name.unwrap();
+    // Inventory only, no Machine: the name's identity was issued once within the join
+    // window; only the admin can say the earlier host is gone.
+    let Some((type_, reason, note)) =
+        event(&scene, &csr, "DuplicateClientRequest", CLIENT_TIMEOUT).await
+    else {
+        let events = scene.events_about("default", &csr).await;
+        panic!(
+            "no DuplicateClientRequest Event for {csr}: {events:?}\n{}",
+            context(&scene, controller, &second)
+        );
+    };
+    assert_eq!(
+        (type_.as_str(), reason.as_str()),
+        ("Warning", "NotApproved"),
+        "{note}"
+    );
+    assert!(
+        note.contains(&first_client) && note.contains("delete that CSR"),
+        "the message names the earlier CSR and the remedy: {note}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(scene.condition(&csr).await, None, "{csr} stays pending");
+    assert!(
+        !second.dir().join("pki/kubelet-client-current.pem").exists(),
+        "the new kubelet has no client certificate yet"
+    );
+    lap(&format!("new CSR pending: {note:?}"));
+
+    // The admin's explicit word that the earlier host is gone.
+    let csrs: Api<CertificateSigningRequest> = Api::all(scene.admin.clone());
+    csrs.delete(&first_client, &Default::default())
+        .await
+        .unwrap();
+    let deleted = Instant::now();
+    // The deletion itself re-checks the node's pending CSRs: well within the 30 s requeue.
+    let certificate = issued_certificate(&scene.admin, &csr, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "{csr} not approved within 10 s of {first_client}'s deletion\n{}",
+                context(&scene, controller, &second)
+            )
+        });
+    lap(&format!(
+        "new CSR approved {:.1?} after the earlier one was deleted",
+        deleted.elapsed()
+    ));
+    assert_issued_by_cluster_ca(&scene.cp, &certificate, "system:node:node-a");
+    assert_approved_for(&scene, &csr, "NewNodeInventory").await;
+    serving_and_ready(&scene, controller, &second, &[first_serving]).await;
+    lap("node-a Ready again");
+    assert!(second.exited().is_none(), "{}", second.log_tail(20));
+}
+
+/// Bootstrap tokens may ask for new nodes; OpenShift Machines (the default:
+/// `machine.openshift.io` in `openshift-machine-api`) vouch for them; no inventory.
+const MACHINE_POLICY: &str = r#"
+client:
+  bootstrappers:
+    - group: system:bootstrappers
+serving:
+  allowLoopback: true
+"#;
+
+fn machines(scene: &Scene) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        scene.admin.clone(),
+        "openshift-machine-api",
+        &openshift_machine_resource(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reprovisioned_host_joins_again_with_a_new_machine() {
+    let _serial = SERIAL.lock().await;
+    let test = "a_reprovisioned_host_joins_again_with_a_new_machine";
+    let setup = Setup {
+        policy: Some(MACHINE_POLICY),
+        machine_crds: true,
+        ..Setup::default()
+    };
+    let Some((scene, controller)) = scene_with(test, setup).await else {
+        return;
+    };
+    let begin = Instant::now();
+    let lap = |what: &str| eprintln!("{test}: {what} after {:.1?}", begin.elapsed());
+    let ip = Ipv4Addr::new(127, 0, 0, 4);
+    let addresses = [("Hostname", "node-m"), ("InternalIP", "127.0.0.4")];
+    scene.create_machine("node-m-gen1", &addresses).await;
+    let first = RealNode::start(&scene.cp, "node-m", ip).await;
+    let (first_client, _) = client_joins(&scene, controller, &first, "NewNodeMachine").await;
+    scene.link_machine("node-m-gen1", "node-m").await;
+    let (first_serving, _) = serving_and_ready(&scene, controller, &first, &[]).await;
+    lap("node-m joined through Machine node-m-gen1");
+
+    // Re-provisioned: the machine API deletes the old Machine and creates a new one for the
+    // host; the earlier CSR stays (nobody deletes it).
+    wipe(&scene, first).await;
+    machines(&scene)
+        .delete("node-m-gen1", &Default::default())
+        .await
+        .unwrap();
+    // A new generation starts at its Machine's creation (less 10 s of clock skew): make the
+    // earlier CSR older than that, as any real re-provisioning does.
+    let earlier = scene.csr(&first_client).await;
+    let created = earlier.metadata.creation_timestamp.unwrap().0.as_second();
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let wait = (created + 12 - unix_now()).max(0);
+    tokio::time::sleep(Duration::from_secs(wait as u64)).await;
+    scene.create_machine("node-m-gen2", &addresses).await;
+    let second = RealNode::start(&scene.cp, "node-m", ip).await;
+    lap(&format!(
+        "node-m wiped, Machine node-m-gen2 created ({wait} s wait), node started again"
+    ));
+    let (_, _) = client_joins(&scene, controller, &second, "NewNodeMachine").await;
+    let note = assert_approved_for(
+        &scene,
+        &csr_by(
+            &scene.admin,
+            CLIENT_SIGNER,
+            &second.bootstrap_user(),
+            CLIENT_TIMEOUT,
+        )
+        .await
+        .unwrap()
+        .metadata
+        .name
+        .unwrap(),
+        "NewNodeMachine",
+    )
+    .await;
+    assert!(
+        note.contains("node-m-gen2"),
+        "the new Machine vouches: {note}"
+    );
+    assert!(
+        scene.condition(&first_client).await.is_some(),
+        "the earlier CSR {first_client} is still there, approved"
+    );
+    scene.link_machine("node-m-gen2", "node-m").await;
+    serving_and_ready(&scene, controller, &second, &[first_serving]).await;
+    lap("node-m Ready again through Machine node-m-gen2");
+    assert!(second.exited().is_none(), "{}", second.log_tail(20));
+}
+
+/// OpenShift's defaults, plus loopback SANs (the test nodes live on 127.0.0.x).
+const OPENSHIFT_POLICY: &str = r#"
+serving:
+  allowLoopback: true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openshift_node_joins_with_the_node_bootstrapper_token_and_a_machine() {
+    let _serial = SERIAL.lock().await;
+    let test = "an_openshift_node_joins_with_the_node_bootstrapper_token_and_a_machine";
+    let setup = Setup {
+        policy: Some(OPENSHIFT_POLICY),
+        machine_crds: true,
+        ..Setup::default()
+    };
+    let Some((scene, controller)) = scene_with(test, setup).await else {
+        return;
+    };
+    let begin = Instant::now();
+    let lap = |what: &str| eprintln!("{test}: {what} after {:.1?}", begin.elapsed());
+    // The machine controller reports the instance's addresses before its kubelet boots.
+    let name = "worker-0";
+    scene
+        .create_machine(
+            "cluster-worker-0",
+            &[("Hostname", name), ("InternalIP", "127.0.0.5")],
+        )
+        .await;
+    let node = RealNode::start_with(
+        &scene.cp,
+        name,
+        Ipv4Addr::new(127, 0, 0, 5),
+        Bootstrap::openshift(),
+    )
+    .await;
+    assert_eq!(node.bootstrap_user(), BOOTSTRAPPER);
+    let (client_csr, _) = client_joins(&scene, controller, &node, "NewNodeMachine").await;
+    let request = scene.csr(&client_csr).await.spec;
+    for group in BOOTSTRAPPER_GROUPS {
+        assert!(
+            request.groups.iter().flatten().any(|g| g == group),
+            "the requester is in {group}: {:?}",
+            request.groups
+        );
+    }
+    let note = event(&scene, &client_csr, "NewNodeMachine", CLIENT_TIMEOUT)
+        .await
+        .unwrap()
+        .2;
+    assert!(
+        note.contains("cluster-worker-0"),
+        "the Machine vouches: {note}"
+    );
+    lap("client certificate issued, Node registered");
+    // The machine controller links the Machine to the Node it registered.
+    scene.link_machine("cluster-worker-0", name).await;
+    let (serving_csr, _) = serving_and_ready(&scene, controller, &node, &[]).await;
+    let note = event(
+        &scene,
+        &serving_csr,
+        "ServingAddressesVerified",
+        CLIENT_TIMEOUT,
+    )
+    .await
+    .unwrap()
+    .2;
+    lap(&format!(
+        "serving certificate issued ({note:?}), Node Ready"
+    ));
+    let by_name = kubelet_get(&scene.cp, &node, Some(name), "/healthz").await;
+    assert_eq!(by_name.ok().as_deref(), Some("ok"));
+    assert!(node.exited().is_none(), "{}", node.log_tail(20));
 }

@@ -29,6 +29,13 @@
 //!   appears (recognised by its kubelet port) without addresses, it sets them to
 //!   `InternalIP <ip>` and `Hostname <name>` — exactly what the kubelet reports on a
 //!   routable IP — and the kubelet keeps them and requests its serving certificate for them.
+//! * A node bootstraps with a fresh kubeadm-style token ([`Bootstrap::Token`]) or with a
+//!   bound token of a ServiceAccount bound to `system:node-bootstrapper`
+//!   ([`Bootstrap::openshift`]: OpenShift's `openshift-machine-config-operator/node-bootstrapper`),
+//!   see [`RealNode::start_with`]. Every node has a directory of its own, so a node started
+//!   again under an earlier one's name starts from nothing (a re-provisioned host).
+//! * [`restart_signer`] gives kube-controller-manager a shorter signing duration (renewals
+//!   within a minute or so).
 //! * Needs Linux, root, and the Debian packages of `scripts/node-packages.sh`; see
 //!   [`unsupported`].
 #![allow(dead_code)]
@@ -41,7 +48,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use std::{fs, thread};
 
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Node, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::Subject;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
@@ -173,6 +181,25 @@ pub(super) fn apiserver_args(dir: &Path) -> Vec<String> {
 
 /// kube-controller-manager with only the CSR signing controllers, signing with the cluster CA.
 pub(super) fn spawn_controller_manager(cp: &ControlPlane) -> Result<Supervised, String> {
+    spawn_signer(cp, SIGNING_DURATION)
+}
+
+/// Replaces the control plane's kube-controller-manager by one signing for
+/// `signing_duration` (e.g. `"2m"`), before any node starts: a short duration makes
+/// kubelets renew within a test. kube-controller-manager v1.37 backdates `NotBefore` by
+/// 5 min and, for durations under 8 h, sets `NotAfter` = now + duration, so a kubelet
+/// (deadline at 70–90 % of `NotAfter − NotBefore`) renews between
+/// `0.7·(d + 5m) − 5m` and `0.9·(d + 5m) − 5m` after each issue: with 2m, at once to 78 s.
+pub fn restart_signer(cp: &mut ControlPlane, signing_duration: &str) {
+    if let Some(mut old) = cp.controller_manager.take() {
+        old.stop();
+    }
+    let signer = spawn_signer(cp, signing_duration)
+        .unwrap_or_else(|e| panic!("restart kube-controller-manager: {e}"));
+    cp.controller_manager = Some(signer);
+}
+
+fn spawn_signer(cp: &ControlPlane, signing_duration: &str) -> Result<Supervised, String> {
     let bin = asset_dir()?.join("bin/kube-controller-manager");
     let file = |name: &str| cp.dir().join(name).display().to_string();
     let args = vec![
@@ -180,7 +207,7 @@ pub(super) fn spawn_controller_manager(cp: &ControlPlane) -> Result<Supervised, 
         "--controllers=csrsigning".to_owned(),
         format!("--cluster-signing-cert-file={}", file(pki::CA_CERT)),
         format!("--cluster-signing-key-file={}", file(pki::CA_KEY)),
-        format!("--cluster-signing-duration={SIGNING_DURATION}"),
+        format!("--cluster-signing-duration={signing_duration}"),
         "--leader-elect=false".to_owned(),
         "--secure-port=0".to_owned(),
         "--use-service-account-credentials=false".to_owned(),
@@ -236,6 +263,27 @@ echo "containerd or kubelet exited with status $?"
 stop 1
 "#;
 
+/// The credential in a node's `--bootstrap-kubeconfig`.
+#[derive(Clone, Debug)]
+pub enum Bootstrap {
+    /// A fresh kubeadm-style bootstrap token (`system:bootstrap:<id>`).
+    Token,
+    /// A bound token (TokenRequest, 1 h) of ServiceAccount `namespace/name`, bound to
+    /// ClusterRole `system:node-bootstrapper` — OpenShift's
+    /// `openshift-machine-config-operator/node-bootstrapper`.
+    ServiceAccount { namespace: String, name: String },
+}
+
+impl Bootstrap {
+    /// OpenShift's node-bootstrapper ServiceAccount.
+    pub fn openshift() -> Bootstrap {
+        Bootstrap::ServiceAccount {
+            namespace: "openshift-machine-config-operator".to_owned(),
+            name: "node-bootstrapper".to_owned(),
+        }
+    }
+}
+
 /// A real kubelet + containerd. Dropping it kills both and waits until they are gone.
 pub struct RealNode {
     addresses: tokio::task::JoinHandle<()>,
@@ -244,7 +292,7 @@ pub struct RealNode {
     ip: Ipv4Addr,
     kubelet_port: u16,
     dir: PathBuf,
-    token_id: String,
+    bootstrap_user: String,
 }
 
 impl RealNode {
@@ -252,14 +300,41 @@ impl RealNode {
     /// (`--hostname-override=<name> --node-ip=<ip>`). Returns once they are spawned; the
     /// kubelet then makes its client CSR within a fraction of a second.
     pub async fn start(cp: &ControlPlane, name: &str, ip: Ipv4Addr) -> RealNode {
+        Self::start_with(cp, name, ip, Bootstrap::Token).await
+    }
+
+    /// [`RealNode::start`] with the bootstrap credential `bootstrap`. Each node gets a
+    /// directory of its own, also when an earlier node of the same name and IP ran (a host
+    /// re-provisioned under its name: nothing of the earlier kubelet's state is reused).
+    pub async fn start_with(
+        cp: &ControlPlane,
+        name: &str,
+        ip: Ipv4Addr,
+        bootstrap: Bootstrap,
+    ) -> RealNode {
         assert!(
             ip.is_loopback(),
             "a test node's IP must be a loopback address, not {ip}"
         );
         let assets = asset_dir().unwrap_or_else(|e| panic!("{e}"));
-        let dir = cp.dir().join(format!("node-{name}-{ip}"));
+        let dir = (1..)
+            .map(|n| match n {
+                1 => cp.dir().join(format!("node-{name}-{ip}")),
+                n => cp.dir().join(format!("node-{name}-{ip}-{n}")),
+            })
+            .find(|d| !d.exists())
+            .expect("a free node directory");
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let (token_id, token) = create_bootstrap_token(cp).await;
+        let (bootstrap_user, token) = match bootstrap {
+            Bootstrap::Token => {
+                let (id, token) = create_bootstrap_token(cp).await;
+                (format!("system:bootstrap:{id}"), token)
+            }
+            Bootstrap::ServiceAccount { namespace, name } => {
+                let token = service_account_bootstrap_token(cp, &namespace, &name).await;
+                (format!("system:serviceaccount:{namespace}:{name}"), token)
+            }
+        };
 
         let kubelet_port = free_port(ip);
         let healthz_port = free_port(ip);
@@ -367,7 +442,7 @@ impl RealNode {
             ip,
             kubelet_port,
             dir,
-            token_id,
+            bootstrap_user,
         }
     }
 
@@ -389,9 +464,9 @@ impl RealNode {
         format!("https://{}:{}", self.ip, self.kubelet_port)
     }
 
-    /// The requester the apiserver records for this node's bootstrap token.
+    /// The requester the apiserver records for this node's bootstrap credential.
     pub fn bootstrap_user(&self) -> String {
-        format!("system:bootstrap:{}", self.token_id)
+        self.bootstrap_user.clone()
     }
 
     pub fn dir(&self) -> &Path {
@@ -521,6 +596,53 @@ pub async fn create_bootstrap_token(cp: &ControlPlane) -> (String, String) {
     )
     .await;
     (id.clone(), format!("{id}.{secret}"))
+}
+
+/// A bound token (TokenRequest, 1 h) of ServiceAccount `namespace/name`, creating the
+/// namespace and the account if absent and binding it to ClusterRole
+/// `system:node-bootstrapper` (create and read CSRs), as OpenShift does for its
+/// node-bootstrapper.
+pub async fn service_account_bootstrap_token(
+    cp: &ControlPlane,
+    namespace: &str,
+    name: &str,
+) -> String {
+    let admin = cp.admin_client();
+    super::ensure_namespace(&admin, namespace).await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match accounts.create(&PostParams::default(), &account).await {
+        Ok(_) => {}
+        Err(e) if super::is_status(&e, 409) => {}
+        Err(e) => panic!("create ServiceAccount {namespace}/{name}: {e}"),
+    }
+    bind_cluster_role(
+        &admin,
+        &format!("{namespace}:{name}:node-bootstrapper"),
+        "system:node-bootstrapper",
+        vec![super::service_account_subject(namespace, name)],
+    )
+    .await;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{name}: {e}"))
+        .status
+        .expect("TokenRequest has a status")
+        .token
 }
 
 /// `n` characters of `[a-z0-9]` (bootstrap token syntax), unpredictable enough for tests.
