@@ -734,6 +734,82 @@ async fn kubelet_renewed(
     .await
 }
 
+/// One of a kubelet's certificates, as first issued, whose renewal a test awaits.
+struct Renewal<'a> {
+    label: &'static str,
+    /// The kubelet's `pki/kubelet-<file>-current.pem`.
+    kubelet_file: &'static str,
+    signer: &'static str,
+    reason: &'static str,
+    first_csr: &'a str,
+    first: &'a [u8],
+}
+
+/// The node renews `renewal` by itself: the CSR is approved for `reason` and issued by the
+/// cluster CA, the new certificate ends later than the first, and the kubelet takes a
+/// renewed certificate into use (not always that one: see `kubelet_renewed`).
+async fn assert_renewed(
+    scene: &Scene,
+    controller: usize,
+    node: &RealNode,
+    user: &str,
+    renewal: Renewal<'_>,
+    lap: &impl Fn(&str),
+) {
+    let Renewal {
+        label,
+        kubelet_file,
+        signer,
+        reason,
+        first_csr,
+        first,
+    } = renewal;
+    let csr = csr_by_except(
+        &scene.admin,
+        signer,
+        user,
+        &[first_csr.to_string()],
+        RENEWAL_TIMEOUT,
+    )
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no {label} renewal CSR from {user}\n{}",
+            context(scene, controller, node)
+        )
+    });
+    let csr = csr.metadata.name.unwrap();
+    lap(&format!("{label} renewal CSR {csr} created"));
+    let Some(renewed) = issued_certificate(&scene.admin, &csr, CLIENT_TIMEOUT).await else {
+        let events = scene.events_about("default", &csr).await;
+        panic!(
+            "{label} renewal {csr} not approved and issued: {events:?}\n{}",
+            context(scene, controller, node)
+        );
+    };
+    let note = assert_approved_for(scene, &csr, reason).await;
+    assert_issued_by_cluster_ca(&scene.cp, &renewed, user);
+    let (old_serial, old_not_after) = serial_and_not_after(first);
+    let (serial, not_after) = serial_and_not_after(&renewed);
+    assert_ne!(serial, old_serial, "a new {label} certificate");
+    assert!(
+        not_after > old_not_after,
+        "the renewed {label} certificate ends later"
+    );
+    let in_use = kubelet_renewed(scene, node, kubelet_file, signer, user, &old_serial)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the kubelet did not take a renewed {label} certificate into use\n{}",
+                node.log_tail(30)
+            )
+        });
+    assert_approved_for(scene, &in_use, reason).await;
+    lap(&format!(
+        "{label} certificate renewed ({note:?}); the kubelet uses that of {in_use}"
+    ));
+}
+
 /// The signing duration of the renewal test: kube-controller-manager backdates NotBefore by
 /// 5 min and sets NotAfter = now + 2 min, so a kubelet renews at 70–90 % of those 7 min:
 /// between at once and 78 s after each certificate is issued.
@@ -768,98 +844,32 @@ async fn a_kubelet_renews_both_certificates() {
             .unwrap()
             .as_secs() as i64
     };
-    let (client_serial, client_not_after) = serial_and_not_after(&client);
+    let (_, client_not_after) = serial_and_not_after(&client);
     assert!(
         client_not_after - now() <= 2 * 60 + 5,
         "client certificate valid for {} s: not --cluster-signing-duration={SHORT_SIGNING_DURATION}",
         client_not_after - now()
     );
 
-    // The client certificate: renewed by the node itself, approved as a renewal.
-    let renewal = csr_by(&scene.admin, CLIENT_SIGNER, user, RENEWAL_TIMEOUT)
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "no client renewal CSR from {user}\n{}",
-                context(&scene, controller, &node)
-            )
-        });
-    let renewal = renewal.metadata.name.unwrap();
-    assert_ne!(renewal, client_csr);
-    lap(&format!("client renewal CSR {renewal} created"));
-    let Some(renewed) = issued_certificate(&scene.admin, &renewal, CLIENT_TIMEOUT).await else {
-        let events = scene.events_about("default", &renewal).await;
-        panic!(
-            "client renewal {renewal} not approved and issued: {events:?}\n{}",
-            context(&scene, controller, &node)
-        );
+    // Each certificate: renewed by the node itself, approved as a renewal.
+    let client_renewal = Renewal {
+        label: "client",
+        kubelet_file: "client",
+        signer: CLIENT_SIGNER,
+        reason: "ClientRenewal",
+        first_csr: &client_csr,
+        first: &client,
     };
-    let note = assert_approved_for(&scene, &renewal, "ClientRenewal").await;
-    assert_issued_by_cluster_ca(&scene.cp, &renewed, user);
-    let (serial, not_after) = serial_and_not_after(&renewed);
-    assert_ne!(serial, client_serial, "a new client certificate");
-    assert!(
-        not_after > client_not_after,
-        "the renewed client certificate ends later"
-    );
-    let in_use = kubelet_renewed(&scene, &node, "client", CLIENT_SIGNER, user, &client_serial)
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "the kubelet did not take a renewed client certificate into use\n{}",
-                node.log_tail(30)
-            )
-        });
-    assert_approved_for(&scene, &in_use, "ClientRenewal").await;
-    lap(&format!(
-        "client certificate renewed ({note:?}); the kubelet uses that of {in_use}"
-    ));
-
-    // The serving certificate likewise.
-    let renewal = csr_by_except(
-        &scene.admin,
-        SERVING_SIGNER,
-        user,
-        std::slice::from_ref(&serving_csr),
-        RENEWAL_TIMEOUT,
-    )
-    .await
-    .unwrap_or_else(|| {
-        panic!(
-            "no serving renewal CSR from {user}\n{}",
-            context(&scene, controller, &node)
-        )
-    });
-    let renewal = renewal.metadata.name.unwrap();
-    lap(&format!("serving renewal CSR {renewal} created"));
-    let Some(renewed) = issued_certificate(&scene.admin, &renewal, CLIENT_TIMEOUT).await else {
-        let events = scene.events_about("default", &renewal).await;
-        panic!(
-            "serving renewal {renewal} not approved and issued: {events:?}\n{}",
-            context(&scene, controller, &node)
-        );
+    assert_renewed(&scene, controller, &node, user, client_renewal, &lap).await;
+    let serving_renewal = Renewal {
+        label: "serving",
+        kubelet_file: "server",
+        signer: SERVING_SIGNER,
+        reason: "ServingAddressesVerified",
+        first_csr: &serving_csr,
+        first: &serving,
     };
-    let note = assert_approved_for(&scene, &renewal, "ServingAddressesVerified").await;
-    assert_issued_by_cluster_ca(&scene.cp, &renewed, user);
-    let (old_serial, old_not_after) = serial_and_not_after(&serving);
-    let (serial, not_after) = serial_and_not_after(&renewed);
-    assert_ne!(serial, old_serial, "a new serving certificate");
-    assert!(
-        not_after > old_not_after,
-        "the renewed serving certificate ends later"
-    );
-    let in_use = kubelet_renewed(&scene, &node, "server", SERVING_SIGNER, user, &old_serial)
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "the kubelet did not take a renewed serving certificate into use\n{}",
-                node.log_tail(30)
-            )
-        });
-    assert_approved_for(&scene, &in_use, "ServingAddressesVerified").await;
-    lap(&format!(
-        "serving certificate renewed ({note:?}); the kubelet uses that of {in_use}"
-    ));
+    assert_renewed(&scene, controller, &node, user, serving_renewal, &lap).await;
 
     // Still Ready all along, still reporting (with the renewed client certificate), and
     // serving with a certificate the cluster CA vouches for.
