@@ -37,7 +37,7 @@ use kube::Client;
 use kube::api::{Api, LogParams, PostParams};
 use support::node::{RealNode, unsupported};
 use support::pod::{self, NAMESPACE, Workloads};
-use support::{ControlPlane, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, Options};
+use support::{ControlPlane, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, Options, wait_for};
 
 const CONTROL: &str = "control-0";
 const CONTROL_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 20);
@@ -64,23 +64,6 @@ inventory:
 "#;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn wait_for<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return Some(value);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The name of the first CSR for `signer` requested by `username`, once it exists.
 async fn csr_by(admin: &Client, signer: &str, username: &str) -> Option<String> {

@@ -660,3 +660,21 @@ fn poll_readyz(config: Config, ready: mpsc::Sender<()>, stop: &AtomicBool, last:
         }
     });
 }
+
+/// Polls `probe` every 50 ms until it returns Some or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
