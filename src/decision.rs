@@ -245,8 +245,9 @@ impl Reason {
             MalformedRequest | BadSignature | UnsupportedKey | WeakKey | ExpirationTooLong
             | BadOrganization | BadCommonName | UnexpectedSans | ForbiddenSanType | WildcardSan
             | NoSans | BadUsages | UnknownRequester | RequesterMismatch | MissingNodesGroup
-            | NodeAlreadyExists | MachineAlreadyLinked | OutsideJoinWindow | ForeignSan
-            | SanOutsideFence | ReservedSan | MalformedSan => ReasonClass::Definitive,
+            | MachineAlreadyLinked | OutsideJoinWindow | ForeignSan | SanOutsideFence
+            | ReservedSan | MalformedSan => ReasonClass::Definitive,
+            NodeAlreadyExists => ReasonClass::ForAnAdmin,
         }
     }
 }
@@ -261,6 +262,10 @@ pub enum ReasonClass {
     Transient,
     /// Forged or invalid as submitted: denied with `deny: true`, else left pending.
     Definitive,
+    /// Never ours to approve, but an admin may approve it by hand (a node recovering after
+    /// its client certificate expired asks exactly like this): never auto-denied, so that no
+    /// denial races the admin; left pending with a Warning Event that says what to check.
+    ForAnAdmin,
 }
 
 impl fmt::Display for Reason {
@@ -379,7 +384,7 @@ pub fn decide(csr: &CsrFacts, inventory: &Inventory, policy: &Policy, now: Times
             let verdict = match reason.class() {
                 ReasonClass::NotOurs => Verdict::Ignore,
                 ReasonClass::Definitive if policy.deny => Verdict::Deny,
-                ReasonClass::Definitive => Verdict::Wait {
+                ReasonClass::Definitive | ReasonClass::ForAnAdmin => Verdict::Wait {
                     retry_after: RETRY_DEFINITIVE,
                 },
                 ReasonClass::Transient | ReasonClass::Approval => Verdict::Wait {
@@ -543,7 +548,8 @@ fn decide_client(
         return Err(refuse(
             Reason::NodeAlreadyExists,
             format!(
-                "Node {node} already exists; a bootstrapper may not request its identity (renewals come from system:node:{node})"
+                "Node {node} already exists; a bootstrapper may not request its identity (renewals come from system:node:{node}). If {node} is recovering after its client certificate expired (the cluster was off longer than the certificate lives), verify the host and approve by hand: kubectl certificate approve {}; otherwise someone else is asking for {node}'s identity",
+                csr.name
             ),
         ));
     }

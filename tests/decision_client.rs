@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use csr_approver::decision::{CLIENT_SIGNER, Reason, SERVING_SIGNER, Verdict};
+use csr_approver::decision::{CLIENT_SIGNER, Reason, ReasonClass, SERVING_SIGNER, Verdict};
 use csr_approver::inventory::CsrState;
 
 fn worker1() -> Csr {
@@ -1087,6 +1087,27 @@ fn deny_policy_denies_definitive_refusals() {
         Verdict::Deny,
         Reason::UnknownRequester
     );
+}
+
+#[test]
+fn deny_policy_never_denies_a_csr_an_admin_may_approve() {
+    // A node recovering after its client certificate expired asks through the bootstrap
+    // credential for its existing identity: only an admin can tell it from an attack, and
+    // an automatic denial must never race their approval.
+    let world = joining_world()
+        .node(node("worker-1", &[]))
+        .policy_yaml("deny: true");
+    let d = assert_decision!(
+        world.decide(&worker1()),
+        Verdict::Wait { .. },
+        Reason::NodeAlreadyExists
+    );
+    assert!(
+        d.message.contains("kubectl certificate approve csr-client"),
+        "{}",
+        d.message
+    );
+    assert_eq!(d.reason.class(), ReasonClass::ForAnAdmin);
 }
 
 #[test]
