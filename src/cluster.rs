@@ -534,11 +534,13 @@ where
             .observe_csr(csr.metadata.uid.as_deref(), summarize(csr)),
         Ok(Event::Delete(csr)) => {
             if let Some(name) = csr.metadata.name.as_deref() {
+                // Its node, as summarised when it arrived: no second parse of the request.
+                let node = cache.read().csr_node(name).map(str::to_string);
                 cache.write().forget_csr(name);
                 // A deleted client CSR may be what held its node's next one back (one
                 // identity per host generation: an admin deletes the earlier CSR of a
                 // re-provisioned host): look again at once rather than at the next requeue.
-                if let Some(node) = summarize(csr).node_name {
+                if let Some(node) = node {
                     fire(&trigger, cache.pending_for(&[node]));
                 }
             }

@@ -431,6 +431,11 @@ impl Inventory {
         self.csrs.get(name).map(|c| c.state)
     }
 
+    /// The node a known CSR names in its subject, if it parsed.
+    pub fn csr_node(&self, name: &str) -> Option<&str> {
+        self.csrs.get(name)?.node_name.as_deref()
+    }
+
     /// ClusterIP(s) of the `default/kubernetes` Service, as last seen.
     pub fn kubernetes_service_ips(&self) -> &[IpAddr] {
         &self.kubernetes_service_ips

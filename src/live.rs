@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use kube::api::{Api, DynamicObject, ListParams};
 
 use crate::check::{self, Evaluation};
+use crate::cluster::KubernetesService;
 use crate::decision::{CLIENT_SIGNER, SERVING_SIGNER};
 use crate::inventory::{CsrState, MachineInfo};
 use crate::policy::Policy;
@@ -59,10 +60,11 @@ impl LiveCheck {
                 MachineInfo::from_json(&value)
             }));
         }
-        let kubernetes_service = Api::<Service>::namespaced(client.clone(), "default")
-            .get_opt("kubernetes")
-            .await
-            .map_err(api_error("Service default/kubernetes"))?;
+        let kubernetes_service =
+            Api::<Service>::namespaced(client.clone(), KubernetesService::NAMESPACE)
+                .get_opt(KubernetesService::NAME)
+                .await
+                .map_err(api_error("Service default/kubernetes"))?;
         let inventory =
             check::build_inventory(&nodes, machines, &csrs, kubernetes_service.as_ref());
         let mut targets: Vec<CertificateSigningRequest> = csrs

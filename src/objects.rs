@@ -7,6 +7,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, Service};
 use serde_json::Value;
 
+use crate::cluster::KubernetesService;
 use crate::inventory::MachineInfo;
 use crate::{Error, Result};
 
@@ -100,8 +101,8 @@ impl ObjectSet {
                     serde_json::from_value(object).map_err(|e| format!("invalid Service: {e}"))?;
                 // Only the API server's own Service matters; others are skipped, so that
                 // `kubectl get svc -A -o yaml` can be passed as it is.
-                if service.metadata.name.as_deref() == Some("kubernetes")
-                    && service.metadata.namespace.as_deref() == Some("default")
+                if service.metadata.name.as_deref() == Some(KubernetesService::NAME)
+                    && service.metadata.namespace.as_deref() == Some(KubernetesService::NAMESPACE)
                 {
                     self.kubernetes_service = Some(service);
                 }
