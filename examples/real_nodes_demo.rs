@@ -113,19 +113,17 @@ async fn main() {
     let begin = Instant::now();
     let names: Vec<String> = (1..=workers).map(|i| format!("worker-{i}")).collect();
     let ip = |i: u8| Ipv4Addr::new(127, 0, 0, 30 + i);
-    let mut policy = String::from(
-        "client:\n  bootstrappers:\n    - group: system:bootstrappers\nmachines:\n  apiGroups: []\n\
-         serving:\n  addressSources: [Node]\n  allowLoopback: true\ninventory:\n",
-    );
-    for (i, name) in std::iter::once("control-0".to_owned())
+    let hosts: Vec<(String, Ipv4Addr)> = std::iter::once("control-0".to_owned())
         .chain(names.clone())
         .enumerate()
-    {
-        let ip = ip(i as u8);
-        policy.push_str(&format!(
-            "  - name: {name}\n    addresses: [{ip}, {name}]\n"
-        ));
-    }
+        .map(|(i, name)| (name, ip(i as u8)))
+        .collect();
+    let policy = support::node::inventory_policy(
+        &hosts
+            .iter()
+            .map(|(name, ip)| (name.as_str(), *ip))
+            .collect::<Vec<_>>(),
+    );
 
     say(
         "a local control plane: kube-apiserver + etcd, kube-controller-manager (CSR signers only, no approver)",

@@ -35,7 +35,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::api::{Api, LogParams, PostParams};
-use support::node::{RealNode, unsupported};
+use support::node::{RealNode, inventory_policy, unsupported};
 use support::pod::{self, NAMESPACE, Workloads};
 use support::{ControlPlane, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, Options, wait_for};
 
@@ -43,25 +43,6 @@ const CONTROL: &str = "control-0";
 const CONTROL_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 20);
 const WORKER: &str = "worker-1";
 const WORKER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 21);
-
-/// The chart's `policy`: kubeadm-style bootstrap tokens, no Machine API, the two hosts in
-/// the inventory, serving SANs checked against the Nodes (loopback IPs: the test nodes live
-/// on 127.0.0.x).
-const POLICY: &str = r#"
-client:
-  bootstrappers:
-    - group: system:bootstrappers
-machines:
-  apiGroups: []
-serving:
-  addressSources: [Node]
-  allowLoopback: true
-inventory:
-  - name: control-0
-    addresses: [127.0.0.20, control-0]
-  - name: worker-1
-    addresses: [127.0.0.21, worker-1]
-"#;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -205,7 +186,13 @@ async fn csr_approver_runs_as_a_pod_from_its_chart_and_approves_a_real_kubelet()
         imported.elapsed()
     );
     let http_port = pod::free_host_port();
-    let values = pod::chart_values(&cp, &image, CONTROL, http_port, POLICY);
+    let values = pod::chart_values(
+        &cp,
+        &image,
+        CONTROL,
+        http_port,
+        &inventory_policy(&[(CONTROL, CONTROL_IP), (WORKER, WORKER_IP)]),
+    );
     let installed = pod::helm_install(&cp, &values).unwrap_or_else(|e| panic!("{e}"));
     assert!(installed.contains("STATUS: deployed"), "{installed}");
     lap("helm install done");

@@ -714,3 +714,19 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 "#
     )
 }
+
+/// The policy real-node scenes run under: bootstrap tokens may ask for new nodes, no Machine
+/// API, serving SANs checked against the Nodes' own status (loopback allowed: the nodes live
+/// on 127.0.0.x), and each of `hosts` in the inventory with its IP and name.
+pub fn inventory_policy(hosts: &[(&str, std::net::Ipv4Addr)]) -> String {
+    let mut policy = String::from(
+        "client:\n  bootstrappers:\n    - group: system:bootstrappers\nmachines:\n  apiGroups: []\n\
+         serving:\n  addressSources: [Node]\n  allowLoopback: true\ninventory:\n",
+    );
+    for (name, ip) in hosts {
+        policy.push_str(&format!(
+            "  - name: {name}\n    addresses: [{ip}, {name}]\n"
+        ));
+    }
+    policy
+}
