@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tests for everything a cluster admin installs: deploy/ (kustomize), deploy/monitoring/,
+# Tests for everything a cluster admin installs: deploy/ (kustomize), deploy/monitoring/, overlays/sno/,
 # charts/csr-approver (Helm), the PrometheusRule's alerts (promtool unit tests), the CRD
 # fixtures, the Dockerfile's invariants, and (when a csr-approver binary is at hand) the
 # shipped policies.
@@ -72,12 +72,15 @@ helm_template() { "$HELM" template "$RELEASE" "$CHART" --namespace "$NS" "$@"; }
 echo "== render"
 step "kubectl kustomize deploy/" render "$WORK/kustomize.yaml" "$KUBECTL" kustomize deploy/
 step "kubectl kustomize deploy/monitoring/" render "$WORK/kustomize-monitoring.yaml" "$KUBECTL" kustomize deploy/monitoring/
+step "kubectl kustomize overlays/sno/" render "$WORK/kustomize-sno.yaml" "$KUBECTL" kustomize overlays/sno/
 
 echo "== helm"
 step "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
 step "helm lint --strict (ci/non-default-values.yaml)" \
   "$HELM" lint --strict "$CHART" -f "$CHART/ci/non-default-values.yaml"
+step "helm lint --strict (values-sno.yaml)" "$HELM" lint --strict "$CHART" -f "$CHART/values-sno.yaml"
 step "helm template (default values)" render "$WORK/helm-default.yaml" helm_template
+step "helm template (values-sno.yaml)" render "$WORK/helm-sno.yaml" helm_template -f "$CHART/values-sno.yaml"
 step "helm template (default values, monitoring API present)" \
   render "$WORK/helm-default-monitoring.yaml" helm_template --api-versions monitoring.coreos.com/v1
 step "helm template (ci/non-default-values.yaml, monitoring API present)" \
@@ -88,6 +91,15 @@ step "helm template (replicas=1, leaderElection.enabled=false)" \
 expect_fail "helm template refuses replicas=2 with leaderElection.enabled=false" \
   'replicas=2 with leaderElection\.enabled=false would run 2 active approvers' \
   helm_template --set replicas=2 --set leaderElection.enabled=false
+expect_fail "helm template refuses replicas=1 with a PDB of minAvailable=1 (blocks the drain)" \
+  'replicas=1 with podDisruptionBudget\.minAvailable=1 allows no eviction.*podDisruptionBudget\.enabled=false' \
+  helm_template --set replicas=1 --set podDisruptionBudget.minAvailable=1
+expect_fail "helm template refuses replicas=1 with a PDB of maxUnavailable=0 (blocks the drain)" \
+  'replicas=1 with podDisruptionBudget\.maxUnavailable=0 allows no eviction' \
+  helm_template --set replicas=1 --set podDisruptionBudget.maxUnavailable=0
+expect_fail "helm template refuses a PDB with both minAvailable and maxUnavailable" \
+  'minAvailable=1 and podDisruptionBudget\.maxUnavailable=1 are both set' \
+  helm_template --set podDisruptionBudget.minAvailable=1 --set podDisruptionBudget.maxUnavailable=1
 expect_fail "helm template refuses an unknown value (values.schema.json)" \
   "additional properties 'replicaz' not allowed" \
   helm_template --set replicaz=3
@@ -137,7 +149,7 @@ if [[ -z "$bin" ]]; then
   done
 fi
 if [[ -n "$bin" ]] && "$bin" policy validate --help >/dev/null 2>&1; then
-  for src in kustomize helm-default helm-non-default; do
+  for src in kustomize helm-default helm-non-default kustomize-sno helm-sno; do
     if "${CHECK[@]}" extract-policy "$WORK/$src.yaml" "$WORK/policy-$src.yaml" 2>/dev/null; then
       step "policy in $src render is valid ($bin)" "$bin" policy validate "$WORK/policy-$src.yaml"
     else

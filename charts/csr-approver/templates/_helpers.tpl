@@ -81,4 +81,68 @@ Included from the Deployment, so `helm template` and `helm install` both stop.
 {{- if not (has .Values.logFormat (list "text" "json")) -}}
 {{- fail (printf "csr-approver: logFormat=%q: must be text or json." .Values.logFormat) -}}
 {{- end -}}
+{{- include "csr-approver.validatePDB" . -}}
+{{- end -}}
+
+{{/* A PDB value as a string: "" when unset (null or ""), else "1" or "50%". */}}
+{{- define "csr-approver.intOrPercent" -}}
+{{- if not (kindIs "invalid" .) -}}{{- toString . -}}{{- end -}}
+{{- end -}}
+
+{{/*
+The PodDisruptionBudget's bound, "minAvailable: <v>" or "maxUnavailable: <v>", or nothing
+when no PDB is rendered: disabled, no replicas, or neither bound set with one replica.
+Neither bound set means minAvailable 1 when replicas > 1 (what deploy/ ships).
+*/}}
+{{- define "csr-approver.pdbBound" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- $replicas := int .Values.replicas -}}
+{{- $min := include "csr-approver.intOrPercent" $pdb.minAvailable -}}
+{{- $max := include "csr-approver.intOrPercent" $pdb.maxUnavailable -}}
+{{- if and $pdb.enabled (gt $replicas 0) -}}
+{{- if ne $min "" -}}
+minAvailable: {{ if hasSuffix "%" $min }}{{ $min | quote }}{{ else }}{{ int $min }}{{ end }}
+{{- else if ne $max "" -}}
+maxUnavailable: {{ if hasSuffix "%" $max }}{{ $max | quote }}{{ else }}{{ int $max }}{{ end }}
+{{- else if gt $replicas 1 -}}
+minAvailable: 1
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Refuse a PodDisruptionBudget that allows no eviction at all: it blocks every drain of a node
+running a csr-approver pod, forever. On single-node OpenShift that is every update (the
+Machine Config Operator drains the node). Rounding as the disruption controller does:
+percentages round up, so minAvailable p% of n keeps ceil(n*p/100) pods.
+*/}}
+{{- define "csr-approver.validatePDB" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- $replicas := int .Values.replicas -}}
+{{- $min := include "csr-approver.intOrPercent" $pdb.minAvailable -}}
+{{- $max := include "csr-approver.intOrPercent" $pdb.maxUnavailable -}}
+{{- if and $pdb.enabled (gt $replicas 0) -}}
+{{- if and (ne $min "") (ne $max "") -}}
+{{- fail (printf "csr-approver: podDisruptionBudget.minAvailable=%s and podDisruptionBudget.maxUnavailable=%s are both set; a PodDisruptionBudget takes one of them. Keep maxUnavailable alone (maxUnavailable=1 never blocks a drain), or minAvailable alone." $min $max) -}}
+{{- end -}}
+{{- $blocks := false -}}
+{{- $field := "" -}}
+{{- $value := "" -}}
+{{- if ne $min "" -}}
+{{- $field = "minAvailable" -}}{{- $value = $min -}}
+{{- if hasSuffix "%" $min -}}
+{{- $blocks = gt (mul $replicas (int (trimSuffix "%" $min))) (mul 100 (sub $replicas 1)) -}}
+{{- else -}}
+{{- $blocks = ge (int $min) $replicas -}}
+{{- end -}}
+{{- else if ne $max "" -}}
+{{- $field = "maxUnavailable" -}}{{- $value = $max -}}
+{{- $blocks = eq (int (trimSuffix "%" $max)) 0 -}}
+{{- end -}}
+{{- if $blocks -}}
+{{- $instead := "podDisruptionBudget.maxUnavailable=1 in place of minAvailable, or more replicas than minAvailable" -}}
+{{- if eq $field "maxUnavailable" -}}{{- $instead = "podDisruptionBudget.maxUnavailable=1" -}}{{- end -}}
+{{- fail (printf "csr-approver: replicas=%d with podDisruptionBudget.%s=%s allows no eviction: every drain of a node running csr-approver would block (on single-node OpenShift the Machine Config Operator's drain, so every update, never completes). Set podDisruptionBudget.enabled=false (values-sno.yaml does, with replicas=1), or %s." $replicas $field $value $instead) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
