@@ -1,6 +1,9 @@
 //! What users install is accepted by a real kube-apiserver: `deploy/` (kustomize), its
-//! monitoring objects, and the rendered Helm chart, each through `kubectl apply
-//! --dry-run=server` (admission, schema validation, RBAC escalation checks).
+//! monitoring objects, the single-node OpenShift profile (`overlays/sno/`, the chart's
+//! `values-sno.yaml`), and the rendered Helm chart, each through `kubectl apply
+//! --dry-run=server` (admission, schema validation, RBAC escalation checks). The SNO renders
+//! run one replica with leader election and no PodDisruptionBudget that blocks a drain, and
+//! the chart refuses one that would.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -110,7 +113,11 @@ fn kustomize(dir: &str) -> String {
 }
 
 fn helm_template(args: &[&str]) -> String {
-    let out = Command::new(helm())
+    ok(helm_template_output(args), "helm template")
+}
+
+fn helm_template_output(args: &[&str]) -> Output {
+    Command::new(helm())
         .args([
             "template",
             "csr-approver",
@@ -120,8 +127,7 @@ fn helm_template(args: &[&str]) -> String {
         ])
         .args(args)
         .output()
-        .unwrap();
-    ok(out, "helm template")
+        .unwrap()
 }
 
 #[test]
@@ -247,4 +253,229 @@ fn shipped_container_args_are_accepted_by_the_binarys_cli() {
     assert!(
         csr_approver::cli::Cli::try_parse_from(["csr-approver", "run", "--no-such-flag"]).is_err()
     );
+}
+
+/// Every YAML document of `manifests`, as JSON values.
+fn documents(manifests: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple(manifests).expect("rendered manifests are YAML")
+}
+
+fn of_kind<'a>(documents: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    documents.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// Whether a PodDisruptionBudget `spec` over `replicas` healthy pods allows no eviction at
+/// all, rounding as the disruption controller does (a percentage of pods rounds up). Such a
+/// PDB blocks every drain of a node running one of them: on one node, the Machine Config
+/// Operator's drain, so every OpenShift update.
+fn pdb_allows_no_eviction(spec: &serde_json::Value, replicas: u64) -> bool {
+    // An int-or-string bound as a number of pods: "50%" of 3 is 2.
+    let pods = |bound: &serde_json::Value| -> u64 {
+        match bound {
+            serde_json::Value::String(s) => {
+                let percent: u64 = s
+                    .strip_suffix('%')
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| panic!("PDB bound {s:?} is neither a number nor N%"));
+                (replicas * percent).div_ceil(100)
+            }
+            other => other
+                .as_u64()
+                .unwrap_or_else(|| panic!("PDB bound {other} is not a count")),
+        }
+    };
+    match (spec.get("minAvailable"), spec.get("maxUnavailable")) {
+        (Some(min), None) => pods(min) >= replicas,
+        (None, Some(max)) => pods(max) == 0,
+        _ => panic!("a PDB takes exactly one of minAvailable and maxUnavailable: {spec}"),
+    }
+}
+
+#[test]
+fn the_blocking_pdb_check_can_fail() {
+    // deploy/'s PDB allows one eviction of its 2 replicas; over 1 replica it allows none.
+    let base = documents(&kustomize("deploy"));
+    let pdbs = of_kind(&base, "PodDisruptionBudget");
+    assert_eq!(pdbs.len(), 1, "deploy/ ships one PDB");
+    assert!(!pdb_allows_no_eviction(&pdbs[0]["spec"], 2));
+    assert!(pdb_allows_no_eviction(&pdbs[0]["spec"], 1));
+    let spec = |s: &str| -> serde_json::Value { serde_json::from_str(s).unwrap() };
+    assert!(pdb_allows_no_eviction(&spec(r#"{"maxUnavailable": 0}"#), 3));
+    assert!(pdb_allows_no_eviction(
+        &spec(r#"{"maxUnavailable": "0%"}"#),
+        3
+    ));
+    assert!(pdb_allows_no_eviction(
+        &spec(r#"{"minAvailable": "51%"}"#),
+        2
+    ));
+    assert!(!pdb_allows_no_eviction(
+        &spec(r#"{"minAvailable": "50%"}"#),
+        2
+    ));
+    assert!(!pdb_allows_no_eviction(
+        &spec(r#"{"maxUnavailable": 1}"#),
+        1
+    ));
+    assert!(!pdb_allows_no_eviction(
+        &spec(r#"{"maxUnavailable": "10%"}"#),
+        1
+    ));
+}
+
+/// The SNO profile as kustomize and Helm render it.
+fn sno_renders() -> [(&'static str, String); 2] {
+    [
+        ("overlays/sno/", kustomize("overlays/sno")),
+        (
+            "chart with values-sno.yaml",
+            helm_template(&["-f", &repo("charts/csr-approver/values-sno.yaml")]),
+        ),
+    ]
+}
+
+#[test]
+fn sno_overlay_is_accepted_by_the_apiserver() {
+    let cp = prepared();
+    let applied = server_dry_run(cp, &kustomize("overlays/sno"));
+    for object in [
+        "deployment.apps/csr-approver",
+        "configmap/csr-approver-policy",
+        "role.rbac.authorization.k8s.io/csr-approver",
+    ] {
+        assert!(
+            applied.contains(object),
+            "{object} missing from:\n{applied}"
+        );
+    }
+    assert!(!applied.contains("poddisruptionbudget"), "{applied}");
+}
+
+#[test]
+fn helm_chart_with_sno_values_is_accepted_by_the_apiserver() {
+    let cp = prepared();
+    let rendered = helm_template(&[
+        "-f",
+        &repo("charts/csr-approver/values-sno.yaml"),
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+    ]);
+    let applied = server_dry_run(cp, &rendered);
+    assert!(
+        applied.contains("deployment.apps/csr-approver"),
+        "{applied}"
+    );
+    assert!(!applied.contains("poddisruptionbudget"), "{applied}");
+}
+
+#[test]
+fn sno_renders_run_one_replica_with_leader_election_and_no_blocking_pdb() {
+    let mut args = Vec::new();
+    for (what, manifests) in sno_renders() {
+        let docs = documents(&manifests);
+        let deployments = of_kind(&docs, "Deployment");
+        assert_eq!(deployments.len(), 1, "{what}: one Deployment");
+        let replicas = deployments[0]["spec"]["replicas"].as_u64();
+        assert_eq!(replicas, Some(1), "{what}: one replica");
+        let container = &deployments[0]["spec"]["template"]["spec"]["containers"][0];
+        let container_args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: container args"))
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert!(
+            container_args.contains(&"--leader-election=true"),
+            "{what}: leader election stays on (a rollout's new pod must wait for the Lease): {container_args:?}"
+        );
+        for pdb in of_kind(&docs, "PodDisruptionBudget") {
+            assert!(
+                !pdb_allows_no_eviction(&pdb["spec"], 1),
+                "{what}: a PDB that blocks the node's drain: {pdb}"
+            );
+        }
+        // SECURITY.md's SNO policy: only the inventory vouches, at most 2 new nodes an hour.
+        let policy_maps = of_kind(&docs, "ConfigMap");
+        assert_eq!(policy_maps.len(), 1, "{what}: one ConfigMap, the policy");
+        let policy: serde_json::Value = serde_saphyr::from_str(
+            policy_maps[0]["data"]["policy.yaml"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: policy.yaml")),
+        )
+        .unwrap_or_else(|e| panic!("{what}: policy.yaml is YAML: {e}"));
+        assert_eq!(
+            policy["machines"]["apiGroups"],
+            serde_json::json!([]),
+            "{what}"
+        );
+        assert_eq!(
+            policy["client"]["maxNewNodesPerHour"],
+            serde_json::json!(2),
+            "{what}"
+        );
+        assert_eq!(policy["inventory"], serde_json::json!([]), "{what}");
+        args.push(container["args"].clone());
+    }
+    assert_eq!(
+        args[0], args[1],
+        "kustomize and Helm run the same container"
+    );
+}
+
+#[test]
+fn chart_refuses_a_single_replica_with_a_pdb_that_blocks_the_drain() {
+    let sno = repo("charts/csr-approver/values-sno.yaml");
+    let refused: [(&[&str], &str); 3] = [
+        (
+            &[
+                "--set",
+                "replicas=1",
+                "--set",
+                "podDisruptionBudget.minAvailable=1",
+            ],
+            "replicas=1 with podDisruptionBudget.minAvailable=1 allows no eviction",
+        ),
+        (
+            &[
+                "--set",
+                "replicas=1",
+                "--set",
+                "podDisruptionBudget.maxUnavailable=0",
+            ],
+            "replicas=1 with podDisruptionBudget.maxUnavailable=0 allows no eviction",
+        ),
+        (
+            &[
+                "-f",
+                &sno,
+                "--set",
+                "podDisruptionBudget.enabled=true",
+                "--set",
+                "podDisruptionBudget.minAvailable=100%",
+            ],
+            "replicas=1 with podDisruptionBudget.minAvailable=100% allows no eviction",
+        ),
+    ];
+    for (args, message) in refused {
+        let out = helm_template_output(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} rendered");
+        assert!(
+            stderr.contains(message) && stderr.contains("Set podDisruptionBudget.enabled=false"),
+            "{args:?}: the refusal says what is wrong and what to set: {stderr}"
+        );
+    }
+    // What the message offers instead renders, with a PDB that lets the node drain.
+    let docs = documents(&helm_template(&[
+        "--set",
+        "replicas=1",
+        "--set",
+        "podDisruptionBudget.maxUnavailable=1",
+    ]));
+    let pdbs = of_kind(&docs, "PodDisruptionBudget");
+    assert_eq!(pdbs.len(), 1);
+    assert!(!pdb_allows_no_eviction(&pdbs[0]["spec"], 1));
+    // `--set replicas=1` alone still drops the PDB, as docs/install.md says.
+    let docs = documents(&helm_template(&["--set", "replicas=1"]));
+    assert!(of_kind(&docs, "PodDisruptionBudget").is_empty());
 }
