@@ -155,6 +155,25 @@ impl Metrics {
         self.kube_api_errors.with_label_values(&[verb]).inc();
     }
 
+    /// Every metric family the controller exports, by name, with its type (a histogram's
+    /// series are `<name>_bucket`, `_sum` and `_count`): what dashboards and alerts may
+    /// query. `Registry::gather` leaves out a labelled family until its first series, so this
+    /// gathers a throw-away registry in which each gets one; a labelled family added without
+    /// a line here is left out, which makes a check based on this list stricter, never laxer.
+    pub fn exported_families()
+    -> Result<Vec<(String, prometheus::proto::MetricType)>, prometheus::Error> {
+        let probe = Metrics::new()?;
+        probe.decisions.with_label_values(&["", "", ""]);
+        probe.policy_reloads.with_label_values(&[""]);
+        probe.kube_api_errors.with_label_values(&[""]);
+        Ok(probe
+            .registry
+            .gather()
+            .iter()
+            .map(|family| (family.name().to_owned(), family.get_field_type()))
+            .collect())
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
