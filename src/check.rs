@@ -96,7 +96,39 @@ pub fn evaluate(
         .collect()
 }
 
+/// Whether the table colours its VERDICT column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal, `NO_COLOR` is unset or empty and `TERM` is not `dumb`.
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// `auto` resolved for this process: colours are for a person at a terminal; a pipe, a
+    /// file or a script reading the table gets none.
+    pub fn enabled(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::IsTerminal::is_terminal(&std::io::stdout())
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+            }
+        }
+    }
+}
+
+/// Plain text, as for a pipe: see [`render_colored`].
 pub fn render(evaluations: &[Evaluation], format: OutputFormat) -> String {
+    render_colored(evaluations, format, false)
+}
+
+/// `color` colours the table's verdicts (green approve, red deny, yellow wait); JSON lines
+/// never carry colour.
+pub fn render_colored(evaluations: &[Evaluation], format: OutputFormat, color: bool) -> String {
     match format {
         OutputFormat::Json => evaluations
             .iter()
@@ -111,7 +143,7 @@ pub fn render(evaluations: &[Evaluation], format: OutputFormat) -> String {
                 serde_json::to_string(&line).unwrap_or_default() + "\n"
             })
             .collect(),
-        OutputFormat::Table => render_table(evaluations),
+        OutputFormat::Table => render_table(evaluations, color),
     }
 }
 
@@ -123,7 +155,17 @@ fn short_signer(signer: &str) -> &str {
     }
 }
 
-fn render_table(evaluations: &[Evaluation]) -> String {
+/// SGR colour of a verdict cell; `None` leaves it plain.
+fn verdict_color(verdict: &str) -> Option<&'static str> {
+    match verdict {
+        "APPROVE" => Some("32"),
+        "DENY" => Some("31"),
+        "WAIT" => Some("33"),
+        _ => None,
+    }
+}
+
+fn render_table(evaluations: &[Evaluation], color: bool) -> String {
     let header = [
         "NAME",
         "REQUESTER",
@@ -151,22 +193,31 @@ fn render_table(evaluations: &[Evaluation]) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
+    const VERDICT: usize = 3;
     let mut out = String::new();
-    let mut line = |cells: &[&str]| {
+    let mut line = |cells: &[&str], colored: bool| {
         let mut text = String::new();
         for (i, cell) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
                 text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<width$}   ", width = widths[i]);
+                continue;
             }
+            // Pad outside the escape codes: widths count what is seen.
+            let padding = widths[i].saturating_sub(cell.chars().count()) + 3;
+            match verdict_color(cell).filter(|_| colored && i == VERDICT) {
+                Some(sgr) => {
+                    let _ = write!(text, "\u{1b}[{sgr}m{cell}\u{1b}[0m");
+                }
+                None => text.push_str(cell),
+            }
+            text.push_str(&" ".repeat(padding));
         }
         out.push_str(text.trim_end());
         out.push('\n');
     };
-    line(&header);
+    line(&header, false);
     for row in &rows {
-        line(&row.each_ref().map(String::as_str));
+        line(&row.each_ref().map(String::as_str), color);
     }
     out
 }

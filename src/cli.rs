@@ -1,11 +1,12 @@
 //! Command-line interface: argument parsing and dispatch to the library.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use jiff::Timestamp;
 
-use crate::check::{self, OutputFormat};
+use crate::check::{self, ColorChoice, OutputFormat};
 use crate::objects::ObjectSet;
 use crate::policy::Policy;
 use crate::{Error, Result};
@@ -19,6 +20,18 @@ use crate::{Error, Result};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The name to show in usage when the binary runs as a kubectl or oc plugin: both find
+/// plugins by file name on PATH and exec them with that path as argv[0]; `_` in the file
+/// name is `-` in the command (`kubectl-csr_approver` is `kubectl csr-approver`), and oc
+/// also runs `kubectl-` plugins.
+pub fn plugin_bin_name(argv0: &OsStr) -> Option<&'static str> {
+    match Path::new(argv0).file_name()?.to_str()? {
+        "kubectl-csr_approver" => Some("kubectl csr-approver"),
+        "oc-csr_approver" => Some("oc csr-approver"),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,18 +114,23 @@ pub struct SimulateArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = CHECK_AFTER_HELP)]
 pub struct CheckArgs {
-    /// Live mode: read CSRs, Nodes, Machines and the policy ConfigMap from this cluster
-    /// (read-only). Without it, check works offline on files.
+    /// Live mode: read CSRs, Nodes, Machines and the policy ConfigMap from the cluster of
+    /// this kubeconfig file (read-only). Without it, the cluster is found as kubectl finds
+    /// it: $KUBECONFIG (a list is merged), else ~/.kube/config, else in-cluster.
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
+    /// Live mode: the kubeconfig context to use (default: its current-context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Live mode: the controller's namespace, where the policy ConfigMap lives.
     #[arg(long, default_value = "csr-approver")]
     pub namespace: String,
     /// Live mode: name of the policy ConfigMap.
     #[arg(long, default_value = "csr-approver-policy")]
     pub policy_configmap: String,
-    /// Live mode: only CSRs that are still pending.
+    /// Only CSRs that are still pending (in the cluster, or in the CSR files).
     #[arg(long)]
     pub pending: bool,
     /// Offline: Nodes, Machines and other CSRs the cluster holds (YAML: multi-document or kind: List).
@@ -128,11 +146,21 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: OutputFormat,
-    /// Offline: CSR manifests (single, multi-document, or kind: List as `kubectl get csr -o
-    /// yaml` prints). Live: CSR names to evaluate (default: every kubelet CSR).
+    /// Colour the table's verdicts: auto = only on a terminal, and not with NO_COLOR set.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// CSR names to evaluate in the cluster (default: every kubelet CSR), or CSR manifest
+    /// files to evaluate offline (single, multi-document, or kind: List as `kubectl get csr
+    /// -o yaml` prints). An argument that is an existing file or contains a / is a file.
     #[arg(value_name = "CSR")]
     pub csrs: Vec<String>,
 }
+
+const CHECK_AFTER_HELP: &str = "\
+Live: `check --pending`, `check csr-abc12`. Offline: `check --objects cluster.yaml csrs.yaml`.
+As a kubectl or oc plugin (an executable named kubectl-csr_approver on PATH):
+`kubectl csr-approver check --pending`; kubectl's own flags are not passed to plugins,
+so give --kubeconfig and --context after the plugin name.";
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -181,9 +209,61 @@ pub fn parse_now(value: Option<&str>) -> Result<Timestamp> {
     }
 }
 
+/// Live (a cluster) or offline (files): what `check`'s arguments ask for.
+#[derive(Debug, PartialEq, Eq)]
+enum CheckMode {
+    Live,
+    Offline,
+}
+
+/// A CSR name is a DNS subdomain: it has no `/`, so an argument with one is a path.
+fn names_a_file(arg: &str) -> bool {
+    arg.contains('/') || Path::new(arg).is_file()
+}
+
+fn check_mode(args: &CheckArgs) -> Result<CheckMode> {
+    let live_flag = match (&args.kubeconfig, &args.context) {
+        (Some(_), _) => Some("--kubeconfig"),
+        (None, Some(_)) => Some("--context"),
+        (None, None) => None,
+    };
+    if let Some(flag) = live_flag {
+        if !args.objects.is_empty() {
+            return Err(Error::Usage(format!(
+                "--objects is for offline mode; with {flag} the cluster is read live"
+            )));
+        }
+        if let Some(path) = args.csrs.iter().find(|a| a.contains('/')) {
+            return Err(Error::Usage(format!(
+                "{path} is a file, not a CSR name; with {flag} the CSRs are read from the cluster (drop {flag} to check files offline)"
+            )));
+        }
+        return Ok(CheckMode::Live);
+    }
+    if !args.objects.is_empty() {
+        if args.csrs.is_empty() {
+            return Err(Error::Usage(
+                "give the CSR manifest files to check against --objects".to_string(),
+            ));
+        }
+        return Ok(CheckMode::Offline);
+    }
+    let (files, names): (Vec<&String>, Vec<&String>) =
+        args.csrs.iter().partition(|a| names_a_file(a));
+    match (files.first(), names.first()) {
+        (Some(file), Some(name)) => Err(Error::Usage(format!(
+            "{file} is a file but {name} is not: give CSR manifest files (offline) or CSR names (live), not both"
+        ))),
+        (Some(_), None) => Ok(CheckMode::Offline),
+        (None, _) => Ok(CheckMode::Live),
+    }
+}
+
 async fn run_check(args: CheckArgs) -> Result<String> {
+    let mode = check_mode(&args)?;
     let CheckArgs {
         kubeconfig,
+        context,
         namespace,
         policy_configmap,
         pending,
@@ -191,19 +271,16 @@ async fn run_check(args: CheckArgs) -> Result<String> {
         policy,
         now,
         output,
+        color,
         csrs,
     } = args;
     let now = parse_now(now.as_deref())?;
     let file_policy = policy.as_deref().map(load_policy).transpose()?;
-    if let Some(kubeconfig) = kubeconfig {
-        if !objects.is_empty() {
-            return Err(Error::Usage(
-                "--objects is for offline mode; with --kubeconfig the cluster is read live"
-                    .to_string(),
-            ));
-        }
+    let color = color.enabled();
+    if mode == CheckMode::Live {
         let live = crate::live::LiveCheck {
             kubeconfig,
+            context,
             namespace,
             policy_configmap,
             policy: file_policy,
@@ -216,12 +293,9 @@ async fn run_check(args: CheckArgs) -> Result<String> {
         } else {
             String::new()
         };
-        return Ok(format!("{note}{}", check::render(&evaluations, output)));
-    }
-    if csrs.is_empty() {
-        return Err(Error::Usage(
-            "give CSR manifest files to check (offline), or --kubeconfig to check a cluster live"
-                .to_string(),
+        return Ok(format!(
+            "{note}{}",
+            check::render_colored(&evaluations, output, color)
         ));
     }
     let policy = file_policy.unwrap_or_default();
@@ -243,24 +317,35 @@ async fn run_check(args: CheckArgs) -> Result<String> {
             )));
         }
     }
+    // Every CSR of the files feeds the duplicate and flood rules; --pending only narrows
+    // what is reported, as it does live.
     let inventory = check::build_inventory(
         &cluster.nodes,
         cluster.machines,
         cluster.csrs.iter().chain(&targets.csrs),
         cluster.kubernetes_service.as_ref(),
     );
-    let evaluations = check::evaluate(&targets.csrs, &inventory, &policy, now);
-    Ok(check::render(&evaluations, output))
+    let selected: Vec<_> = targets
+        .csrs
+        .into_iter()
+        .filter(|c| {
+            !pending || crate::inventory::CsrState::of(c) == crate::inventory::CsrState::Pending
+        })
+        .collect();
+    let evaluations = check::evaluate(&selected, &inventory, &policy, now);
+    Ok(check::render_colored(&evaluations, output, color))
 }
 
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a person at a terminal: a Pod's log (`kubectl logs`) or a file would
-    // otherwise carry escape codes.
+    // otherwise carry escape codes. NO_COLOR (no-color.org) turns them off there too.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -1,10 +1,23 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+use csr_approver::cli::{Cli, plugin_bin_name};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = csr_approver::cli::Cli::parse();
+    let mut command = Cli::command();
+    // Run as `kubectl csr-approver …`, usage and errors name the command the admin typed.
+    if let Some(name) = std::env::args_os()
+        .next()
+        .as_deref()
+        .and_then(plugin_bin_name)
+    {
+        command = command.bin_name(name);
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match csr_approver::cli::run(cli).await {
         Ok(output) => {
             print!("{output}");

@@ -504,3 +504,180 @@ fn text_logs_carry_no_colour_codes_when_not_at_a_terminal() {
         "escape codes in a piped log: {log:?}"
     );
 }
+
+fn approved(mut csr: Value) -> Value {
+    csr["status"] =
+        json!({"conditions": [{"type": "Approved", "status": "True", "reason": "AutoApproved"}]});
+    csr
+}
+
+#[test]
+fn pending_filters_the_files_offline_and_decided_csrs_still_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects = cluster(dir.path());
+    let csrs = write_yaml(
+        dir.path(),
+        "csrs.yaml",
+        &[list(vec![
+            approved(client_csr("csr-w1-first", "worker-1")),
+            client_csr("csr-w1-again", "worker-1"),
+            client_csr("csr-stranger", "worker-9"),
+        ])],
+    );
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--objects",
+            objects.to_str().unwrap(),
+            "--now",
+            NOW,
+            "-o",
+            "json",
+            csrs.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&out)
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {}",
+                    l["name"].as_str().unwrap(),
+                    l["reason"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        check(&[]),
+        [
+            "csr-w1-first AlreadyDecided",
+            "csr-w1-again DuplicateClientRequest",
+            "csr-stranger UnknownMachine"
+        ]
+    );
+    // The approved CSR is not listed, and still makes the second one a duplicate.
+    assert_eq!(
+        check(&["--pending"]),
+        [
+            "csr-w1-again DuplicateClientRequest",
+            "csr-stranger UnknownMachine"
+        ]
+    );
+}
+
+#[test]
+fn files_and_csr_names_cannot_be_mixed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csrs = write_yaml(dir.path(), "c.yaml", &[client_csr("a", "worker-1")]);
+    let out = run(&["check", csrs.to_str().unwrap(), "csr-abc12"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("c.yaml is a file but csr-abc12 is not"),
+        "{err}"
+    );
+    // With a live flag, a path is no CSR name.
+    let out = run(&["check", "--context", "prod", csrs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is a file, not a CSR name") && err.contains("--context"),
+        "{err}"
+    );
+    let out = run(&[
+        "check",
+        "--context",
+        "prod",
+        "--objects",
+        csrs.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--objects is for offline mode"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A client CSR worker-1's Machine vouches for, in a table.
+fn approvable(dir: &Path) -> (PathBuf, PathBuf) {
+    let objects = cluster(dir);
+    let csrs = write_yaml(dir, "one.yaml", &[client_csr("csr-w1", "worker-1")]);
+    (objects, csrs)
+}
+
+#[test]
+fn table_colours_verdicts_only_when_asked_or_at_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (objects, csrs) = approvable(dir.path());
+    let table = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--objects",
+            objects.to_str().unwrap(),
+            "--now",
+            NOW,
+            csrs.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    // A pipe (this test) gets plain text; so does --color never.
+    for plain in [table(&[]), table(&["--color", "never"])] {
+        assert!(!plain.contains('\u{1b}'), "{plain:?}");
+        assert!(plain.contains("APPROVE"), "{plain}");
+    }
+    let colored = table(&["--color", "always"]);
+    assert!(
+        colored.contains("\u{1b}[32mAPPROVE\u{1b}[0m"),
+        "{colored:?}"
+    );
+    // Columns stay aligned: the escape codes take no width.
+    let strip = |s: &str| s.replace("\u{1b}[32m", "").replace("\u{1b}[0m", "");
+    assert_eq!(strip(&colored), table(&[]));
+    // JSON is for scripts: never coloured.
+    let json = table(&["--color", "always", "-o", "json"]);
+    assert!(!json.contains('\u{1b}'), "{json:?}");
+}
+
+/// Runs the binary on a pseudo-terminal (util-linux `script`), as a person at a terminal.
+fn on_a_terminal(args: &[&str], env: &[(&str, &str)]) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let command = std::iter::once(BIN)
+        .chain(args.iter().copied())
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm")
+        .envs(env.iter().copied())
+        .output()
+        .expect("util-linux `script` runs (Debian: bsdutils)");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn a_terminal_gets_colour_unless_no_color_is_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (objects, csrs) = approvable(dir.path());
+    let args = [
+        "check",
+        "--objects",
+        objects.to_str().unwrap(),
+        "--now",
+        NOW,
+        csrs.to_str().unwrap(),
+    ];
+    let tty = on_a_terminal(&args, &[]);
+    assert!(tty.contains("\u{1b}[32mAPPROVE\u{1b}[0m"), "{tty:?}");
+    let no_color = on_a_terminal(&args, &[("NO_COLOR", "1")]);
+    assert!(no_color.contains("APPROVE"), "{no_color:?}");
+    assert!(!no_color.contains('\u{1b}'), "{no_color:?}");
+}
