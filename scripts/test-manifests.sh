@@ -73,6 +73,9 @@ echo "== render"
 step "kubectl kustomize deploy/" render "$WORK/kustomize.yaml" "$KUBECTL" kustomize deploy/
 step "kubectl kustomize deploy/monitoring/" render "$WORK/kustomize-monitoring.yaml" "$KUBECTL" kustomize deploy/monitoring/
 step "kubectl kustomize overlays/sno/" render "$WORK/kustomize-sno.yaml" "$KUBECTL" kustomize overlays/sno/
+step "kubectl kustomize deploy/monitoring/grafana/" render "$WORK/kustomize-grafana.yaml" "$KUBECTL" kustomize deploy/monitoring/grafana/
+step "deploy/monitoring/grafana/ holds the chart's dashboard JSON, byte for byte" \
+  cmp "$CHART/files/grafana-dashboard.json" deploy/monitoring/grafana/grafana-dashboard.json
 
 echo "== helm"
 step "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
@@ -81,6 +84,8 @@ step "helm lint --strict (ci/non-default-values.yaml)" \
 step "helm lint --strict (values-sno.yaml)" "$HELM" lint --strict "$CHART" -f "$CHART/values-sno.yaml"
 step "helm template (default values)" render "$WORK/helm-default.yaml" helm_template
 step "helm template (values-sno.yaml)" render "$WORK/helm-sno.yaml" helm_template -f "$CHART/values-sno.yaml"
+step "helm template (grafanaDashboard.enabled=true)" \
+  render "$WORK/helm-grafana.yaml" helm_template --set grafanaDashboard.enabled=true
 step "helm template (default values, monitoring API present)" \
   render "$WORK/helm-default-monitoring.yaml" helm_template --api-versions monitoring.coreos.com/v1
 step "helm template (ci/non-default-values.yaml, monitoring API present)" \

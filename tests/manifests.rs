@@ -3,7 +3,9 @@
 //! `values-sno.yaml`), and the rendered Helm chart, each through `kubectl apply
 //! --dry-run=server` (admission, schema validation, RBAC escalation checks). The SNO renders
 //! run one replica with leader election and no PodDisruptionBudget that blocks a drain, and
-//! the chart refuses one that would.
+//! the chart refuses one that would. The Grafana dashboard's ConfigMaps (`deploy/monitoring/
+//! grafana/`, the chart's `grafanaDashboard`) hold the dashboard file as is (its content is
+//! checked in `tests/dashboard.rs`).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -478,4 +480,75 @@ fn chart_refuses_a_single_replica_with_a_pdb_that_blocks_the_drain() {
     // `--set replicas=1` alone still drops the PDB, as docs/install.md says.
     let docs = documents(&helm_template(&["--set", "replicas=1"]));
     assert!(of_kind(&docs, "PodDisruptionBudget").is_empty());
+}
+
+/// The one ConfigMap named `name` among `documents`.
+fn config_map<'a>(documents: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    let found: Vec<_> = of_kind(documents, "ConfigMap")
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "one ConfigMap {name}");
+    found[0]
+}
+
+#[test]
+fn grafana_dashboard_config_maps_are_accepted_by_the_apiserver() {
+    let cp = prepared();
+    let dashboard =
+        std::fs::read_to_string(repo("charts/csr-approver/files/grafana-dashboard.json"))
+            .expect("the dashboard");
+    let renders = [
+        (
+            "deploy/monitoring/grafana/",
+            kustomize("deploy/monitoring/grafana"),
+        ),
+        (
+            "chart with grafanaDashboard.enabled",
+            helm_template(&[
+                "--set",
+                "grafanaDashboard.enabled=true",
+                "--set",
+                "grafanaDashboard.annotations.grafana_folder=Kubernetes",
+            ]),
+        ),
+    ];
+    for (what, manifests) in renders {
+        let docs = documents(&manifests);
+        let map = config_map(&docs, "csr-approver-grafana-dashboard");
+        // What Grafana's sidecar selects and loads: its label, one *.json key, the JSON file.
+        assert_eq!(
+            map["metadata"]["labels"]["grafana_dashboard"], "1",
+            "{what}: the sidecar's label"
+        );
+        assert_eq!(
+            map["data"]["csr-approver.json"].as_str(),
+            Some(dashboard.as_str()),
+            "{what}: the ConfigMap holds the dashboard file as is"
+        );
+        let applied = server_dry_run(cp, &manifests);
+        assert!(
+            applied.contains("configmap/csr-approver-grafana-dashboard"),
+            "{what}: {applied}"
+        );
+    }
+    // Off by default, as the sidecar may not exist.
+    let docs = documents(&helm_template(&[]));
+    assert!(
+        of_kind(&docs, "ConfigMap")
+            .iter()
+            .all(|d| d["metadata"]["name"] != "csr-approver-grafana-dashboard"),
+        "the chart renders the dashboard only when grafanaDashboard.enabled"
+    );
+    // Into Grafana's namespace when the sidecar only searches its own.
+    let docs = documents(&helm_template(&[
+        "--set",
+        "grafanaDashboard.enabled=true",
+        "--set",
+        "grafanaDashboard.namespace=grafana",
+    ]));
+    assert_eq!(
+        config_map(&docs, "csr-approver-grafana-dashboard")["metadata"]["namespace"],
+        "grafana"
+    );
 }
