@@ -23,6 +23,7 @@ use kube::runtime::watcher::{self, Event};
 
 use crate::check::summarize;
 use crate::decision::{CLIENT_SIGNER, SERVING_SIGNER};
+use crate::evidence::{KubeletCertificate, NodeLease, Observed};
 use crate::inventory::{CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo};
 use crate::policy::{CLUSTER_API_MACHINE_GROUP, OPENSHIFT_MACHINE_GROUP};
 
@@ -147,6 +148,22 @@ impl ClusterCache {
             },
         );
         cache.inventory.set_csr_state(name, state, at);
+    }
+
+    /// Records a Lease read on demand (`gather`).
+    pub fn record_lease(&self, node: &str, reading: Observed<NodeLease>) {
+        self.write()
+            .inventory
+            .observations_mut()
+            .record_lease(node, reading);
+    }
+
+    /// Records a kubelet serving certificate read on demand (`gather`).
+    pub fn record_kubelet_certificate(&self, node: &str, reading: Observed<KubeletCertificate>) {
+        self.write()
+            .inventory
+            .observations_mut()
+            .record_kubelet_certificate(node, reading);
     }
 
     /// Whether CSR `name` (with `uid`) is decided: by our own write (possibly ahead of the

@@ -2,7 +2,7 @@
 //! act (write the verdict when leading and enforcing), explain (Event, log, metric).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,13 +23,17 @@ use tokio::sync::watch;
 use crate::approval::{self, Written};
 use crate::cluster::{self, ClusterCache, SyncTracker};
 use crate::decision::{
-    CLIENT_SIGNER, CsrFacts, Decision, Reason, SERVING_SIGNER, Verdict, count_new_nodes_approved,
-    decide, max_new_nodes, max_pending,
+    CLIENT_SIGNER, CsrFacts, Decision, NODE_USER_PREFIX, Reason, SERVING_SIGNER, Verdict,
+    count_new_nodes_approved, decide, max_new_nodes, max_pending, why_reserved,
 };
+use crate::evidence::Wanted;
+use crate::gather;
 use crate::http::{self, Readiness};
+use crate::inventory::AddressValue;
 use crate::inventory::CsrState;
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
+use crate::policy::Policy;
 use crate::policy_watch::{PolicyHolder, PolicyWatch};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,7 @@ pub struct RunConfig {
 
 /// What one reconcile needs; built once in `run`.
 pub struct Context {
+    client: Client,
     csrs: Api<CertificateSigningRequest>,
     cache: Arc<ClusterCache>,
     policy: Arc<PolicyHolder>,
@@ -137,6 +142,10 @@ async fn reconcile(
         return Ok(Action::await_change());
     }
     let mut decision = decide_now(&ctx, &facts, &policy);
+    if let Some(wanted) = &decision.wants {
+        gather_evidence(&ctx, wanted, &policy).await;
+        decision = decide_now(&ctx, &facts, &policy);
+    }
     if decision.verdict == Verdict::Ignore {
         tracing::debug!(csr = %facts.name, reason = %decision.reason, "ignored");
         return Ok(Action::await_change());
@@ -182,6 +191,41 @@ async fn reconcile(
         Verdict::Wait { retry_after } => Action::requeue(retry_after),
         Verdict::Approve | Verdict::Deny | Verdict::Ignore => Action::await_change(),
     })
+}
+
+/// Reads the evidence a decision asked for and records it with when it was read.
+async fn gather_evidence(ctx: &Context, wanted: &Wanted, policy: &Arc<Policy>) {
+    match wanted {
+        Wanted::NodeLease(node) => {
+            let reading = gather::node_lease(&ctx.client, node).await;
+            if let Err(error) = &reading.outcome {
+                ctx.metrics.count_api_error("get");
+                tracing::warn!(node = %node, %error, "cannot read the node's Lease");
+            }
+            ctx.cache.record_lease(node, reading);
+        }
+        Wanted::KubeletCertificate(node) => {
+            let dialable = {
+                let (cache, policy) = (ctx.cache.clone(), policy.clone());
+                move |ip: IpAddr| match why_reserved(&AddressValue::Ip(ip), &cache.read(), &policy)
+                {
+                    Some(why) => Err(why),
+                    None => Ok(()),
+                }
+            };
+            let reading = gather::kubelet_certificate(
+                &ctx.client,
+                node,
+                &policy.serving.kubelet_serving_ca_file,
+                dialable,
+            )
+            .await;
+            if let Err(error) = &reading.outcome {
+                tracing::info!(node = %node, %error, "the kubelet's current serving certificate is no evidence");
+            }
+            ctx.cache.record_kubelet_certificate(node, reading);
+        }
+    }
 }
 
 fn decide_now(ctx: &Context, facts: &CsrFacts, policy: &crate::policy::Policy) -> Decision {
@@ -279,6 +323,16 @@ fn refresh_gauges(cache: &ClusterCache, policy: &PolicyHolder, metrics: &Metrics
         }
     }
     metrics.oldest_pending_age.set(oldest);
+    let recovering = inventory
+        .csrs()
+        .filter(|c| c.signer == CLIENT_SIGNER && c.state == CsrState::Pending)
+        .filter(|c| !c.requester.starts_with(NODE_USER_PREFIX))
+        .filter(|c| {
+            c.node_name
+                .as_deref()
+                .is_some_and(|n| inventory.node(n).is_some())
+        })
+        .count();
     // No policy in force: no threshold either (the gauge keeps 0).
     let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     if let Some(policy) = policy.get() {
@@ -289,6 +343,7 @@ fn refresh_gauges(cache: &ClusterCache, policy: &PolicyHolder, metrics: &Metrics
             .max_new_nodes
             .set(gauge(max_new_nodes(&inventory, &policy, now)));
     }
+    metrics.recovery_pending.set(gauge(recovering));
     metrics
         .new_nodes_last_hour
         .set(gauge(count_new_nodes_approved(&inventory, now, "")));
@@ -442,6 +497,7 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
     .applied_objects();
 
     let context = Arc::new(Context {
+        client: client.clone(),
         csrs,
         cache,
         policy,
@@ -498,6 +554,7 @@ mod tests {
         let client = Client::new(service, "default");
         let (_leader, is_leader) = watch::channel(true);
         let context = Context {
+            client: client.clone(),
             csrs: Api::all(client.clone()),
             cache: Arc::new(ClusterCache::default()),
             policy,

@@ -10,13 +10,17 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
 mod flood;
+mod recovery;
 mod reserved;
 mod serving;
+
+pub use reserved::why_reserved;
 
 pub use flood::{
     FLOOD_WINDOW, count_new_nodes_approved, count_pending, max_new_nodes, max_pending,
 };
 
+use crate::evidence::Wanted;
 use crate::inventory::{AddressValue, CsrState, Inventory, MachineInfo, TypedAddress};
 use crate::policy::{KeyType, Policy, is_dns1123_subdomain};
 use crate::request::{KeyAlgorithm, ParsedRequest, RequestError, parse_request};
@@ -100,6 +104,7 @@ pub enum Reason {
     NewNodeMachine,
     NewNodeInventory,
     ClientRenewal,
+    NodeRecovery,
     ServingAddressesVerified,
     // not ours
     AlreadyDecided,
@@ -141,10 +146,11 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 38] = [
+    pub const ALL: [Reason; 39] = [
         Reason::NewNodeMachine,
         Reason::NewNodeInventory,
         Reason::ClientRenewal,
+        Reason::NodeRecovery,
         Reason::ServingAddressesVerified,
         Reason::AlreadyDecided,
         Reason::OtherSigner,
@@ -187,6 +193,7 @@ impl Reason {
             Reason::NewNodeMachine => "NewNodeMachine",
             Reason::NewNodeInventory => "NewNodeInventory",
             Reason::ClientRenewal => "ClientRenewal",
+            Reason::NodeRecovery => "NodeRecovery",
             Reason::ServingAddressesVerified => "ServingAddressesVerified",
             Reason::AlreadyDecided => "AlreadyDecided",
             Reason::OtherSigner => "OtherSigner",
@@ -228,9 +235,11 @@ impl Reason {
     pub fn class(self) -> ReasonClass {
         use Reason::*;
         match self {
-            NewNodeMachine | NewNodeInventory | ClientRenewal | ServingAddressesVerified => {
-                ReasonClass::Approval
-            }
+            NewNodeMachine
+            | NewNodeInventory
+            | ClientRenewal
+            | NodeRecovery
+            | ServingAddressesVerified => ReasonClass::Approval,
             AlreadyDecided | OtherSigner | SignerDisabled | RenewalsDisabled => {
                 ReasonClass::NotOurs
             }
@@ -244,10 +253,10 @@ impl Reason {
             | AddressConflict => ReasonClass::Transient,
             MalformedRequest | BadSignature | UnsupportedKey | WeakKey | ExpirationTooLong
             | BadOrganization | BadCommonName | UnexpectedSans | ForbiddenSanType | WildcardSan
-            | NoSans | BadUsages | UnknownRequester | RequesterMismatch | MissingNodesGroup
-            | MachineAlreadyLinked | OutsideJoinWindow | ForeignSan | SanOutsideFence
-            | ReservedSan | MalformedSan => ReasonClass::Definitive,
-            NodeAlreadyExists => ReasonClass::ForAnAdmin,
+            | NoSans | BadUsages | RequesterMismatch | MissingNodesGroup | ReservedSan
+            | MalformedSan => ReasonClass::Definitive,
+            NodeAlreadyExists | MachineAlreadyLinked | OutsideJoinWindow | UnknownRequester
+            | ForeignSan | SanOutsideFence => ReasonClass::ForAnAdmin,
         }
     }
 }
@@ -260,11 +269,15 @@ pub enum ReasonClass {
     NotOurs,
     /// May become valid when the cluster changes: wait.
     Transient,
-    /// Forged or invalid as submitted: denied with `deny: true`, else left pending.
+    /// Forged or invalid as submitted, whatever the cluster holds: no evidence and no admin
+    /// can make it a valid kubelet request (a bad signature, a reserved name, another
+    /// node's identity asked for by a node). Denied with `deny: true`, else left pending.
     Definitive,
-    /// Never ours to approve, but an admin may approve it by hand (a node recovering after
-    /// its client certificate expired asks exactly like this): never auto-denied, so that no
-    /// denial races the admin; left pending with a Warning Event that says what to check.
+    /// Unproven: no evidence the policy trusts vouches for it, yet an admin who checked the
+    /// host may rightly approve it by hand (a node recovering after its client certificate
+    /// expired, a late boot, a requester the policy does not list, an address no status
+    /// shows). Never auto-denied, so that no denial races the admin; left pending with a
+    /// Warning Event that says what to check and the command to approve it.
     ForAnAdmin,
 }
 
@@ -281,6 +294,9 @@ pub struct Decision {
     pub message: String,
     /// The node the CSR is for, once known from its CN.
     pub node: Option<String>,
+    /// Evidence that could change the answer and that the controller can read on demand
+    /// (`evidence`): read it, then decide again.
+    pub wants: Option<Wanted>,
 }
 
 impl Decision {
@@ -290,6 +306,7 @@ impl Decision {
             reason,
             message,
             node: Some(node.to_string()),
+            wants: None,
         }
     }
 
@@ -299,6 +316,7 @@ impl Decision {
             reason,
             message,
             node: None,
+            wants: None,
         }
     }
 }
@@ -307,12 +325,24 @@ impl Decision {
 struct Refusal {
     reason: Reason,
     message: String,
+    wants: Option<Wanted>,
 }
 
 fn refuse(reason: Reason, message: impl Into<String>) -> Refusal {
     Refusal {
         reason,
         message: message.into(),
+        wants: None,
+    }
+}
+
+impl Refusal {
+    /// The same refusal, saying which evidence could change it.
+    fn wanting(self, wanted: Wanted) -> Refusal {
+        Refusal {
+            wants: Some(wanted),
+            ..self
+        }
     }
 }
 
@@ -372,7 +402,9 @@ pub fn decide(csr: &CsrFacts, inventory: &Inventory, policy: &Policy, now: Times
             node = Some(name.clone());
             match kind {
                 Kind::Client => decide_client(csr, &request, &name, inventory, policy, now),
-                Kind::Serving => serving::decide_serving(csr, &request, &name, inventory, policy),
+                Kind::Serving => {
+                    serving::decide_serving(csr, &request, &name, inventory, policy, now)
+                }
             }
         });
 
@@ -380,7 +412,17 @@ pub fn decide(csr: &CsrFacts, inventory: &Inventory, policy: &Policy, now: Times
         Ok(Approval { reason, message }) => {
             Decision::approve(reason, node.as_deref().unwrap_or_default(), message)
         }
-        Err(Refusal { reason, message }) => {
+        Err(Refusal {
+            reason,
+            mut message,
+            wants,
+        }) => {
+            if reason.class() == ReasonClass::ForAnAdmin {
+                message = format!(
+                    "{message}. Nothing vouches for it, so it is left for an admin (never denied): if you have verified the host, approve by hand: kubectl certificate approve {} (oc adm certificate approve {})",
+                    csr.name, csr.name
+                );
+            }
             let verdict = match reason.class() {
                 ReasonClass::NotOurs => Verdict::Ignore,
                 ReasonClass::Definitive if policy.deny => Verdict::Deny,
@@ -396,6 +438,7 @@ pub fn decide(csr: &CsrFacts, inventory: &Inventory, policy: &Policy, now: Times
                 reason,
                 message,
                 node,
+                wants,
             }
         }
     }
@@ -545,13 +588,12 @@ fn decide_client(
     };
 
     if inventory.node(node).is_some() {
-        return Err(refuse(
-            Reason::NodeAlreadyExists,
-            format!(
-                "Node {node} already exists; a bootstrapper may not request its identity (renewals come from system:node:{node}). If {node} is recovering after its client certificate expired (the cluster was off longer than the certificate lives), verify the host and approve by hand: kubectl certificate approve {}; otherwise someone else is asking for {node}'s identity",
-                csr.name
-            ),
-        ));
+        let Approval { reason, message } =
+            recovery::decide_recovery(csr, node, inventory, policy, now)?;
+        return Ok(Approval {
+            reason,
+            message: format!("{message}; requested by {bootstrapper}"),
+        });
     }
     let approval = vouch_for_new_node(csr, node, inventory, policy, now)?;
     check_duplicate(csr, node, &approval, inventory, policy, now)?;

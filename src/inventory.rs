@@ -11,6 +11,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
 
+use crate::evidence::Observations;
 use crate::request::canonical_ip;
 
 /// Lowercase, without one trailing dot: how DNS names and node names compare. Nothing else
@@ -342,6 +343,8 @@ pub struct Inventory {
     kubernetes_service_ips: Vec<IpAddr>,
     /// Address → everyone who claims it, so ownership is one lookup per SAN.
     claims: HashMap<AddressValue, BTreeSet<Claimant>>,
+    /// Evidence read on demand (Leases, kubelet certificates), with when it was read.
+    observations: Observations,
 }
 
 fn node_claims(node: &NodeInfo) -> impl Iterator<Item = (AddressValue, Claimant)> + '_ {
@@ -453,6 +456,14 @@ impl Inventory {
 
     pub fn machine(&self, key: &MachineKey) -> Option<&MachineInfo> {
         self.machines.get(key)
+    }
+
+    pub fn observations(&self) -> &Observations {
+        &self.observations
+    }
+
+    pub fn observations_mut(&mut self) -> &mut Observations {
+        &mut self.observations
     }
 
     fn add_claims(&mut self, claims: Vec<(AddressValue, Claimant)>) {

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod decision;
+pub mod evidence;
+pub mod gather;
 pub mod http;
 pub mod inventory;
 pub mod leader;

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub max_pending: IntGauge,
     pub max_new_nodes: IntGauge,
     pub new_nodes_last_hour: IntGauge,
+    pub recovery_pending: IntGauge,
     pub policy_valid: IntGauge,
     pub policy_reloads: IntCounterVec,
     pub leader: IntGauge,
@@ -82,6 +83,10 @@ impl Metrics {
             "new_nodes_approved_last_hour",
             "New node identities (client certificates not requested by a node itself) approved in the last hour, by anyone; new nodes wait while this reaches the cap.",
         ))?;
+        let recovery_pending = IntGauge::with_opts(opts(
+            "recovery_csrs_pending",
+            "Pending client CSRs in which a bootstrapper asks for the identity of a Node that exists: nodes recovering after their client certificate expired (or someone impersonating them). An admin approves them by hand unless client.recovery is on.",
+        ))?;
         let policy_valid = IntGauge::with_opts(opts(
             "policy_valid",
             "1 when the policy in force is the ConfigMap's (or the defaults, without one); 0 when the last update was rejected (the last good policy stays in force) or, at start-up, when no valid policy has loaded yet (nothing is decided).",
@@ -112,6 +117,7 @@ impl Metrics {
         registry.register(Box::new(max_pending.clone()))?;
         registry.register(Box::new(max_new_nodes.clone()))?;
         registry.register(Box::new(new_nodes_last_hour.clone()))?;
+        registry.register(Box::new(recovery_pending.clone()))?;
         registry.register(Box::new(policy_valid.clone()))?;
         registry.register(Box::new(policy_reloads.clone()))?;
         registry.register(Box::new(leader.clone()))?;
@@ -134,6 +140,7 @@ impl Metrics {
             max_pending,
             max_new_nodes,
             new_nodes_last_hour,
+            recovery_pending,
             policy_valid,
             policy_reloads,
             leader,

@@ -75,6 +75,8 @@ pub struct ClientPolicy {
     /// plus a name pattern would otherwise mint identities without limit).
     pub max_new_nodes_per_hour: MaxNewNodes,
     pub max_expiration_seconds: u32,
+    /// Guarded automatic certificate recovery (off by default): see `RecoveryPolicy`.
+    pub recovery: RecoveryPolicy,
 }
 
 impl Default for ClientPolicy {
@@ -88,9 +90,39 @@ impl Default for ClientPolicy {
             max_pending: MaxPending::Auto,
             max_new_nodes_per_hour: MaxNewNodes::Auto,
             max_expiration_seconds: DEFAULT_MAX_EXPIRATION_SECONDS,
+            recovery: RecoveryPolicy::default(),
         }
     }
 }
+
+/// When a bootstrapper may get a new client certificate for a Node that exists: the node
+/// was off longer than its certificate lives and fell back to its bootstrap credential.
+/// Off by default — the bootstrap credential sits on every node, so whoever holds it can
+/// ask for any offline node's identity (SECURITY.md); without it an admin approves these
+/// by hand and nothing is ever denied.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RecoveryPolicy {
+    pub enabled: bool,
+    /// How long the Node's Lease must have gone unrenewed: the node is really offline.
+    pub offline_for: HumanDuration,
+    /// At most one bootstrapper-requested identity per node in this window.
+    pub window: HumanDuration,
+}
+
+impl Default for RecoveryPolicy {
+    fn default() -> Self {
+        RecoveryPolicy {
+            enabled: false,
+            offline_for: HumanDuration(Duration::from_secs(10 * 60)),
+            window: HumanDuration(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// The shortest `client.recovery.offlineFor` accepted: the node lifecycle controller
+/// itself waits 40 s before it calls a node unreachable.
+pub const MIN_RECOVERY_OFFLINE: Duration = Duration::from_secs(60);
 
 /// 366 days, the longest a kubelet certificate is normally issued for.
 pub const DEFAULT_MAX_EXPIRATION_SECONDS: u32 = 31_622_400;
@@ -266,6 +298,9 @@ impl MaxNewNodes {
 pub enum AddressSource {
     Machine,
     Node,
+    /// The serving certificate the kubelet presents today, verified against
+    /// `serving.kubeletServingCAFile`: renewals keep the addresses it already holds.
+    KubeletCertificate,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -282,7 +317,17 @@ pub struct ServingPolicy {
     /// Loopback IP SANs (127.0.0.0/8, ::1) are refused unless this is set, for development
     /// clusters whose nodes live on loopback addresses.
     pub allow_loopback: bool,
+    /// The CA bundle (PEM) that signs kubelet serving certificates, read at each probe
+    /// (so a rotated CA mounted from a ConfigMap is followed) when `addressSources` lists
+    /// `KubeletCertificate`.
+    #[serde(rename = "kubeletServingCAFile")]
+    pub kubelet_serving_ca_file: String,
 }
+
+/// Where a Pod finds its cluster's CA: on kubeadm clusters it also signs kubelet serving
+/// certificates. OpenShift has its own (`openshift-config-managed/kubelet-serving-ca`).
+pub const DEFAULT_KUBELET_SERVING_CA_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 
 impl Default for ServingPolicy {
     fn default() -> Self {
@@ -294,6 +339,7 @@ impl Default for ServingPolicy {
             max_expiration_seconds: DEFAULT_MAX_EXPIRATION_SECONDS,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             allow_loopback: false,
+            kubelet_serving_ca_file: DEFAULT_KUBELET_SERVING_CA_FILE.to_string(),
         }
     }
 }
@@ -718,6 +764,31 @@ impl Policy {
             return Err(PolicyError {
                 path: "serving.clusterDomain".to_string(),
                 message: format!("{:?} is not a DNS name", self.serving.cluster_domain),
+            });
+        }
+        let recovery = &self.client.recovery;
+        if recovery.enabled && recovery.offline_for.0 < MIN_RECOVERY_OFFLINE {
+            return Err(PolicyError {
+                path: "client.recovery.offlineFor".to_string(),
+                message: format!(
+                    "{} is shorter than {}: a kubelet renews its Lease every 10 s, and a node that missed a few renewals may be alive",
+                    humantime::format_duration(recovery.offline_for.0),
+                    humantime::format_duration(MIN_RECOVERY_OFFLINE)
+                ),
+            });
+        }
+        if self
+            .serving
+            .address_sources
+            .contains(&AddressSource::KubeletCertificate)
+            && !self.serving.kubelet_serving_ca_file.starts_with('/')
+        {
+            return Err(PolicyError {
+                path: "serving.kubeletServingCAFile".to_string(),
+                message: format!(
+                    "{:?} is not an absolute path; addressSources lists KubeletCertificate, which needs the CA that signs kubelet serving certificates",
+                    self.serving.kubelet_serving_ca_file
+                ),
             });
         }
         Ok(())

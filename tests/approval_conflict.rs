@@ -38,6 +38,7 @@ fn approve() -> Decision {
         reason: Reason::NewNodeMachine,
         message: "Machine openshift-machine-api/worker-1 address InternalDNS=worker-1".to_string(),
         node: Some("worker-1".to_string()),
+        wants: None,
     }
 }
 

@@ -1081,12 +1081,54 @@ fn deny_policy_denies_definitive_refusals() {
         Verdict::Deny,
         Reason::BadOrganization
     );
-    let stranger = worker1().user("alice", &[]);
+    // Another node asking for worker-1's identity is forged whatever the cluster holds.
+    let impostor = worker1().user("system:node:worker-2", &["system:nodes"]);
     assert_decision!(
-        world.decide(&stranger),
+        world.decide(&impostor),
         Verdict::Deny,
-        Reason::UnknownRequester
+        Reason::RequesterMismatch
     );
+}
+
+#[test]
+fn deny_policy_never_denies_an_unproven_request() {
+    // Each of these may be a real host that nothing vouches for (a requester the policy
+    // does not list, a late boot, a re-used Machine): an admin who checked it may approve
+    // it by hand, so no automatic denial may race them.
+    let stranger = worker1().user("alice", &[]);
+    let mut linked = machine("worker-1", ago(300), &[("InternalDNS", "worker-1")]);
+    linked.node_ref = Some("worker-0".to_string());
+    let cases = [
+        (
+            joining_world().policy_yaml("deny: true"),
+            stranger,
+            Reason::UnknownRequester,
+        ),
+        (
+            World::new().policy_yaml("deny: true").machine(machine(
+                "worker-1",
+                ago(3 * 3600),
+                &[("InternalDNS", "worker-1")],
+            )),
+            worker1(),
+            Reason::OutsideJoinWindow,
+        ),
+        (
+            World::new().policy_yaml("deny: true").machine(linked),
+            worker1(),
+            Reason::MachineAlreadyLinked,
+        ),
+    ];
+    for (world, csr, reason) in cases {
+        let d = assert_decision!(world.decide(&csr), Verdict::Wait { .. }, reason);
+        assert_eq!(d.reason.class(), ReasonClass::ForAnAdmin, "{reason:?}");
+        assert!(
+            d.message
+                .contains("approve by hand: kubectl certificate approve csr-client"),
+            "{reason:?}: {}",
+            d.message
+        );
+    }
 }
 
 #[test]

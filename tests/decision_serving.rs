@@ -283,9 +283,14 @@ fn foreign_ip_san_is_refused_and_named() {
     let world = World::new().node(node("worker-b", &[("InternalIP", "10.0.0.12")]));
     let csr = Csr::serving("worker-b", &Request::node("worker-b").ip("10.0.0.13"));
     let d = assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    let (why, for_an_admin) = d.message.split_once(". ").unwrap();
     assert_eq!(
-        d.message,
+        why,
         "IP SAN 10.0.0.13 is not an address of node worker-b (has 10.0.0.12)"
+    );
+    assert!(
+        for_an_admin.contains("kubectl certificate approve csr-serving"),
+        "{for_an_admin}"
     );
 }
 
@@ -503,10 +508,25 @@ fn serving_disabled_is_ignored() {
 }
 
 #[test]
-fn deny_policy_denies_foreign_sans() {
+fn deny_policy_denies_forged_sans_but_leaves_unproven_ones_to_an_admin() {
     let world = registered_world().policy_yaml("deny: true");
+    let reserved = serving(w1().ip("10.0.0.11").dns("kubernetes.default.svc"));
+    assert_decision!(world.decide(&reserved), Verdict::Deny, Reason::ReservedSan);
+    // An address no source lists may be a secondary network's: an admin may approve it.
     let csr = serving(w1().ip("10.0.0.99"));
-    assert_decision!(world.decide(&csr), Verdict::Deny, Reason::ForeignSan);
+    let d = assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    assert!(
+        d.message.contains("kubectl certificate approve"),
+        "{}",
+        d.message
+    );
+    let fenced =
+        registered_world().policy_yaml("deny: true\nserving: {allowedIPRanges: [10.1.0.0/16]}");
+    assert_decision!(
+        fenced.decide(&serving(w1().ip("10.0.0.11"))),
+        Verdict::Wait { .. },
+        Reason::SanOutsideFence
+    );
     let early = serving(w1().ip("10.0.0.11"));
     assert_decision!(
         joining_world().policy_yaml("deny: true").decide(&early),

@@ -12,7 +12,7 @@ use crate::policy::Policy;
 const API_SERVER_NAMES: [&str; 3] = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"];
 
 /// Why `value` may never be certified for a node, or `None` when it may.
-pub(super) fn why_reserved(
+pub fn why_reserved(
     value: &AddressValue,
     inventory: &Inventory,
     policy: &Policy,

@@ -9,7 +9,10 @@
 //! 4. No SAN reserved (see `reserved`).
 //! 5. The Node is registered (client before serving).
 //! 6. Every SAN is an address of the node, from a trusted source: its Node's status, the
-//!    Machine linked to it, a policy inventory entry naming it (`serving.addressSources`).
+//!    Machine linked to it, a policy inventory entry naming it, and — opt-in — the serving
+//!    certificate its kubelet presents today, verified against the kubelet-serving CA
+//!    (`serving.addressSources`: a renewal keeps addresses no status lists, such as a
+//!    secondary network's).
 //! 7. No other owner claims any SAN: an owner is a node name — its Node (name and status),
 //!    the Machine linked to it (or, before linking, naming it as host), its inventory
 //!    entry. A Machine naming no host is an owner of its own. Claims from sources the
@@ -19,10 +22,13 @@
 
 use std::collections::BTreeSet;
 
+use jiff::Timestamp;
+
 use super::{
     Approval, CsrFacts, NODE_USER_PREFIX, Reason, Refusal, admitted_machines, check_nodes_group,
     join, refuse, reserved, usage_set,
 };
+use crate::evidence::Wanted;
 use crate::inventory::{AddressValue, Claimant, Inventory, MachineInfo, canonical_dns_name};
 use crate::policy::{Address, AddressSource, InventoryEntry, Policy};
 use crate::request::ParsedRequest;
@@ -45,6 +51,7 @@ pub(super) fn decide_serving(
     node: &str,
     inventory: &Inventory,
     policy: &Policy,
+    now: Timestamp,
 ) -> Result<Approval, Refusal> {
     check_requester(csr, node)?;
     check_usages(csr)?;
@@ -67,14 +74,14 @@ pub(super) fn decide_serving(
             format!("Node {node} is not registered yet; its client CSR must be approved first"),
         ));
     }
-    let owned = owned_addresses(node, inventory, policy);
+    let owned = owned_addresses(node, inventory, policy, now);
     let mut evidence = BTreeSet::new();
     for san in &sans {
         match owned.iter().find(|(value, _)| *value == san.value) {
             Some((_, source)) => {
                 evidence.insert(source.clone());
             }
-            None => return Err(not_owned(san, node, &owned, inventory, policy)),
+            None => return Err(not_owned(san, node, &owned, inventory, policy, now)),
         }
     }
     for san in &sans {
@@ -199,6 +206,7 @@ fn owned_addresses(
     node: &str,
     inventory: &Inventory,
     policy: &Policy,
+    now: Timestamp,
 ) -> Vec<(AddressValue, String)> {
     let sources = &policy.serving.address_sources;
     let mut owned: Vec<(AddressValue, String)> = Vec::new();
@@ -220,6 +228,21 @@ fn owned_addresses(
                 )
             }));
         }
+    }
+    if sources.contains(&AddressSource::KubeletCertificate)
+        && let Some(reading) = inventory.observations().kubelet_certificate(node, now)
+        && let Ok(current) = &reading.outcome
+    {
+        let source = format!(
+            "the serving certificate node {node}'s kubelet presents at {} (serial {}, valid until {})",
+            current.endpoint, current.serial, current.not_after
+        );
+        owned.extend(
+            current
+                .addresses
+                .iter()
+                .map(|a| (a.clone(), source.clone())),
+        );
     }
     for entry in policy.inventory.iter().filter(|e| e.matches(node)) {
         owned.extend(
@@ -256,6 +279,7 @@ fn not_owned(
     owned: &[(AddressValue, String)],
     inventory: &Inventory,
     policy: &Policy,
+    now: Timestamp,
 ) -> Refusal {
     let machine_pending = policy
         .serving
@@ -281,19 +305,61 @@ fn not_owned(
             known.push(text);
         }
     }
-    refuse(
+    let refusal = refuse(
         Reason::ForeignSan,
         format!(
-            "{} SAN {} is not an address of node {node} (has {})",
+            "{} SAN {} is not an address of node {node} (has {}){}",
             san.kind,
             san.value,
             if known.is_empty() {
                 "no addresses".to_string()
             } else {
                 known.join(", ")
-            }
+            },
+            kubelet_certificate_note(node, inventory, policy, now)
         ),
-    )
+    );
+    let unread = policy
+        .serving
+        .address_sources
+        .contains(&AddressSource::KubeletCertificate)
+        && inventory
+            .observations()
+            .kubelet_certificate(node, now)
+            .is_none();
+    if unread {
+        refusal.wanting(Wanted::KubeletCertificate(node.to_string()))
+    } else {
+        refusal
+    }
+}
+
+/// What the kubelet's current certificate said, when the policy trusts it.
+fn kubelet_certificate_note(
+    node: &str,
+    inventory: &Inventory,
+    policy: &Policy,
+    now: Timestamp,
+) -> String {
+    if !policy
+        .serving
+        .address_sources
+        .contains(&AddressSource::KubeletCertificate)
+    {
+        return String::new();
+    }
+    match inventory.observations().kubelet_certificate(node, now) {
+        None => "; the kubelet's current serving certificate has not been read".to_string(),
+        Some(reading) => match &reading.outcome {
+            Ok(current) => format!(
+                "; nor in the serving certificate its kubelet presents at {} (serial {})",
+                current.endpoint, current.serial
+            ),
+            Err(error) => {
+                format!("; its kubelet's current serving certificate is no evidence: {error}")
+            }
+        },
+    }
 }
 
 /// Another owner that claims `value`, described with its evidence, if any.

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use csr_approver::decision::{CLIENT_SIGNER, CsrFacts, Decision, SERVING_SIGNER, decide};
+use csr_approver::evidence::{KubeletCertificate, NodeLease, Observed};
 use csr_approver::inventory::{
-    CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo, TypedAddress,
+    AddressValue, CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo, TypedAddress,
 };
 use csr_approver::policy::Policy;
 use jiff::{SignedDuration, Timestamp};
@@ -313,6 +314,9 @@ pub struct World {
     pub machines: Vec<MachineInfo>,
     pub csrs: Vec<CsrSummary>,
     pub policy: Policy,
+    /// Evidence read on demand: Leases and kubelet certificates, by node.
+    pub leases: Vec<(String, Observed<NodeLease>)>,
+    pub kubelet_certificates: Vec<(String, Observed<KubeletCertificate>)>,
 }
 
 impl World {
@@ -340,13 +344,69 @@ impl World {
         self
     }
 
-    pub fn decide(&self, csr: &Csr) -> Decision {
-        let inventory = Inventory::new(
+    /// The Lease of `node` as read at `now()`; `renewed` `None` = no renewTime.
+    pub fn lease(mut self, node: &str, renewed: Option<Timestamp>) -> World {
+        self.leases.push((
+            node.to_string(),
+            Observed {
+                at: now(),
+                outcome: Ok(NodeLease { renewed }),
+            },
+        ));
+        self
+    }
+
+    /// A Lease read that failed (or read too long ago, with `at`).
+    pub fn lease_reading(mut self, node: &str, reading: Observed<NodeLease>) -> World {
+        self.leases.push((node.to_string(), reading));
+        self
+    }
+
+    /// The serving certificate `node`'s kubelet presented at `now()`, with these SANs.
+    pub fn kubelet_certificate(mut self, node: &str, sans: &[&str]) -> World {
+        let reading = Observed {
+            at: now(),
+            outcome: Ok(KubeletCertificate {
+                endpoint: "10.0.0.11:10250".to_string(),
+                serial: "0a:0b".to_string(),
+                not_after: now() + SignedDuration::from_hours(24),
+                addresses: sans.iter().map(|s| AddressValue::parse(s)).collect(),
+            }),
+        };
+        self.kubelet_certificates.push((node.to_string(), reading));
+        self
+    }
+
+    pub fn kubelet_certificate_reading(
+        mut self,
+        node: &str,
+        reading: Observed<KubeletCertificate>,
+    ) -> World {
+        self.kubelet_certificates.push((node.to_string(), reading));
+        self
+    }
+
+    pub fn inventory(&self) -> Inventory {
+        let mut inventory = Inventory::new(
             self.nodes.iter().cloned(),
             self.machines.iter().cloned(),
             self.csrs.iter().cloned(),
         );
-        decide(&csr.0, &inventory, &self.policy, now())
+        for (node, reading) in &self.leases {
+            inventory
+                .observations_mut()
+                .record_lease(node, reading.clone());
+        }
+        for (node, reading) in &self.kubelet_certificates {
+            inventory
+                .observations_mut()
+                .record_kubelet_certificate(node, reading.clone());
+        }
+        inventory
+    }
+
+    pub fn decide(&self, csr: &Csr) -> Decision {
+        decide(&csr.0, &self.inventory(), &self.policy, now())
     }
 }
 
