@@ -235,6 +235,11 @@ fn shipped_container_args_are_accepted_by_the_binarys_cli() {
                 &repo("charts/csr-approver/ci/non-default-values.yaml"),
             ]),
         ),
+        ("overlays/sno/", kustomize("overlays/sno")),
+        (
+            "chart (values-sno.yaml)",
+            helm_template(&["-f", &repo("charts/csr-approver/values-sno.yaml")]),
+        ),
     ];
     for (what, manifests) in rendered {
         let all = deployment_args(&manifests);
