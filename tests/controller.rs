@@ -290,12 +290,26 @@ async fn forged_csrs_stay_pending_then_are_denied_and_bad_policy_is_rejected() {
     join_request(&scene, "forged-existing", "worker-4").await;
     // worker-4 asking for a serving certificate with someone else's IP.
     serving_request(&scene, "forged-san", "worker-4", "10.0.0.99").await;
+    // worker-4 asking for the API server's in-cluster name.
+    scene
+        .create_csr(
+            &scene.node_client("worker-4"),
+            "forged-reserved",
+            SERVING_SIGNER,
+            &SERVING_USAGES,
+            Request::node("worker-4")
+                .dns("kubernetes.default.svc")
+                .ip("10.0.0.14")
+                .pem(),
+        )
+        .await;
 
     let forged = [
         "forged-requester",
         "forged-masters",
         "forged-existing",
         "forged-san",
+        "forged-reserved",
     ];
     let explained = wait_for(Duration::from_secs(15), || async {
         for name in forged {
@@ -333,6 +347,7 @@ async fn forged_csrs_stay_pending_then_are_denied_and_bad_policy_is_rejected() {
     assert!(reasons[1].starts_with("BadOrganization"), "{reasons:?}");
     assert!(reasons[2].starts_with("NodeAlreadyExists"), "{reasons:?}");
     assert!(reasons[3].starts_with("ForeignSan"), "{reasons:?}");
+    assert!(reasons[4].starts_with("ReservedSan"), "{reasons:?}");
 
     // Re-deciding with the same outcome adds no Event: a policy update re-reconciles all.
     scene
@@ -347,14 +362,13 @@ async fn forged_csrs_stay_pending_then_are_denied_and_bad_policy_is_rejected() {
         );
     }
 
-    // Hot reload: deny: true takes effect without a restart — except on the CSR an admin
-    // may approve by hand (an existing node's identity: what a node recovering after its
-    // client certificate expired asks for), which is never denied in a race with them.
+    // Hot reload: deny: true takes effect without a restart, on what is forged whatever the
+    // cluster holds (system:masters, a reserved name) — never on a CSR an admin may approve
+    // by hand (a requester the policy does not list, an existing node's identity as a node
+    // recovering after its client certificate expired asks, an address no status lists),
+    // which no denial may race.
     scene.set_policy("deny: true\n").await;
-    for (index, name) in forged.iter().enumerate() {
-        if index == 2 {
-            continue;
-        }
+    for name in ["forged-masters", "forged-reserved"] {
         assert_eq!(
             scene
                 .wait_condition(name, APPROVAL_TIMEOUT)
@@ -365,12 +379,13 @@ async fn forged_csrs_stay_pending_then_are_denied_and_bad_policy_is_rejected() {
             scene.controller_log(c)
         );
     }
-    assert_eq!(
-        scene.condition(forged[2]).await,
-        None,
-        "{} (NodeAlreadyExists) stays pending for an admin under deny: true",
-        forged[2]
-    );
+    for name in ["forged-requester", "forged-existing", "forged-san"] {
+        assert_eq!(
+            scene.condition(name).await,
+            None,
+            "{name} stays pending for an admin under deny: true"
+        );
+    }
     // Still approves what is legitimate.
     join_request(&scene, "worker-3-client", "worker-3").await;
     assert_eq!(
