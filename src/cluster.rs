@@ -23,7 +23,7 @@ use kube::runtime::watcher::{self, Event};
 
 use crate::check::summarize;
 use crate::decision::{CLIENT_SIGNER, SERVING_SIGNER};
-use crate::evidence::{KubeletCertificate, NodeLease, Observed};
+use crate::gather::Reading;
 use crate::inventory::{CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo};
 use crate::policy::{CLUSTER_API_MACHINE_GROUP, OPENSHIFT_MACHINE_GROUP};
 
@@ -150,20 +150,9 @@ impl ClusterCache {
         cache.inventory.set_csr_state(name, state, at);
     }
 
-    /// Records a Lease read on demand (`gather`).
-    pub fn record_lease(&self, node: &str, reading: Observed<NodeLease>) {
-        self.write()
-            .inventory
-            .observations_mut()
-            .record_lease(node, reading);
-    }
-
-    /// Records a kubelet serving certificate read on demand (`gather`).
-    pub fn record_kubelet_certificate(&self, node: &str, reading: Observed<KubeletCertificate>) {
-        self.write()
-            .inventory
-            .observations_mut()
-            .record_kubelet_certificate(node, reading);
+    /// Records evidence read on demand (`gather`).
+    pub fn record(&self, reading: Reading) {
+        reading.record(self.write().inventory.observations_mut());
     }
 
     /// Whether CSR `name` (with `uid`) is decided: by our own write (possibly ahead of the

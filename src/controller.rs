@@ -2,7 +2,7 @@
 //! act (write the verdict when leading and enforcing), explain (Event, log, metric).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,12 +24,11 @@ use crate::approval::{self, Written};
 use crate::cluster::{self, ClusterCache, SyncTracker};
 use crate::decision::{
     CLIENT_SIGNER, CsrFacts, Decision, NODE_USER_PREFIX, Reason, SERVING_SIGNER, Verdict,
-    count_new_nodes_approved, decide, max_new_nodes, max_pending, why_reserved,
+    count_new_nodes_approved, decide, max_new_nodes, max_pending,
 };
 use crate::evidence::Wanted;
-use crate::gather;
+use crate::gather::{self, Reading};
 use crate::http::{self, Readiness};
-use crate::inventory::AddressValue;
 use crate::inventory::CsrState;
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
@@ -194,38 +193,16 @@ async fn reconcile(
 }
 
 /// Reads the evidence a decision asked for and records it with when it was read.
-async fn gather_evidence(ctx: &Context, wanted: &Wanted, policy: &Arc<Policy>) {
-    match wanted {
-        Wanted::NodeLease(node) => {
-            let reading = gather::node_lease(&ctx.client, node).await;
-            if let Err(error) = &reading.outcome {
-                ctx.metrics.count_api_error("get");
-                tracing::warn!(node = %node, %error, "cannot read the node's Lease");
-            }
-            ctx.cache.record_lease(node, reading);
+async fn gather_evidence(ctx: &Context, wanted: &Wanted, policy: &Policy) {
+    let service_ips = ctx.cache.read().kubernetes_service_ips().to_vec();
+    let reading = gather::read(&ctx.client, wanted, policy, &service_ips).await;
+    if let Some(error) = reading.error() {
+        if let Reading::Lease(..) = reading {
+            ctx.metrics.count_api_error("get");
         }
-        Wanted::KubeletCertificate(node) => {
-            let dialable = {
-                let (cache, policy) = (ctx.cache.clone(), policy.clone());
-                move |ip: IpAddr| match why_reserved(&AddressValue::Ip(ip), &cache.read(), &policy)
-                {
-                    Some(why) => Err(why),
-                    None => Ok(()),
-                }
-            };
-            let reading = gather::kubelet_certificate(
-                &ctx.client,
-                node,
-                &policy.serving.kubelet_serving_ca_file,
-                dialable,
-            )
-            .await;
-            if let Err(error) = &reading.outcome {
-                tracing::info!(node = %node, %error, "the kubelet's current serving certificate is no evidence");
-            }
-            ctx.cache.record_kubelet_certificate(node, reading);
-        }
+        tracing::info!(?wanted, %error, "evidence read on demand is no evidence");
     }
+    ctx.cache.record(reading);
 }
 
 fn decide_now(ctx: &Context, facts: &CsrFacts, policy: &crate::policy::Policy) -> Decision {

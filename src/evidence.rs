@@ -15,7 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::inventory::AddressValue;
 
-/// How long a reading stays evidence.
+/// How long a reading stays evidence (and how far from the decision's instant it may be).
 pub const EVIDENCE_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Evidence a decision asks the controller to read.
@@ -62,11 +62,9 @@ pub struct Observations {
 
 fn fresh<T>(reading: Option<&Observed<T>>, now: Timestamp) -> Option<&Observed<T>> {
     let max_age = SignedDuration::try_from(EVIDENCE_MAX_AGE).unwrap_or(SignedDuration::MAX);
-    // A reading from the future (clock step) is not trusted either.
-    reading.filter(|r| {
-        let age = now.duration_since(r.at);
-        age >= SignedDuration::ZERO && age <= max_age
-    })
+    // Within the window either side: `check` decides at the instant it started, after
+    // which it reads; a reading further off (a clock step) is not trusted.
+    reading.filter(|r| now.duration_since(r.at).abs() <= max_age)
 }
 
 /// Older than `EVIDENCE_MAX_AGE` at `now`: never evidence again, so not worth keeping.
@@ -127,7 +125,12 @@ mod tests {
         observations.record_lease("n", reading.clone());
         assert_eq!(observations.lease("n", at(30)), Some(&reading));
         assert_eq!(observations.lease("n", at(31)), None, "too old");
-        assert_eq!(observations.lease("n", at(-1)), None, "from the future");
+        assert_eq!(
+            observations.lease("n", at(-30)),
+            Some(&reading),
+            "read after `now`"
+        );
+        assert_eq!(observations.lease("n", at(-31)), None, "far from `now`");
         assert_eq!(observations.lease("other", at(0)), None);
     }
 

@@ -17,9 +17,10 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::decision::{NODE_USER_PREFIX, NODES_GROUP};
-use crate::evidence::{KubeletCertificate, NodeLease, Observed};
-use crate::inventory::{AddressValue, canonical_dns_name};
+use crate::decision::{NODE_USER_PREFIX, NODES_GROUP, why_reserved};
+use crate::evidence::{KubeletCertificate, NodeLease, Observations, Observed, Wanted};
+use crate::inventory::{AddressValue, Inventory, canonical_dns_name};
+use crate::policy::Policy;
 use crate::request::canonical_ip;
 
 /// Where kubelets keep their Leases.
@@ -55,6 +56,63 @@ pub enum GatherError {
         endpoint: SocketAddr,
         message: String,
     },
+}
+
+/// One reading of the evidence a decision asked for, by node.
+#[derive(Debug, Clone)]
+pub enum Reading {
+    Lease(String, Observed<NodeLease>),
+    KubeletCertificate(String, Observed<KubeletCertificate>),
+}
+
+impl Reading {
+    /// Why nothing could be read, if so.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Reading::Lease(_, r) => r.outcome.as_ref().err(),
+            Reading::KubeletCertificate(_, r) => r.outcome.as_ref().err(),
+        }
+        .map(String::as_str)
+    }
+
+    pub fn record(self, observations: &mut Observations) {
+        match self {
+            Reading::Lease(node, r) => observations.record_lease(&node, r),
+            Reading::KubeletCertificate(node, r) => {
+                observations.record_kubelet_certificate(&node, r)
+            }
+        }
+    }
+}
+
+/// Reads what `wanted` names. `kubernetes_service_ips` (the API server's in-cluster
+/// addresses) are never dialled as a kubelet, nor is any other reserved address.
+pub async fn read(
+    client: &Client,
+    wanted: &Wanted,
+    policy: &Policy,
+    kubernetes_service_ips: &[IpAddr],
+) -> Reading {
+    match wanted {
+        Wanted::NodeLease(node) => Reading::Lease(node.clone(), node_lease(client, node).await),
+        Wanted::KubeletCertificate(node) => {
+            let mut reserved = Inventory::default();
+            reserved.set_kubernetes_service_ips(kubernetes_service_ips.iter().copied());
+            let dialable = |ip: IpAddr| match why_reserved(&AddressValue::Ip(ip), &reserved, policy)
+            {
+                Some(why) => Err(why),
+                None => Ok(()),
+            };
+            let reading = kubelet_certificate(
+                client,
+                node,
+                &policy.serving.kubelet_serving_ca_file,
+                dialable,
+            )
+            .await;
+            Reading::KubeletCertificate(node.clone(), reading)
+        }
+    }
 }
 
 /// Reads `kube-node-lease/<node>`.

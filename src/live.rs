@@ -82,7 +82,7 @@ impl LiveCheck {
                 .get_opt(KubernetesService::NAME)
                 .await
                 .map_err(api_error("Service default/kubernetes"))?;
-        let inventory =
+        let mut inventory =
             check::build_inventory(&nodes, machines, &csrs, kubernetes_service.as_ref());
         let mut targets: Vec<CertificateSigningRequest> = csrs
             .iter()
@@ -119,6 +119,16 @@ impl LiveCheck {
                 .creation_timestamp
                 .cmp(&b.metadata.creation_timestamp)
         });
+        // What the controller would read on demand (a node's Lease, a kubelet's current
+        // certificate), read the same way, so the answer is the controller's.
+        for evaluation in check::evaluate(&targets, &inventory, &policy, now) {
+            if let Some(wanted) = &evaluation.decision.wants {
+                let service_ips = inventory.kubernetes_service_ips().to_vec();
+                crate::gather::read(&client, wanted, &policy, &service_ips)
+                    .await
+                    .record(inventory.observations_mut());
+            }
+        }
         Ok((check::evaluate(&targets, &inventory, &policy, now), note))
     }
 

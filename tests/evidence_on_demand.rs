@@ -155,6 +155,35 @@ async fn an_offline_node_recovers_its_identity_and_a_live_one_is_left_to_an_admi
     })
     .await;
     assert_eq!(pending, Some(2.0), "{}", scene.metrics(c));
+
+    // `check` on the live cluster reads the Lease as the controller does, and says the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_csr-approver"))
+        .args(["check", "--kubeconfig"])
+        .arg(scene.cp.kubeconfig_path())
+        .args(["-o", "json", "impersonate-2", "recover-1-again"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let explained: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(explained.len(), 2, "{stdout}");
+    for line in &explained {
+        assert_eq!(line["reason"], "NodeAlreadyExists", "{line}");
+        let message = line["message"].as_str().unwrap();
+        assert!(
+            !message.contains("has not been read")
+                && (message.contains("less than client.recovery.offlineFor 1m")
+                    || message.contains("one recovery per node per window")),
+            "{message}"
+        );
+    }
 }
 
 /// A CA for kubelet serving certificates, kept apart from the cluster CA as OpenShift does.
