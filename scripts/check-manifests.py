@@ -299,6 +299,12 @@ def cmd_non_default(helm_path):
     check_equal("resources", c.get("resources"),
                 {"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "256Mi"}},
                 "rendered", "expected")
+    check_equal("extraVolumes are the pod's volumes", pod.get("volumes"),
+                [{"name": "kubelet-serving-ca", "configMap": {"name": "kubelet-serving-ca"}}],
+                "rendered", "expected")
+    check_equal("extraVolumeMounts are the container's mounts", c.get("volumeMounts"),
+                [{"name": "kubelet-serving-ca", "mountPath": "/etc/csr-approver/kubelet-serving-ca",
+                  "readOnly": True}], "rendered", "expected")
 
     policy = policy_of(h, "kubelet-csr-policy")
     check_equal("policy bootstrappers (list replaced, not merged)", policy["client"]["bootstrappers"],
@@ -317,6 +323,12 @@ def cmd_non_default(helm_path):
                  policy["machines"].get("namespaces", {}).get("cluster.x-k8s.io")),
                 (["cluster.x-k8s.io"], ["bm-workers"]), "rendered", "expected")
     check_equal("policy mode", policy["mode"], "dry-run", "rendered", "expected")
+    check_equal("policy client.recovery (merged: all three fields set)", policy["client"].get("recovery"),
+                {"enabled": True, "offlineFor": "1h", "window": "12h"}, "rendered", "expected")
+    check_equal("policy serving KubeletCertificate with the mounted CA file",
+                (policy["serving"].get("addressSources"), policy["serving"].get("kubeletServingCAFile")),
+                (["Node", "KubeletCertificate"], "/etc/csr-approver/kubelet-serving-ca/ca-bundle.crt"),
+                "rendered", "expected")
 
     view = rbac_view(h, NAMESPACE)
     own = view.get("own", set())
