@@ -153,6 +153,50 @@ struct Sim {
     timeout: Duration,
 }
 
+/// Whether a failed call is worth repeating, as a kubelet repeats it: the apiserver (or
+/// etcd behind it) is down or overloaded, or the connection broke. Refusals (403, 422, …)
+/// are answers, not outages.
+fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::SerdeError(_) | kube::Error::FromUtf8(_) => false,
+        _ => true,
+    }
+}
+
+fn already_exists(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists")
+}
+
+/// Repeats `call` through transient failures (backoff 250 ms doubling to 2 s) until
+/// `deadline`, as a kubelet keeps retrying through a control-plane outage. With
+/// `created_by_us`, an `AlreadyExists` answer means an earlier attempt landed but its
+/// response was lost: success.
+async fn persist<T, F, Fut>(
+    what: &str,
+    deadline: Instant,
+    created_by_us: bool,
+    mut call: F,
+) -> Result<Option<T>, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut delays = crate::cluster::WatchBackoff::default();
+    loop {
+        match call().await {
+            Ok(value) => return Ok(Some(value)),
+            Err(error) if created_by_us && already_exists(&error) => return Ok(None),
+            Err(error) if is_transient(&error) && Instant::now() < deadline => {
+                tracing::debug!(what, %error, "transient failure; retrying");
+                let delay = delays.next().unwrap_or(Duration::from_secs(2));
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => return Err(format!("{what}: {error}")),
+        }
+    }
+}
+
 fn impersonating(base: &Config, user: &str, groups: &[&str]) -> Result<Client, kube::Error> {
     let mut config = base.clone();
     config.auth_info.impersonate = Some(user.to_string());
@@ -220,10 +264,15 @@ impl Sim {
             status: None,
         };
         let started = Instant::now();
-        Api::<CertificateSigningRequest>::all(client.clone())
-            .create(&PostParams::default(), &csr)
-            .await
-            .map_err(|e| format!("create CSR {name}: {e}"))?;
+        let api = Api::<CertificateSigningRequest>::all(client.clone());
+        let post = PostParams::default();
+        persist(
+            &format!("create CSR {name}"),
+            started + self.timeout,
+            true,
+            || api.create(&post, &csr),
+        )
+        .await?;
         match tokio::time::timeout(self.timeout, told).await {
             Ok(Ok(state)) => Ok((started.elapsed(), state)),
             _ => {
@@ -237,22 +286,28 @@ impl Sim {
     }
 
     async fn join(&self, name: String, ip: Ipv4Addr) -> Result<(Duration, Duration), String> {
+        // Every step retries through outages until the run's timeout, as the machine
+        // controller and the kubelet do.
+        let deadline = Instant::now() + self.timeout;
+        let (post, patch) = (PostParams::default(), PatchParams::default());
         if let Some(resource) = &self.machine_api {
             let api: Api<DynamicObject> =
                 Api::namespaced_with(self.admin.clone(), MACHINE_NAMESPACE, resource);
             let mut machine = DynamicObject::new(&name, resource);
             machine.metadata.labels = Some([(RUN_LABEL.to_string(), self.run_id.clone())].into());
             machine.data = json!({"spec": {}});
-            api.create(&PostParams::default(), &machine)
-                .await
-                .map_err(|e| format!("create Machine {name}: {e}"))?;
-            let status = json!({"status": {"addresses": [
+            persist(&format!("create Machine {name}"), deadline, true, || {
+                api.create(&post, &machine)
+            })
+            .await?;
+            let status = Patch::Merge(json!({"status": {"addresses": [
                 {"type": "InternalDNS", "address": name},
                 {"type": "InternalIP", "address": ip.to_string()},
-            ]}});
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-                .await
-                .map_err(|e| format!("Machine {name} status: {e}"))?;
+            ]}}));
+            persist(&format!("Machine {name} status"), deadline, false, || {
+                api.patch_status(&name, &patch, &status)
+            })
+            .await?;
         }
         let pem = csr_pem(&name, &[], &[], "system:nodes").map_err(|e| e.to_string())?;
         let (client_latency, state) = self
@@ -281,28 +336,27 @@ impl Sim {
             },
             ..Default::default()
         };
-        nodes
-            .create(&PostParams::default(), &node)
-            .await
-            .map_err(|e| format!("create Node {name}: {e}"))?;
-        let status = json!({"status": {"addresses": [
+        persist(&format!("create Node {name}"), deadline, true, || {
+            nodes.create(&post, &node)
+        })
+        .await?;
+        let status = Patch::Merge(json!({"status": {"addresses": [
             {"type": "InternalIP", "address": ip.to_string()},
             {"type": "Hostname", "address": name},
-        ]}});
-        nodes
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-            .await
-            .map_err(|e| format!("Node {name} status: {e}"))?;
+        ]}}));
+        persist(&format!("Node {name} status"), deadline, false, || {
+            nodes.patch_status(&name, &patch, &status)
+        })
+        .await?;
         if let Some(resource) = &self.machine_api {
             let api: Api<DynamicObject> =
                 Api::namespaced_with(self.admin.clone(), MACHINE_NAMESPACE, resource);
-            api.patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"nodeRef": {"kind": "Node", "name": name}}})),
-            )
-            .await
-            .map_err(|e| format!("Machine {name} nodeRef: {e}"))?;
+            let node_ref =
+                Patch::Merge(json!({"status": {"nodeRef": {"kind": "Node", "name": name}}}));
+            persist(&format!("Machine {name} nodeRef"), deadline, false, || {
+                api.patch_status(&name, &patch, &node_ref)
+            })
+            .await?;
         }
         let node_client = impersonating(
             &self.base,
@@ -529,15 +583,35 @@ pub async fn simulate(
 
     let started = Instant::now();
     let limit = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    // The forgeries impersonate the first node and steal from the second: they start as
+    // soon as both have joined, and then race the rest of the join.
+    let (first_two_done, first_two) = tokio::sync::watch::channel(0usize);
+    let first_two_done = Arc::new(first_two_done);
     let mut tasks = Vec::new();
     for index in 0..config.nodes {
-        let (sim, limit) = (sim.clone(), limit.clone());
+        let (sim, limit, done) = (sim.clone(), limit.clone(), first_two_done.clone());
         let name = format!("{run_id}-{index}");
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
-            sim.join(name, node_ip(index)).await
+            let result = sim.join(name, node_ip(index)).await;
+            if index < 2 {
+                done.send_modify(|n| *n += 1);
+            }
+            result
         }));
     }
+    let victim = format!("{run_id}-0");
+    let neighbour = format!("{run_id}-1");
+    let forgeries: Vec<_> = (0..config.forged)
+        .map(|i| {
+            let (sim, victim, neighbour) = (sim.clone(), victim.clone(), neighbour.clone());
+            let mut first_two = first_two.clone();
+            tokio::spawn(async move {
+                let _ = first_two.wait_for(|n| *n >= 2).await;
+                sim.forge(i, &victim, &neighbour).await
+            })
+        })
+        .collect();
     let mut client_latencies = Vec::new();
     let mut serving_latencies = Vec::new();
     let mut failures = Vec::new();
@@ -554,14 +628,6 @@ pub async fn simulate(
     let wall = started.elapsed();
 
     let mut forged_approved = Vec::new();
-    let victim = format!("{run_id}-0");
-    let neighbour = format!("{run_id}-1");
-    let forgeries: Vec<_> = (0..config.forged)
-        .map(|i| {
-            let (sim, victim, neighbour) = (sim.clone(), victim.clone(), neighbour.clone());
-            tokio::spawn(async move { sim.forge(i, &victim, &neighbour).await })
-        })
-        .collect();
     for forgery in forgeries {
         match forgery.await {
             Ok(Ok((name, CsrState::Approved | CsrState::Issued))) => forged_approved.push(name),
