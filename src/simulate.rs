@@ -153,12 +153,13 @@ struct Sim {
     timeout: Duration,
 }
 
-/// Whether a failed call is worth repeating, as a kubelet repeats it: the apiserver (or
-/// etcd behind it) is down or overloaded, or the connection broke. Refusals (403, 422, …)
-/// are answers, not outages.
+/// Whether a failed call is worth repeating, as a kubelet repeats it: anything but a
+/// request the apiserver calls malformed (400, 422). That includes outages, broken
+/// connections, overload — and 403, which a freshly restarted apiserver answers until its
+/// RBAC cache has synced (the kubelet's bootstrap keeps trying through it too).
 fn is_transient(error: &kube::Error) -> bool {
     match error {
-        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::Api(status) => !matches!(status.code, 400 | 409 | 422),
         kube::Error::SerdeError(_) | kube::Error::FromUtf8(_) => false,
         _ => true,
     }
