@@ -74,8 +74,9 @@ pub struct RunArgs {
     /// Name of the Lease used for leader election.
     #[arg(long, default_value = "csr-approver")]
     pub lease_name: String,
-    /// Lease duration in seconds.
-    #[arg(long, default_value_t = 15)]
+    /// Lease duration in seconds: a standby takes over this long after the leader's last
+    /// renewal; the leader stops writing two thirds into it when it cannot renew.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub lease_duration: u64,
     /// This replica's identity in the Lease and in Events (the Pod name in a cluster).
     #[arg(long, env = "POD_NAME")]

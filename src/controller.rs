@@ -41,8 +41,6 @@ pub enum ControllerError {
     Config(String),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error(transparent)]
-    Leader(#[from] leader::LeaderError),
     #[error("HTTP server on {addr}: {source}")]
     Http {
         addr: SocketAddr,
@@ -77,7 +75,8 @@ pub struct Context {
     policy: Arc<PolicyHolder>,
     metrics: Metrics,
     recorder: Recorder,
-    is_leader: watch::Receiver<bool>,
+    /// Open while this replica holds the Lease and renewed it recently enough (the fence).
+    leader: leader::WriteGate,
     /// Open once every watch the decision reads has listed and a policy is in force.
     readiness: Arc<Readiness>,
     /// The last decision explained per CSR, so a requeue repeating it adds no Event.
@@ -116,9 +115,9 @@ async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let _timer = ctx.metrics.reconcile_duration.start_timer();
-    // Standby replicas keep their caches warm and decide nothing; winning the Lease
-    // reconciles everything.
-    if !*ctx.is_leader.borrow() {
+    // Standby replicas keep their caches warm and decide nothing; winning the Lease (or
+    // renewing it again after a fence) reconciles everything.
+    if !ctx.leader.may_write() {
         return Ok(Action::await_change());
     }
     // Fail closed: with a Node, Machine or CSR cache still empty, or no policy in force,
@@ -153,7 +152,8 @@ async fn reconcile(
     let writes = matches!(decision.verdict, Verdict::Approve | Verdict::Deny);
     if writes && !policy.is_dry_run() {
         let _guard = ctx.write_lock.lock().await;
-        if !*ctx.is_leader.borrow() {
+        // Again at the last moment: the Lease may have gone stale meanwhile.
+        if !ctx.leader.may_write() {
             return Ok(Action::await_change());
         }
         // Decide again under the lock: a write that just landed may change the answer.
@@ -369,6 +369,11 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    // From the start: SIGTERM must stop a replica still waiting for the API server too.
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
 
     let app = http::router(metrics.clone(), readiness.clone(), {
         let (cache, policy, metrics) = (cache.clone(), policy.clone(), metrics.clone());
@@ -405,12 +410,26 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
             metrics.clone(),
             reconcile_all.clone(),
         )
-        .await?
     } else {
         leader::always_leader(&metrics)
     };
 
-    let machine_apis = cluster::discover_machine_apis(&client).await;
+    // The HTTP server is up before the first API call, so probes answer while the API
+    // server is away: alive (/healthz), not ready (/readyz says what it waits for). Which
+    // Machine APIs exist decides once which watches run, so only a definitive answer will
+    // do — an unreachable API server is not "no Machine API", which would drop Machine
+    // evidence for good: ask until it answers (exiting instead would only restart the
+    // pod into CrashLoopBackOff during a control-plane restart).
+    readiness.set_discovering(true);
+    let machine_apis = tokio::select! {
+        apis = cluster::discover_machine_apis_until_answered(&client) => apis,
+        () = stop_signal.clone()() => {
+            leadership.release(Duration::from_secs(5)).await;
+            let _ = http_task.await;
+            return Ok(());
+        }
+    };
+    readiness.set_discovering(false);
     // CSRs, Nodes, the Service default/kubernetes, and each Machine API.
     let tracker = SyncTracker::new(3 + machine_apis.len(), {
         let readiness = readiness.clone();
@@ -480,16 +499,11 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         policy,
         metrics,
         recorder,
-        is_leader: leadership.is_leader.clone(),
+        leader: leadership.gate.clone(),
         readiness,
         explained: Mutex::new(HashMap::new()),
         write_lock: tokio::sync::Mutex::new(()),
     });
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-
     Controller::for_stream(csr_stream, reader)
         .reconcile_on(triggered)
         .reconcile_all_on(reconcile_all_requests)
@@ -502,16 +516,8 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         })
         .await;
 
-    // The controller has stopped: the context (and its leader receiver) is gone.
-    let leader::Leadership {
-        is_leader,
-        lease_task,
-        ..
-    } = leadership;
-    drop(is_leader);
-    if let Some(task) = lease_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
+    // The controller has stopped: no reconcile runs any more; give the Lease up.
+    leadership.release(Duration::from_secs(5)).await;
     let _ = http_task.await;
     Ok(())
 }
@@ -529,7 +535,6 @@ mod tests {
         let (service, handle) =
             tower_test::mock::pair::<::http::Request<Body>, ::http::Response<Body>>();
         let client = Client::new(service, "default");
-        let (_leader, is_leader) = watch::channel(true);
         let context = Context {
             client: client.clone(),
             csrs: Api::all(client.clone()),
@@ -543,7 +548,7 @@ mod tests {
                     instance: None,
                 },
             ),
-            is_leader,
+            leader: leader::WriteGate::always(),
             readiness,
             explained: Mutex::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),

@@ -24,11 +24,14 @@ pub struct Readiness {
 struct ReadyState {
     caches_synced: bool,
     policy_loaded: bool,
+    /// Start-up is still asking the API server which Machine APIs exist (the watches
+    /// start after it answers).
+    discovering: bool,
 }
 
 impl ReadyState {
     fn is_ready(self) -> bool {
-        self.caches_synced && self.policy_loaded
+        self.caches_synced && self.policy_loaded && !self.discovering
     }
 }
 
@@ -41,6 +44,11 @@ impl Default for Readiness {
 }
 
 impl Readiness {
+    /// Start-up waits for the API server to answer discovery (or no longer does).
+    pub fn set_discovering(&self, discovering: bool) {
+        self.state.send_modify(|s| s.discovering = discovering);
+    }
+
     pub fn set_caches_synced(&self) {
         self.state.send_modify(|s| s.caches_synced = true);
     }
@@ -65,6 +73,9 @@ impl Readiness {
     /// What readiness still waits for, for `/readyz` and logs.
     pub fn waiting_for(&self) -> &'static str {
         let state = *self.state.borrow();
+        if state.discovering {
+            return "the API server to answer discovery of the Machine APIs (see the log)";
+        }
         match (state.caches_synced, state.policy_loaded) {
             (true, true) => "nothing",
             (false, true) => "the watches' first lists",
@@ -156,6 +167,19 @@ mod tests {
             .expect("waiter task");
         // Already ready: resolves at once.
         readiness.ready().await;
+    }
+
+    #[test]
+    fn start_up_says_it_waits_for_the_api_server() {
+        let readiness = Readiness::default();
+        readiness.set_discovering(true);
+        assert!(!readiness.is_ready());
+        assert!(readiness.waiting_for().starts_with("the API server"));
+        readiness.set_discovering(false);
+        assert_eq!(
+            readiness.waiting_for(),
+            "the watches' first lists and a valid policy"
+        );
     }
 
     #[test]

@@ -66,7 +66,13 @@ impl LiveCheck {
             .map_err(api_error("Nodes"))?
             .items;
         let mut machines = Vec::new();
-        for resource in crate::cluster::discover_machine_apis(&client).await {
+        // A failed discovery is an error, not "no Machines": Machine evidence decides.
+        let machine_apis = crate::cluster::discover_machine_apis(&client)
+            .await
+            .map_err(|e| {
+                Error::Cluster(format!("discovering the Machine APIs of {target}: {e}"))
+            })?;
+        for resource in machine_apis {
             let list = Api::<DynamicObject>::all_with(client.clone(), &resource)
                 .list(&ListParams::default())
                 .await

@@ -708,3 +708,163 @@ async fn an_apiserver_restart_mid_join_is_survived() {
         "the controller rode out the outage"
     );
 }
+
+/// The scenes' `--lease-duration` (see `Scene::start_controller`).
+const LEASE: Duration = Duration::from_secs(4);
+
+/// `csr_approver_leader` as the replica reports it; None when /metrics does not answer (an
+/// empty page must not read as 0).
+fn leader_gauge(scene: &Scene, index: usize) -> Option<f64> {
+    let metrics = scene.metrics(index);
+    metrics
+        .lines()
+        .any(|l| l.starts_with("csr_approver_leader "))
+        .then(|| metric(&metrics, "csr_approver_leader "))
+}
+
+async fn wait_leader_gauge(scene: &Scene, index: usize, value: f64, timeout: Duration) -> bool {
+    wait_for(timeout, || async {
+        (leader_gauge(scene, index) == Some(value)).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_is_fenced_until_it_renews_again() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    let c = scene.start_controller("replica-fenced", &[]);
+    scene.wait_ready(c).await;
+    assert!(
+        wait_leader_gauge(&scene, c, 1.0, Duration::from_secs(15)).await,
+        "{}",
+        scene.controller_log(c)
+    );
+
+    // etcd stops answering: the API server takes requests and holds them, so renewals
+    // neither succeed nor fail — they hang. For three leases.
+    scene.cp.pause_etcd();
+    let paused = Instant::now();
+    let fenced = wait_for(LEASE * 2, || async {
+        (leader_gauge(&scene, c) == Some(0.0)).then(|| paused.elapsed())
+    })
+    .await;
+    let Some(fenced) = fenced else {
+        scene.cp.resume_etcd();
+        panic!(
+            "still reporting leader {:?} into an etcd outage, beyond its {LEASE:?} lease\n{}",
+            paused.elapsed(),
+            scene.controller_log(c)
+        );
+    };
+    eprintln!("fenced {fenced:?} after etcd stopped");
+    // The last renewal was sent before the pause: fenced before that Lease could expire.
+    assert!(
+        fenced < LEASE,
+        "fenced only {fenced:?} into the outage\n{}",
+        scene.controller_log(c)
+    );
+    // No renewal, no leadership: it stays fenced however long the outage lasts.
+    while paused.elapsed() < LEASE * 3 {
+        assert_eq!(
+            leader_gauge(&scene, c),
+            Some(0.0),
+            "{:?} into the outage",
+            paused.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        scene.controller_log(c).contains("fenced"),
+        "the log says so\n{}",
+        scene.controller_log(c)
+    );
+    scene.cp.resume_etcd();
+    let resumed = Instant::now();
+
+    // Renewed again: leader, and it approves.
+    assert!(
+        wait_leader_gauge(&scene, c, 1.0, Duration::from_secs(30)).await,
+        "not leading again after the outage\n{}",
+        scene.controller_log(c)
+    );
+    eprintln!("leading again {:?} after etcd resumed", resumed.elapsed());
+    scene
+        .create_machine("worker-20", &[("InternalDNS", "worker-20")])
+        .await;
+    join_request(&scene, "worker-20-client", "worker-20").await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-20-client", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved"),
+        "{}",
+        scene.controller_log(c)
+    );
+    assert!(scene.controller_exit(c).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_without_the_apiserver_waits_alive_and_not_ready() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    tokio::task::block_in_place(|| scene.cp.stop_apiserver());
+    let c = scene.start_controller("replica-early", &[]);
+    let port = scene.controller_port(c);
+    // The probes answer although nothing else does.
+    let alive = wait_for(Duration::from_secs(10), || async move {
+        http_get(port, "/healthz").filter(|(code, _)| *code == 200)
+    })
+    .await;
+    assert!(alive.is_some(), "{}", scene.controller_log(c));
+    // Longer than a lease and many retries: alive, not ready, saying why.
+    let outage = Instant::now();
+    while outage.elapsed() < LEASE * 2 {
+        assert_eq!(
+            scene.controller_exit(c),
+            None,
+            "exited without an API server\n{}",
+            scene.controller_log(c)
+        );
+        assert_eq!(http_get(port, "/healthz").map(|(code, _)| code), Some(200));
+        let (code, body) = http_get(port, "/readyz").unwrap();
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("the API server"), "{body}");
+        assert_eq!(leader_gauge(&scene, c), Some(0.0));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    tokio::task::block_in_place(|| scene.cp.start_apiserver());
+    let started = Instant::now();
+    scene.wait_ready(c).await;
+    eprintln!("ready {:?} after the API server", started.elapsed());
+    assert!(
+        wait_leader_gauge(&scene, c, 1.0, Duration::from_secs(15)).await,
+        "{}",
+        scene.controller_log(c)
+    );
+    // The Machine API was found (a start-up without it would have skipped it for good).
+    scene
+        .create_machine("worker-21", &[("InternalDNS", "worker-21")])
+        .await;
+    join_request(&scene, "worker-21-client", "worker-21").await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-21-client", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved"),
+        "{}",
+        scene.controller_log(c)
+    );
+    let approved = scene.csr("worker-21-client").await;
+    let condition = approved.status.unwrap().conditions.unwrap().remove(0);
+    assert!(
+        condition
+            .message
+            .unwrap()
+            .contains("Machine openshift-machine-api/worker-21")
+    );
+}

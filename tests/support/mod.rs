@@ -237,13 +237,40 @@ impl ControlPlane {
     /// flags and state (etcd keeps running) and waits until it is ready: a control-plane
     /// outage as clients see it.
     pub fn restart_apiserver(&mut self, downtime: Duration) {
-        self.apiserver.stop();
+        self.stop_apiserver();
         std::thread::sleep(downtime);
+        self.start_apiserver();
+    }
+
+    /// Kills kube-apiserver (etcd keeps running): clients get "connection refused" until
+    /// [`ControlPlane::start_apiserver`].
+    pub fn stop_apiserver(&mut self) {
+        self.apiserver.stop();
+    }
+
+    /// Starts kube-apiserver again with the same flags and state and waits until it is
+    /// ready (blocking).
+    pub fn start_apiserver(&mut self) {
         let (program, args) = &self.apiserver_command;
         self.apiserver = Supervised::spawn("kube-apiserver", program, args, self.dir(), None)
             .unwrap_or_else(|e| panic!("restart kube-apiserver: {e}"));
         self.wait_ready()
             .unwrap_or_else(|e| panic!("kube-apiserver after restart: {e}"));
+    }
+
+    /// Freezes etcd (SIGSTOP): kube-apiserver still accepts requests, but every one that
+    /// needs etcd hangs — an etcd outage as the apiserver's clients see it.
+    pub fn pause_etcd(&self) {
+        self.etcd
+            .signal("STOP")
+            .unwrap_or_else(|e| panic!("pause etcd: {e}"));
+    }
+
+    /// Lets a paused etcd run again (SIGCONT).
+    pub fn resume_etcd(&self) {
+        self.etcd
+            .signal("CONT")
+            .unwrap_or_else(|e| panic!("resume etcd: {e}"));
     }
 
     fn wait_ready(&self) -> Result<(), String> {

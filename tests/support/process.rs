@@ -20,6 +20,7 @@ const WATCHDOG: &str = r#"
 exit_file=$1 cleanup=$2; shift 2
 "$@" </dev/null &
 child=$!
+echo "$child" >"$exit_file.pid"
 finish() {
   kill -KILL "$child" 2>/dev/null
   wait "$child" 2>/dev/null
@@ -85,6 +86,30 @@ impl Supervised {
             log,
             exit_file,
         })
+    }
+
+    /// Sends `signal` (a `kill` name: `STOP`, `CONT`, …) to the server itself, by the PID
+    /// its watchdog recorded.
+    pub fn signal(&self, signal: &str) -> Result<(), String> {
+        let pid_file = format!("{}.pid", self.exit_file.display());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pid = loop {
+            match fs::read_to_string(&pid_file) {
+                Ok(pid) if !pid.trim().is_empty() => break pid.trim().to_string(),
+                _ if Instant::now() < deadline => sleep(Duration::from_millis(10)),
+                _ => return Err(format!("{}: no PID recorded in {pid_file}", self.name)),
+            }
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(&pid)
+            .status()
+            .map_err(|e| format!("kill -{signal} {pid}: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -{signal} {pid} ({}): {status}", self.name))
+        }
     }
 
     /// `Some(description)` once the server has exited on its own.
