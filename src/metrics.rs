@@ -100,7 +100,7 @@ impl Metrics {
         )?;
         let leader = IntGauge::with_opts(opts(
             "leader",
-            "1 while this replica holds the Lease and may write approvals.",
+            "1 while this replica holds the Lease and renewed it recently enough to write approvals (within two thirds of the lease duration); 0 on a standby, and on a leader fenced because its renewals fail.",
         ))?;
         let kube_api_errors = IntCounterVec::new(
             opts(
