@@ -419,7 +419,7 @@ pub fn decide(csr: &CsrFacts, inventory: &Inventory, policy: &Policy, now: Times
         }) => {
             if reason.class() == ReasonClass::ForAnAdmin {
                 message = format!(
-                    "{message}. Nothing vouches for it, so it is left for an admin (never denied): if you have verified the host, approve by hand: kubectl certificate approve {} (oc adm certificate approve {})",
+                    "{message}. Left for an admin, never denied; once you verified the host, approve by hand: kubectl certificate approve {} (oc adm certificate approve {})",
                     csr.name, csr.name
                 );
             }

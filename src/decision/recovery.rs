@@ -34,7 +34,7 @@ fn for_an_admin(node: &str, why: &str) -> Refusal {
     refuse(
         Reason::NodeAlreadyExists,
         format!(
-            "Node {node} already exists and a bootstrapper asks for its identity ({why}). This is what node {node} sends when it was off longer than its client certificate lives; it is also what someone holding the bootstrap credential sends to impersonate {node}. Verify that {node} is the host you expect and that it cannot reach the API server with its own certificate (kubectl get lease -n kube-node-lease {node}: not renewed recently; its console or BMC shows the kubelet asking for a certificate)"
+            "Node {node} exists and a bootstrapper asks for its identity ({why}). A node off longer than its client certificate lives asks this; so does anyone holding the bootstrap credential. Verify {node} is the host you expect and offline (kubectl get lease -n kube-node-lease {node}: no recent renewTime)"
         ),
     )
 }
