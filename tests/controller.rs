@@ -868,3 +868,188 @@ async fn a_start_without_the_apiserver_waits_alive_and_not_ready() {
             .contains("Machine openshift-machine-api/worker-21")
     );
 }
+
+/// A TCP proxy in front of kube-apiserver whose traffic the test can hold: a network
+/// partition for the replicas behind it. Connections stay open and nothing gets through —
+/// requests hang, as behind a dropped route — until healed, when what was held flows on.
+struct Partition {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn start(upstream: std::net::SocketAddr) -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, open) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let open = open.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (from_client, to_client) = client.into_split();
+                    let (from_server, to_server) = server.into_split();
+                    tokio::join!(
+                        pump(from_client, to_server, open.clone()),
+                        pump(from_server, to_client, open)
+                    );
+                });
+            }
+        });
+        Partition { addr, cut }
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    fn heal(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+async fn pump(
+    from: tokio::net::tcp::OwnedReadHalf,
+    to: tokio::net::tcp::OwnedWriteHalf,
+    mut cut: tokio::sync::watch::Receiver<bool>,
+) {
+    // Readiness-based I/O (tokio's `io-util` is not among the crate's features). Dropping
+    // `to` on return shuts its direction down, as the peer did.
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        if cut.wait_for(|cut| !*cut).await.is_err() || from.readable().await.is_err() {
+            return;
+        }
+        let n = match from.try_read(&mut buffer) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        };
+        // Bytes read just as the cut came are held too.
+        if cut.wait_for(|cut| !*cut).await.is_err() {
+            return;
+        }
+        let mut written = 0;
+        while written < n {
+            if to.writable().await.is_err() {
+                return;
+            }
+            match to.try_write(&buffer[written..n]) {
+                Ok(k) => written += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_is_fenced_before_the_standby_takes_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    let upstream = scene
+        .cp
+        .server_url()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let partition = Partition::start(upstream).await;
+    let behind_proxy = scene.controller_kubeconfig_for(&format!("https://{}", partition.addr));
+    let a = scene.start_controller_with("replica-cut-off", &behind_proxy, &[]);
+    scene.wait_ready(a).await;
+    assert!(
+        wait_leader_gauge(&scene, a, 1.0, Duration::from_secs(15)).await,
+        "{}",
+        scene.controller_log(a)
+    );
+    let b = scene.start_controller("replica-b", &[]);
+    scene.wait_ready(b).await;
+    assert_eq!(
+        leader_gauge(&scene, b),
+        Some(0.0),
+        "the second replica stands by"
+    );
+
+    // The leader loses the API server; the standby and everyone else still reach it.
+    partition.cut();
+    let cut = Instant::now();
+    // Both gauges sampled together, so the order of the two moments is what happened.
+    let (mut fenced, mut took_over) = (None, None);
+    while (fenced.is_none() || took_over.is_none()) && cut.elapsed() < LEASE * 4 {
+        let (gauge_a, gauge_b) = (leader_gauge(&scene, a), leader_gauge(&scene, b));
+        if fenced.is_none() && gauge_a == Some(0.0) {
+            fenced = Some(cut.elapsed());
+        }
+        if took_over.is_none() && gauge_b == Some(1.0) {
+            took_over = Some(cut.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("partitioned leader fenced after {fenced:?}, standby leading after {took_over:?}");
+    let (Some(fenced), Some(took_over)) = (fenced, took_over) else {
+        panic!(
+            "fenced {fenced:?}, taken over {took_over:?}\n{}\n{}",
+            scene.controller_log(a),
+            scene.controller_log(b)
+        );
+    };
+    assert!(fenced < LEASE, "fenced only after {fenced:?}");
+    assert!(
+        fenced < took_over,
+        "two writers at once: the standby led {took_over:?} after the cut, the old leader fenced {fenced:?}"
+    );
+
+    // The new leader approves; the old one decides nothing.
+    scene
+        .create_machine("worker-22", &[("InternalDNS", "worker-22")])
+        .await;
+    join_request(&scene, "worker-22-client", "worker-22").await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-22-client", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved"),
+        "{}",
+        scene.controller_log(b)
+    );
+
+    // Healed: the old leader's held requests arrive late — a renewal conditional on a
+    // resourceVersion that is gone, refused — and it finds the Lease taken: it stands by.
+    partition.heal();
+    let healed = Instant::now();
+    while healed.elapsed() < LEASE * 2 {
+        assert_eq!(
+            leader_gauge(&scene, a),
+            Some(0.0),
+            "{:?} after healing",
+            healed.elapsed()
+        );
+        assert_eq!(
+            leader_gauge(&scene, b),
+            Some(1.0),
+            "{:?} after healing",
+            healed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lease = kube::Api::<Lease>::namespaced(scene.admin.clone(), NAMESPACE)
+        .get("csr-approver")
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("replica-b")
+    );
+    assert_eq!(
+        metric(&scene.metrics(a), "csr_approver_decisions_total"),
+        0.0,
+        "the old leader decided nothing\n{}",
+        scene.controller_log(a)
+    );
+    assert!(scene.controller_exit(a).is_none() && scene.controller_exit(b).is_none());
+}

@@ -126,11 +126,36 @@ impl Scene {
 
     /// Starts a controller replica under the ServiceAccount; returns its index.
     pub fn start_controller(&mut self, name: &'static str, extra: &[&str]) -> usize {
+        let kubeconfig = self.controller_kubeconfig.clone();
+        self.start_controller_with(name, &kubeconfig, extra)
+    }
+
+    /// The controller's kubeconfig (its ServiceAccount token) pointing at `server` instead,
+    /// e.g. a proxy in front of kube-apiserver (`127.0.0.1`: the serving certificate's SAN).
+    pub fn controller_kubeconfig_for(&self, server: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.controller_kubeconfig).expect("kubeconfig");
+        let mut kubeconfig: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        kubeconfig["clusters"][0]["cluster"]["server"] = json!(server);
+        let path = self
+            .cp
+            .dir()
+            .join(format!("controller-{}.kubeconfig", free_port()));
+        std::fs::write(&path, kubeconfig.to_string()).expect("write kubeconfig");
+        path
+    }
+
+    /// [`Scene::start_controller`] with another kubeconfig.
+    pub fn start_controller_with(
+        &mut self,
+        name: &'static str,
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+    ) -> usize {
         let port = free_port();
         let mut args: Vec<String> = [
             "run",
             "--kubeconfig",
-            self.controller_kubeconfig.to_str().expect("utf-8 path"),
+            kubeconfig.to_str().expect("utf-8 path"),
             "--namespace",
             NAMESPACE,
             "--http-addr",
