@@ -250,10 +250,11 @@ def cmd_monitoring(kustomize_mon_path, helm_path):
     kr, hr = one(k, "PrometheusRule"), one(h, "PrometheusRule")
     check_equal("PrometheusRule spec identical", kr["spec"], hr["spec"])
     alerts = {r.get("alert") for g in kr["spec"]["groups"] for r in g["rules"]}
-    check_equal("the six alerts exist", sorted(alerts),
+    check_equal("the seven alerts exist", sorted(alerts),
                 sorted(["CSRApproverPendingCSRTooOld", "CSRApproverFloodGuard",
                         "CSRApproverNewNodeRateLimited", "CSRApproverNodeRecoveryPending",
-                        "CSRApproverPolicyInvalid", "CSRApproverNoLeader"]))
+                        "CSRApproverPolicyInvalid", "CSRApproverNoLeader",
+                        "CSRApproverWriteFailures"]))
     ks, hs = one(k, "ServiceMonitor"), one(h, "ServiceMonitor")
     check_equal("ServiceMonitor spec identical", ks["spec"], hs["spec"])
     check("ServiceMonitor scrapes port http at /metrics",

@@ -23,6 +23,19 @@ pub enum OutputFormat {
 pub struct Evaluation {
     pub facts: CsrFacts,
     pub decision: Decision,
+    /// Live only, for a pending CSR: the controller's latest failure to write its verdict
+    /// (its `ApprovalFailed` Event). The verdict stays what `decide` says; this says why it
+    /// is not written yet.
+    pub last_write_error: Option<WriteError>,
+}
+
+/// A failed verdict write, as the controller's Warning Event reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WriteError {
+    /// When it last happened (the Event's last occurrence).
+    pub at: Option<Timestamp>,
+    /// The Event's note: the status code, the apiserver's message and a hint.
+    pub message: String,
 }
 
 /// The JSON-lines contract: one object per CSR.
@@ -32,6 +45,8 @@ struct JsonLine<'a> {
     verdict: &'a str,
     reason: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_write_error: Option<&'a WriteError>,
 }
 
 /// A CSR as the duplicate and flood rules see it.
@@ -91,7 +106,11 @@ pub fn evaluate(
         .map(|csr| {
             let facts = CsrFacts::from_csr(csr);
             let decision = decide(&facts, inventory, policy, now);
-            Evaluation { facts, decision }
+            Evaluation {
+                facts,
+                decision,
+                last_write_error: None,
+            }
         })
         .collect()
 }
@@ -138,6 +157,7 @@ pub fn render_colored(evaluations: &[Evaluation], format: OutputFormat, color: b
                     verdict: e.decision.verdict.as_str(),
                     reason: e.decision.reason.as_str(),
                     message: &e.decision.message,
+                    last_write_error: e.last_write_error.as_ref(),
                 };
                 // Serialising a struct of strings cannot fail.
                 serde_json::to_string(&line).unwrap_or_default() + "\n"
@@ -194,8 +214,7 @@ fn render_table(evaluations: &[Evaluation], color: bool) -> String {
         }
     }
     const VERDICT: usize = 3;
-    let mut out = String::new();
-    let mut line = |cells: &[&str], colored: bool| {
+    let line = |cells: &[&str], colored: bool| {
         let mut text = String::new();
         for (i, cell) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
@@ -212,12 +231,21 @@ fn render_table(evaluations: &[Evaluation], color: bool) -> String {
             }
             text.push_str(&" ".repeat(padding));
         }
-        out.push_str(text.trim_end());
-        out.push('\n');
+        text.truncate(text.trim_end().len());
+        text.push('\n');
+        text
     };
-    line(&header, false);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str), color);
+    let mut out = line(&header, false);
+    for (row, evaluation) in rows.iter().zip(evaluations) {
+        out.push_str(&line(&row.each_ref().map(String::as_str), color));
+        // Under its row, so an APPROVE that is not happening says why.
+        if let Some(error) = &evaluation.last_write_error {
+            let at = error
+                .at
+                .map(|t| format!(" ({})", t.strftime("%Y-%m-%dT%H:%M:%SZ")))
+                .unwrap_or_default();
+            let _ = writeln!(out, "  last write error{at}: {}", error.message);
+        }
     }
     out
 }

@@ -1,7 +1,7 @@
 //! The running controller: one reconcile per CSR — gather facts from the caches, `decide`,
 //! act (write the verdict when leading and enforcing), explain (Event, log, metric).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -81,6 +81,9 @@ pub struct Context {
     readiness: Arc<Readiness>,
     /// The last decision explained per CSR, so a requeue repeating it adds no Event.
     explained: Mutex<HashMap<String, (&'static str, Reason)>>,
+    /// The write failures explained per CSR (by uid) and cause: one Warning Event for each,
+    /// not one per 5-second retry.
+    failed_writes: Mutex<HashSet<(String, &'static str)>>,
     /// Serialises verdict writes so the duplicate and flood rules see each write before
     /// the next decision that depends on them.
     write_lock: tokio::sync::Mutex<()>,
@@ -132,6 +135,12 @@ async fn reconcile(
         );
         return Ok(Action::await_change());
     };
+    // A decision found written by csr-approver: explained already, or (its writer killed
+    // between condition and Event) explained now.
+    if let Some(written) = approval::written_decision(&csr) {
+        explain_written(&ctx, &csr, &written).await;
+        return Ok(Action::await_change());
+    }
     let facts = CsrFacts::from_csr(&csr);
     let uid = csr.metadata.uid.as_deref();
     // The store may still hold the pending object we just approved; a reconcile queued
@@ -179,6 +188,7 @@ async fn reconcile(
                 }
                 Err(error) => {
                     ctx.metrics.count_api_error("update");
+                    explain_write_failure(&ctx, &csr, &facts, &decision, &error).await;
                     return Err(error.into());
                 }
             }
@@ -263,10 +273,109 @@ async fn explain(
         decision.message
     );
     ctx.metrics.count_decision(&facts.signer_name, decision);
-    if let Some(event) = approval::event_for(decision, dry_run)
-        && !approval::publish(&ctx.recorder, csr, &event).await
-    {
-        ctx.metrics.count_api_error("create");
+    if let Some(event) = approval::event_for(decision, dry_run) {
+        publish(ctx, csr, &event).await;
+    }
+}
+
+/// Publishes an Event about a CSR, counting a failure (by cause) and never retrying it: when
+/// RBAC is gone the Event fails too, and a retry loop would only add load.
+async fn publish(ctx: &Context, csr: &CertificateSigningRequest, event: &Event) -> bool {
+    match approval::publish(&ctx.recorder, csr, event).await {
+        Ok(()) => true,
+        Err(error) => {
+            ctx.metrics.count_api_error("create");
+            ctx.metrics
+                .count_write_failure("event", approval::failure_cause(&error));
+            false
+        }
+    }
+}
+
+/// A verdict that could not be written: counted by cause, logged, and explained by a
+/// Warning Event on the CSR once per cause (the reconcile retries every 5 s), so a lost
+/// permission shows in `kubectl describe csr` and in `check`, not only in the log.
+async fn explain_write_failure(
+    ctx: &Context,
+    csr: &CertificateSigningRequest,
+    facts: &CsrFacts,
+    decision: &Decision,
+    error: &approval::ApprovalError,
+) {
+    let cause = error.cause();
+    ctx.metrics.count_write_failure("approval", cause);
+    let id = csr
+        .metadata
+        .uid
+        .clone()
+        .unwrap_or_else(|| facts.name.clone());
+    let first = {
+        let mut failed = ctx.failed_writes.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: forgetting costs at most one repeated Event per failing CSR.
+        if failed.len() > 10_000 {
+            failed.clear();
+        }
+        failed.insert((id, cause))
+    };
+    if !first {
+        return;
+    }
+    tracing::warn!(csr = %facts.name, verdict = decision.verdict.as_str(), reason = %decision.reason, cause, %error, "could not write the verdict; retrying");
+    publish(ctx, csr, &approval::failure_event(decision, error)).await;
+}
+
+/// How long after a decision was written a new leader still explains it if no Event does:
+/// long enough for any takeover (a lease is seconds), short enough that a restart does
+/// not list Events for the whole history of approved CSRs.
+const EXPLAIN_WRITTEN_WITHIN: Duration = Duration::from_secs(600);
+
+/// Explains a decision csr-approver wrote but (its writer killed between the condition and
+/// the Event) may not have explained: once per CSR per process, for decisions of the last
+/// ten minutes, when no csr-approver Event about the CSR says it already. Decisions this
+/// process wrote were explained when written (`explained` holds them).
+async fn explain_written(
+    ctx: &Context,
+    csr: &CertificateSigningRequest,
+    written: &approval::WrittenDecision,
+) {
+    let recent = written.at.is_some_and(|at| {
+        Timestamp::now()
+            .duration_since(at)
+            .unsigned_abs()
+            .le(&EXPLAIN_WRITTEN_WITHIN)
+    });
+    if !recent {
+        return;
+    }
+    let name = csr.metadata.name.as_deref().unwrap_or_default();
+    let id = csr.metadata.uid.clone().unwrap_or_else(|| name.to_string());
+    let first = {
+        let mut explained = ctx.explained.lock().unwrap_or_else(|p| p.into_inner());
+        // The marker of a decision explained (or checked) after the fact; a decided CSR
+        // is never decided again, so it cannot be confused with a decision's key.
+        let marker = (written.condition, Reason::AlreadyDecided);
+        !explained.contains_key(&id) && explained.insert(id, marker).is_none()
+    };
+    if !first {
+        return;
+    }
+    match approval::explained_already(&ctx.client, csr, written).await {
+        Ok(true) => {
+            tracing::debug!(csr = name, "written decision already explained");
+        }
+        Ok(false) => {
+            tracing::info!(
+                csr = name,
+                condition = written.condition,
+                "explaining a decision written by csr-approver that no Event explains (its writer stopped before publishing one)"
+            );
+            publish(ctx, csr, &approval::event_for_written(written)).await;
+        }
+        Err(error) => {
+            // Unknown: publishing could duplicate an Event; a missing one is the lesser harm.
+            ctx.metrics.count_api_error("list");
+            tracing::warn!(csr = name, %error, "cannot tell whether an Event explains the decision written; not publishing one");
+        }
     }
 }
 
@@ -502,6 +611,7 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         leader: leadership.gate.clone(),
         readiness,
         explained: Mutex::new(HashMap::new()),
+        failed_writes: Mutex::new(HashSet::new()),
         write_lock: tokio::sync::Mutex::new(()),
     });
     Controller::for_stream(csr_stream, reader)
@@ -551,6 +661,7 @@ mod tests {
             leader: leader::WriteGate::always(),
             readiness,
             explained: Mutex::new(HashMap::new()),
+            failed_writes: Mutex::new(HashSet::new()),
             write_lock: tokio::sync::Mutex::new(()),
         };
         (Arc::new(context), handle)
@@ -617,5 +728,239 @@ mod tests {
         policy.offer::<String>(Err("serving.allowedIPRanges[0]: invalid CIDR".to_string()));
         let (ctx, mut handle) = context(readiness, policy);
         assert_silent(ctx, &mut handle).await;
+    }
+
+    fn status(code: u16, reason: &str) -> ::http::Response<Body> {
+        let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "code": code, "reason": reason, "message": format!("{reason} says the apiserver")});
+        ::http::Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    }
+
+    fn ok(body: serde_json::Value) -> ::http::Response<Body> {
+        ::http::Response::builder()
+            .status(200)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    }
+
+    /// The next request (method, path and query, JSON body), answered with `reply`.
+    async fn next(
+        handle: &mut Handle,
+        reply: ::http::Response<Body>,
+    ) -> (String, String, serde_json::Value) {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(2), handle.next_request())
+            .await
+            .expect("a request within 2 s")
+            .expect("service open");
+        let method = request.method().to_string();
+        // The path, and `?query` when there is one.
+        let uri = match request.uri().query().filter(|q| !q.is_empty()) {
+            Some(query) => format!("{}?{query}", request.uri().path()),
+            None => request.uri().path().to_string(),
+        };
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        send.send_response(reply);
+        (
+            method,
+            uri,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    async fn assert_no_request(handle: &mut Handle, why: &str) {
+        let request = tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await;
+        assert!(request.is_err(), "{why}");
+    }
+
+    fn metric(ctx: &Context, line_start: &str) -> f64 {
+        ctx.metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with(line_start))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn approve() -> Decision {
+        Decision {
+            verdict: Verdict::Approve,
+            reason: Reason::NewNodeMachine,
+            message: "Machine openshift-machine-api/stranger vouches".to_string(),
+            node: Some("stranger".to_string()),
+            wants: None,
+        }
+    }
+
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+
+    #[tokio::test]
+    async fn a_failing_write_is_one_warning_event_per_cause_and_counted_by_cause() {
+        let (ctx, mut handle) = context(
+            Arc::new(Readiness::default()),
+            Arc::new(PolicyHolder::default()),
+        );
+        let csr = csr();
+        let facts = CsrFacts::from_csr(&csr);
+        let forbidden = || approval::ApprovalError::Write {
+            name: "stranger".into(),
+            source: kube::Error::Api(
+                kube::core::Status::failure("stranger is forbidden", "Forbidden")
+                    .with_code(403)
+                    .boxed(),
+            ),
+        };
+        let task = {
+            let (ctx, csr, facts) = (ctx.clone(), csr.clone(), facts.clone());
+            tokio::spawn(async move {
+                explain_write_failure(&ctx, &csr, &facts, &approve(), &forbidden()).await;
+            })
+        };
+        let (method, uri, event) = next(&mut handle, ok(serde_json::json!({}))).await;
+        task.await.unwrap();
+        assert_eq!((method.as_str(), uri.as_str()), ("POST", EVENTS));
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], approval::FAILURE_REASON);
+        assert_eq!(event["regarding"]["name"], "stranger");
+        let note = event["note"].as_str().unwrap();
+        assert!(
+            note.contains("HTTP 403 Forbidden: stranger is forbidden"),
+            "{note}"
+        );
+
+        // The 5-second retries fail the same way: counted, not announced again.
+        for _ in 0..3 {
+            explain_write_failure(&ctx, &csr, &facts, &approve(), &forbidden()).await;
+        }
+        assert_no_request(&mut handle, "one Event per cause, not one per retry").await;
+        assert_eq!(
+            metric(
+                &ctx,
+                r#"csr_approver_write_failures_total{cause="forbidden",write="approval"}"#
+            ),
+            4.0,
+            "{}",
+            ctx.metrics.render()
+        );
+
+        // A new cause is news; this time the Event itself is refused too (no RBAC in
+        // default either): counted as a failed Event write, and not retried.
+        let unavailable = approval::ApprovalError::Write {
+            name: "stranger".into(),
+            source: kube::Error::Api(
+                kube::core::Status::failure("etcd is away", "ServiceUnavailable")
+                    .with_code(503)
+                    .boxed(),
+            ),
+        };
+        let task = {
+            let (ctx, csr, facts) = (ctx.clone(), csr.clone(), facts.clone());
+            tokio::spawn(async move {
+                explain_write_failure(&ctx, &csr, &facts, &approve(), &unavailable).await;
+            })
+        };
+        let (_, uri, event) = next(&mut handle, status(403, "Forbidden")).await;
+        task.await.unwrap();
+        assert_eq!(uri, EVENTS);
+        assert!(
+            event["note"].as_str().unwrap().contains("HTTP 503"),
+            "{event}"
+        );
+        assert_no_request(&mut handle, "a refused Event is not retried").await;
+        assert_eq!(
+            metric(
+                &ctx,
+                r#"csr_approver_write_failures_total{cause="forbidden",write="event"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            metric(
+                &ctx,
+                r#"csr_approver_write_failures_total{cause="unavailable",write="approval"}"#
+            ),
+            1.0
+        );
+    }
+
+    /// A CSR csr-approver approved `ago` ago, as its condition shows.
+    fn approved_by_us(ago: Duration) -> CertificateSigningRequest {
+        let at = Timestamp::now() - jiff::SignedDuration::try_from(ago).unwrap();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "worker-1-client", "uid": "u-9", "resourceVersion": "8"},
+            "spec": {"request": "", "signerName": CLIENT_SIGNER},
+            "status": {"conditions": [{
+                "type": "Approved", "status": "True", "reason": approval::APPROVED_REASON,
+                "message": "csr-approver: NewNodeMachine: Machine openshift-machine-api/worker-1",
+                "lastUpdateTime": at.to_string()
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_decision_written_but_not_explained_is_explained_once() {
+        let (ctx, mut handle) = context(
+            Arc::new(Readiness::default()),
+            Arc::new(PolicyHolder::default()),
+        );
+        let csr = approved_by_us(Duration::from_secs(20));
+        let written = approval::written_decision(&csr).unwrap();
+        let task = {
+            let (ctx, csr, written) = (ctx.clone(), csr.clone(), written.clone());
+            tokio::spawn(async move { explain_written(&ctx, &csr, &written).await })
+        };
+        let (method, uri, _) = next(&mut handle, ok(serde_json::json!({"items": []}))).await;
+        assert_eq!(method, "GET");
+        assert!(
+            uri.starts_with("/api/v1/namespaces/default/events?")
+                && uri.contains("involvedObject.name%3Dworker-1-client"),
+            "{uri}"
+        );
+        let (method, uri, event) = next(&mut handle, ok(serde_json::json!({}))).await;
+        task.await.unwrap();
+        assert_eq!((method.as_str(), uri.as_str()), ("POST", EVENTS));
+        assert_eq!(event["type"], "Normal");
+        assert_eq!(event["reason"], "Approved");
+        assert_eq!(
+            event["note"],
+            "NewNodeMachine: Machine openshift-machine-api/worker-1"
+        );
+        // Seen again (a re-list, a policy change): nothing more, not even a list.
+        explain_written(&ctx, &csr, &written).await;
+        assert_no_request(&mut handle, "explained once per process").await;
+    }
+
+    #[tokio::test]
+    async fn a_written_decision_an_event_explains_or_an_old_one_gets_no_event() {
+        let (ctx, mut handle) = context(
+            Arc::new(Readiness::default()),
+            Arc::new(PolicyHolder::default()),
+        );
+        // Explained by the replica that wrote it.
+        let csr = approved_by_us(Duration::from_secs(20));
+        let written = approval::written_decision(&csr).unwrap();
+        let task = {
+            let (ctx, csr, written) = (ctx.clone(), csr.clone(), written.clone());
+            tokio::spawn(async move { explain_written(&ctx, &csr, &written).await })
+        };
+        let existing = serde_json::json!({"items": [{
+            "metadata": {"name": "worker-1-client.1", "namespace": "default"},
+            "involvedObject": {"kind": "CertificateSigningRequest", "name": "worker-1-client", "uid": "u-9"},
+            "reason": "Approved", "type": "Normal", "reportingComponent": "csr-approver",
+            "message": "NewNodeMachine: Machine openshift-machine-api/worker-1"
+        }]});
+        let _ = next(&mut handle, ok(existing)).await;
+        task.await.unwrap();
+        assert_no_request(&mut handle, "no second Approved Event").await;
+
+        // Decided an hour ago: outside the window, not even looked up.
+        let old = approved_by_us(Duration::from_secs(3600));
+        let mut other = old.clone();
+        other.metadata.uid = Some("u-10".into());
+        explain_written(&ctx, &other, &approval::written_decision(&other).unwrap()).await;
+        assert_no_request(&mut handle, "an old decision is history").await;
     }
 }

@@ -5,16 +5,17 @@
 //! (`kubectl csr-approver check`) it receives none of kubectl's own flags.
 
 use std::ffi::OsString;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, Node, Service};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 
-use crate::check::{self, Evaluation};
+use crate::approval;
+use crate::check::{self, Evaluation, WriteError};
 use crate::cluster::KubernetesService;
 use crate::decision::{CLIENT_SIGNER, SERVING_SIGNER};
 use crate::inventory::{CsrState, MachineInfo};
@@ -135,7 +136,25 @@ impl LiveCheck {
                     .record(inventory.observations_mut());
             }
         }
-        Ok((check::evaluate(&targets, &inventory, &policy, now), note))
+        let mut evaluations = check::evaluate(&targets, &inventory, &policy, now);
+        let mut note = note;
+        // Why an APPROVE is not happening: the controller's last failure to write it.
+        match last_write_errors(&client).await {
+            Ok(errors) => {
+                for (evaluation, csr) in evaluations.iter_mut().zip(&targets) {
+                    if CsrState::of(csr) == CsrState::Pending {
+                        evaluation.last_write_error = latest_for(&errors, csr);
+                    }
+                }
+            }
+            Err(error) => {
+                let _ = writeln!(
+                    note,
+                    "# cannot read Events in namespace default ({error}): last write errors not shown"
+                );
+            }
+        }
+        Ok((evaluations, note))
     }
 
     async fn cluster_policy(
@@ -164,6 +183,59 @@ impl LiveCheck {
             }),
         }
     }
+}
+
+/// A csr-approver `ApprovalFailed` Event about a CSR.
+struct FailureEvent {
+    name: String,
+    uid: Option<String>,
+    error: WriteError,
+}
+
+/// Every `ApprovalFailed` Event csr-approver published about a CSR, from `default` (where
+/// Events about cluster-scoped objects are recorded): one list for all CSRs.
+async fn last_write_errors(client: &kube::Client) -> Result<Vec<FailureEvent>, kube::Error> {
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let selector = format!(
+        "involvedObject.kind=CertificateSigningRequest,reason={}",
+        approval::FAILURE_REASON
+    );
+    let list = events
+        .list(&ListParams::default().fields(&selector))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| e.reporting_component.as_deref() == Some(approval::CONTROLLER))
+        .filter_map(|e| {
+            // The last occurrence: a series' last, else when it was created.
+            let at = e
+                .series
+                .as_ref()
+                .and_then(|s| s.last_observed_time.as_ref())
+                .or(e.event_time.as_ref())
+                .map(|t| t.0)
+                .or(e.last_timestamp.as_ref().map(|t| t.0));
+            Some(FailureEvent {
+                name: e.involved_object.name?,
+                uid: e.involved_object.uid,
+                error: WriteError {
+                    at,
+                    message: e.message.unwrap_or_default(),
+                },
+            })
+        })
+        .collect())
+}
+
+/// The latest failure about this CSR (a CSR re-created under its name is another request).
+fn latest_for(events: &[FailureEvent], csr: &CertificateSigningRequest) -> Option<WriteError> {
+    events
+        .iter()
+        .filter(|e| csr.metadata.name.as_deref() == Some(e.name.as_str()))
+        .filter(|e| e.uid.is_none() || e.uid == csr.metadata.uid)
+        .max_by_key(|e| e.error.at)
+        .map(|e| e.error.clone())
 }
 
 /// What decides where the cluster is, read from the process once and passed in, so the

@@ -24,9 +24,14 @@ pub struct Metrics {
     pub policy_reloads: IntCounterVec,
     pub leader: IntGauge,
     pub kube_api_errors: IntCounterVec,
+    pub write_failures: IntCounterVec,
 }
 
 const PREFIX: &str = "csr_approver";
+
+/// The `write` label of `csr_approver_write_failures_total`: the verdict's condition, or an
+/// Event.
+pub const WRITES: [&str; 2] = ["approval", "event"];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace(PREFIX)
@@ -109,6 +114,13 @@ impl Metrics {
             ),
             &["verb"],
         )?;
+        let write_failures = IntCounterVec::new(
+            opts(
+                "write_failures_total",
+                "Writes that failed, by what was written (approval: the Approved/Denied condition; event: an Event) and cause (forbidden, unauthorized, conflict, not_found, invalid, throttled, timeout, unavailable, server_error, other).",
+            ),
+            &["write", "cause"],
+        )?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(approval_latency.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
@@ -122,6 +134,7 @@ impl Metrics {
         registry.register(Box::new(policy_reloads.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(kube_api_errors.clone()))?;
+        registry.register(Box::new(write_failures.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -129,6 +142,13 @@ impl Metrics {
         for signer in [CLIENT_SIGNER, SERVING_SIGNER] {
             pending_csrs.with_label_values(&[signer]).set(0.0);
             approval_latency.with_label_values(&[signer]);
+        }
+        // Every series at 0 from the start: increase() in the alert needs a sample before
+        // the first failure, or it misses a series born at 1.
+        for write in WRITES {
+            for cause in crate::approval::FAILURE_CAUSES {
+                write_failures.with_label_values(&[write, cause]);
+            }
         }
         Ok(Metrics {
             registry,
@@ -145,6 +165,7 @@ impl Metrics {
             policy_reloads,
             leader,
             kube_api_errors,
+            write_failures,
         })
     }
 
@@ -160,6 +181,11 @@ impl Metrics {
 
     pub fn count_api_error(&self, verb: &'static str) {
         self.kube_api_errors.with_label_values(&[verb]).inc();
+    }
+
+    /// `write` is `"approval"` or `"event"`; `cause` one of `approval::FAILURE_CAUSES`.
+    pub fn count_write_failure(&self, write: &'static str, cause: &'static str) {
+        self.write_failures.with_label_values(&[write, cause]).inc();
     }
 
     /// Every metric family the controller exports, by name, with its type (a histogram's
