@@ -204,6 +204,8 @@ enum Fault {
     KillLeader(usize, &'static str),
     /// kube-apiserver down this long, then restarted on the same etcd.
     RestartApiserver(Duration),
+    /// etcd killed (SIGKILL) this long, then started again on its data.
+    RestartEtcd(Duration),
     /// The ClusterRoleBinding of deploy/rbac.yaml deleted this long, then applied again.
     RevokeRbac(Duration),
     /// A policy that does not parse, pushed to the ConfigMap.
@@ -225,6 +227,11 @@ async fn inject_fault(scene: &mut Scene, fault: &Fault) {
             scene.cp.stop_apiserver();
             tokio::time::sleep(*downtime).await;
             scene.cp.start_apiserver();
+        }
+        Fault::RestartEtcd(downtime) => {
+            scene.cp.kill_etcd();
+            tokio::time::sleep(*downtime).await;
+            scene.cp.start_etcd();
         }
         Fault::RevokeRbac(downtime) => {
             Api::<ClusterRoleBinding>::all(scene.admin.clone())
@@ -373,6 +380,26 @@ async fn a_kube_apiserver_restart_mid_join_is_survived() {
     two_replicas(&mut scene).await;
     let fault = Fault::RestartApiserver(Duration::from_secs(5));
     scenario("apiserver_restart", &mut scene, 0, "120s", fault).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_restart_mid_join_is_survived() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    two_replicas(&mut scene).await;
+    let fault = Fault::RestartEtcd(Duration::from_secs(5));
+    scenario("etcd_restart", &mut scene, 0, "120s", fault).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_cut_every_few_seconds_lose_nothing() {
+    let _serial = SERIAL.lock().await;
+    // The apiserver ends every watch after 4–8 s (--min-request-timeout): each replica's
+    // CSR, Node, Machine and policy watches re-list several times during the join.
+    let cp = support::ControlPlane::start_with_apiserver_flags(&["--min-request-timeout=4"]);
+    let mut scene = Scene::on(cp, openshift()).await;
+    two_replicas(&mut scene).await;
+    scenario("watches_cut", &mut scene, 0, "120s", Fault::Nothing).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,6 +82,9 @@ pub struct ControlPlane {
     controller_manager: Option<Supervised>,
     apiserver: Supervised,
     etcd: Supervised,
+    /// etcd processes killed and replaced by [`ControlPlane::start_etcd`]: kept (dead)
+    /// until the end, since the first one's watchdog removes the directory when dropped.
+    retired_etcd: Vec<Supervised>,
     workspace: Workspace,
     server_url: String,
     ca_pem: String,
@@ -91,6 +94,8 @@ pub struct ControlPlane {
     tokens: AtomicUsize,
     /// How the apiserver was started, to restart it the same way.
     apiserver_command: (PathBuf, Vec<String>),
+    /// How etcd was started, likewise.
+    etcd_command: (PathBuf, Vec<String>),
 }
 
 /// The temporary directory; removed on drop unless `CSR_APPROVER_KEEP_CONTROL_PLANE` is set.
@@ -135,7 +140,17 @@ impl ControlPlane {
         Self::try_start_with(Options::default())
     }
 
+    /// [`ControlPlane::start`] with more kube-apiserver flags (e.g. a short
+    /// `--min-request-timeout`, which makes it cut every watch within seconds).
+    pub fn start_with_apiserver_flags(flags: &[&str]) -> ControlPlane {
+        Self::try_start_inner(Options::default(), flags).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn try_start_with(options: Options) -> Result<ControlPlane, String> {
+        Self::try_start_inner(options, &[])
+    }
+
+    fn try_start_inner(options: Options, extra_flags: &[&str]) -> Result<ControlPlane, String> {
         let begin = Instant::now();
         let bin = asset_dir()?.join("bin");
         let assets_done = begin.elapsed();
@@ -171,6 +186,7 @@ impl ControlPlane {
         ];
         let cleanup = (!keep).then_some(dir.as_path());
         let etcd = Supervised::spawn("etcd", &bin.join("etcd"), &etcd_args, &dir, cleanup)?;
+        let etcd_command = (bin.join("etcd"), etcd_args.to_vec());
 
         let file = |name: &str| dir.join(name).display().to_string();
         let mut apiserver_args = vec![
@@ -192,6 +208,7 @@ impl ControlPlane {
         if options.real_nodes {
             apiserver_args.extend(node::apiserver_args(&dir));
         }
+        apiserver_args.extend(extra_flags.iter().map(|f| f.to_string()));
         let apiserver = Supervised::spawn(
             "kube-apiserver",
             &bin.join("kube-apiserver"),
@@ -205,6 +222,7 @@ impl ControlPlane {
             controller_manager: None,
             apiserver,
             etcd,
+            retired_etcd: Vec::new(),
             workspace,
             server_url,
             ca_pem: pki.ca_pem,
@@ -213,6 +231,7 @@ impl ControlPlane {
             startup: Duration::ZERO,
             tokens: AtomicUsize::new(0),
             apiserver_command,
+            etcd_command,
         };
         let servers_started = begin.elapsed();
         cp.wait_ready()?;
@@ -264,6 +283,27 @@ impl ControlPlane {
         self.etcd
             .signal("STOP")
             .unwrap_or_else(|e| panic!("pause etcd: {e}"));
+    }
+
+    /// Kills etcd (SIGKILL; its data stays): kube-apiserver answers, but every request that
+    /// needs etcd fails until [`ControlPlane::start_etcd`].
+    pub fn kill_etcd(&self) {
+        self.etcd
+            .signal("KILL")
+            .unwrap_or_else(|e| panic!("kill etcd: {e}"));
+    }
+
+    /// Starts etcd again on the same data and ports, after [`ControlPlane::kill_etcd`].
+    pub fn start_etcd(&mut self) {
+        // The dead one's exit and PID files would be read as the new one's.
+        for stale in ["etcd.exit", "etcd.exit.pid"] {
+            let _ = std::fs::remove_file(self.dir().join(stale));
+        }
+        let (program, args) = &self.etcd_command;
+        let started = Supervised::spawn("etcd", program, args, self.dir(), None)
+            .unwrap_or_else(|e| panic!("restart etcd: {e}"));
+        let dead = std::mem::replace(&mut self.etcd, started);
+        self.retired_etcd.push(dead);
     }
 
     /// Lets a paused etcd run again (SIGCONT).
