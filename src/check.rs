@@ -7,8 +7,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use serde::Serialize;
 
-use crate::decision::{CsrFacts, Decision, decide};
+use crate::decision::{CsrFacts, Decision, ReasonClass, Verdict, decide};
 use crate::inventory::{CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo};
+use crate::objects::UnreadableCsr;
 use crate::policy::Policy;
 use crate::request::parse_request;
 
@@ -38,15 +39,48 @@ pub struct WriteError {
     pub message: String,
 }
 
-/// The JSON-lines contract: one object per CSR.
+/// The JSON-lines contract: one object per CSR. `class` was added after `verdict`, which
+/// keeps its meaning: scripts that read `verdict` are unaffected.
 #[derive(Serialize)]
 struct JsonLine<'a> {
     name: &'a str,
     verdict: &'a str,
+    /// What kind of answer the reason gives ([`class_name`]); `Error` for an unreadable CSR.
+    class: &'a str,
     reason: &'a str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_write_error: Option<&'a WriteError>,
+}
+
+/// The reason of the row or line of a CSR that could not be read.
+pub const UNREADABLE_REASON: &str = "InvalidObject";
+
+/// A reason class as `-o json` names it (PascalCase, like reasons).
+pub fn class_name(class: ReasonClass) -> &'static str {
+    match class {
+        ReasonClass::Approval => "Approval",
+        ReasonClass::NotOurs => "NotOurs",
+        ReasonClass::Transient => "Transient",
+        ReasonClass::Definitive => "Definitive",
+        ReasonClass::ForAnAdmin => "ForAnAdmin",
+    }
+}
+
+/// The table's VERDICT column. A CSR left pending says why it waits, so that an admin
+/// does not wait for one that will never be approved: `WAIT` may still be approved when
+/// the cluster changes; `REFUSED` is forged or invalid whatever the cluster holds (left
+/// pending; denied with `deny: true`); `ADMIN` is unproven, for an admin to approve by
+/// hand after checking the host (never denied).
+pub fn verdict_label(decision: &Decision) -> &'static str {
+    match (&decision.verdict, decision.reason.class()) {
+        (Verdict::Approve, _) => "APPROVE",
+        (Verdict::Deny, _) => "DENY",
+        (Verdict::Ignore, _) => "IGNORE",
+        (Verdict::Wait { .. }, ReasonClass::Definitive) => "REFUSED",
+        (Verdict::Wait { .. }, ReasonClass::ForAnAdmin) => "ADMIN",
+        (Verdict::Wait { .. }, _) => "WAIT",
+    }
 }
 
 /// A CSR as the duplicate and flood rules see it.
@@ -145,25 +179,45 @@ pub fn render(evaluations: &[Evaluation], format: OutputFormat) -> String {
     render_colored(evaluations, format, false)
 }
 
-/// `color` colours the table's verdicts (green approve, red deny, yellow wait); JSON lines
-/// never carry colour.
+/// `color` colours the table's verdicts (green approve, red deny and refused, magenta
+/// admin, yellow wait); JSON lines never carry colour.
 pub fn render_colored(evaluations: &[Evaluation], format: OutputFormat, color: bool) -> String {
+    render_with_unreadable(evaluations, &[], format, color)
+}
+
+/// [`render_colored`], then one `ERROR` row (JSON: `"verdict":"error"`) per CSR that could
+/// not be read, naming its field.
+pub fn render_with_unreadable(
+    evaluations: &[Evaluation],
+    unreadable: &[UnreadableCsr],
+    format: OutputFormat,
+    color: bool,
+) -> String {
     match format {
-        OutputFormat::Json => evaluations
-            .iter()
-            .map(|e| {
-                let line = JsonLine {
-                    name: &e.facts.name,
-                    verdict: e.decision.verdict.as_str(),
-                    reason: e.decision.reason.as_str(),
-                    message: &e.decision.message,
-                    last_write_error: e.last_write_error.as_ref(),
-                };
+        OutputFormat::Json => {
+            let evaluated = evaluations.iter().map(|e| JsonLine {
+                name: &e.facts.name,
+                verdict: e.decision.verdict.as_str(),
+                class: class_name(e.decision.reason.class()),
+                reason: e.decision.reason.as_str(),
+                message: &e.decision.message,
+                last_write_error: e.last_write_error.as_ref(),
+            });
+            let failed = unreadable.iter().map(|u| JsonLine {
+                name: &u.name,
+                verdict: "error",
+                class: "Error",
+                reason: UNREADABLE_REASON,
+                message: &u.message,
+                last_write_error: None,
+            });
+            evaluated
+                .chain(failed)
                 // Serialising a struct of strings cannot fail.
-                serde_json::to_string(&line).unwrap_or_default() + "\n"
-            })
-            .collect(),
-        OutputFormat::Table => render_table(evaluations, color),
+                .map(|line| serde_json::to_string(&line).unwrap_or_default() + "\n")
+                .collect()
+        }
+        OutputFormat::Table => render_table(evaluations, unreadable, color),
     }
 }
 
@@ -179,13 +233,14 @@ fn short_signer(signer: &str) -> &str {
 fn verdict_color(verdict: &str) -> Option<&'static str> {
     match verdict {
         "APPROVE" => Some("32"),
-        "DENY" => Some("31"),
+        "DENY" | "REFUSED" | "ERROR" => Some("31"),
+        "ADMIN" => Some("35"),
         "WAIT" => Some("33"),
         _ => None,
     }
 }
 
-fn render_table(evaluations: &[Evaluation], color: bool) -> String {
+fn render_table(evaluations: &[Evaluation], unreadable: &[UnreadableCsr], color: bool) -> String {
     let header = [
         "NAME",
         "REQUESTER",
@@ -201,11 +256,21 @@ fn render_table(evaluations: &[Evaluation], color: bool) -> String {
                 e.facts.name.clone(),
                 e.facts.username.clone(),
                 short_signer(&e.facts.signer_name).to_string(),
-                e.decision.verdict.as_str().to_uppercase(),
+                verdict_label(&e.decision).to_string(),
                 e.decision.reason.as_str().to_string(),
                 e.decision.message.clone(),
             ]
         })
+        .chain(unreadable.iter().map(|u| {
+            [
+                u.name.clone(),
+                u.requester.clone(),
+                short_signer(&u.signer).to_string(),
+                "ERROR".to_string(),
+                UNREADABLE_REASON.to_string(),
+                u.message.clone(),
+            ]
+        }))
         .collect();
     let mut widths = header.map(str::len);
     for row in &rows {
@@ -246,6 +311,10 @@ fn render_table(evaluations: &[Evaluation], color: bool) -> String {
                 .unwrap_or_default();
             let _ = writeln!(out, "  last write error{at}: {}", error.message);
         }
+    }
+    // The unreadable CSRs' rows follow the evaluated ones (`rows` holds both).
+    for row in &rows[evaluations.len()..] {
+        out.push_str(&line(&row.each_ref().map(String::as_str), color));
     }
     out
 }

@@ -303,6 +303,14 @@ async fn run_check(args: CheckArgs) -> Result<String> {
     let mut cluster = ObjectSet::default();
     for path in &objects {
         cluster.read_file(path)?;
+        // The cluster's other CSRs feed the duplicate and flood rules: judging without one
+        // could approve what it would refuse, so an unreadable one fails the check.
+        if let Some(bad) = cluster.unreadable.first() {
+            return Err(Error::BadFile {
+                path: path.clone(),
+                message: format!("CertificateSigningRequest {}: {}", bad.name, bad.message),
+            });
+        }
     }
     let mut targets = ObjectSet::default();
     for file in &csrs {
@@ -326,6 +334,7 @@ async fn run_check(args: CheckArgs) -> Result<String> {
         cluster.csrs.iter().chain(&targets.csrs),
         cluster.kubernetes_service.as_ref(),
     );
+    let read = targets.csrs.len();
     let selected: Vec<_> = targets
         .csrs
         .into_iter()
@@ -334,7 +343,19 @@ async fn run_check(args: CheckArgs) -> Result<String> {
         })
         .collect();
     let evaluations = check::evaluate(&selected, &inventory, &policy, now);
-    Ok(check::render_colored(&evaluations, output, color))
+    let report = check::render_with_unreadable(&evaluations, &targets.unreadable, output, color);
+    // Verdicts are answers, whatever they say (exit 0); a CSR that could not be read is an
+    // input error (exit 1, as for any bad file), reported after the verdicts on the others.
+    match targets.unreadable.len() {
+        0 => Ok(report),
+        failed => Err(Error::Incomplete {
+            output: report,
+            message: format!(
+                "{failed} of {} CertificateSigningRequests could not be read (their ERROR rows name the field); the others were evaluated",
+                failed + read
+            ),
+        }),
+    }
 }
 
 pub fn init_logging(format: LogFormat) {

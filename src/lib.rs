@@ -46,6 +46,10 @@ pub enum Error {
     /// The cluster could not be read, or did not behave as required.
     #[error("{0}")]
     Cluster(String),
+    /// Part of the input could not be read: `output` reports on the rest and is printed
+    /// (on stdout) before the error.
+    #[error("{message}")]
+    Incomplete { output: String, message: String },
     #[error(transparent)]
     Controller(#[from] controller::ControllerError),
 }

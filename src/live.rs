@@ -37,7 +37,34 @@ pub struct LiveCheck {
 }
 
 fn read_error<'a>(what: &'a str, cluster: &'a ClusterTarget) -> impl Fn(kube::Error) -> Error + 'a {
-    move |e| Error::Cluster(format!("reading {what} from {cluster}: {e}"))
+    move |e| match connect_failure(&e) {
+        // kube says only "ServiceError: client error (Connect)": say which server could not
+        // be reached, from where it was configured, and why.
+        Some(cause) => Error::Cluster(format!(
+            "the API server {} ({}) is unreachable: {cause} (reading {what}). Is the cluster up, and is this the context you meant? (--context NAME picks another; --kubeconfig FILE another file)",
+            cluster.config.cluster_url,
+            cluster.describe_source(),
+        )),
+        None => Error::Cluster(format!("reading {what} from {cluster}: {e}")),
+    }
+}
+
+/// Why a request never reached the API server (refused, no such host, TLS handshake,
+/// timeout): the innermost cause of a client error, which is where the reason is. `None`
+/// for an answer from the server (403, 404, …).
+fn connect_failure(error: &kube::Error) -> Option<String> {
+    if !matches!(error, kube::Error::Service(_) | kube::Error::HyperError(_)) {
+        return None;
+    }
+    let mut innermost: &(dyn std::error::Error + 'static) = match error {
+        kube::Error::Service(source) => source.as_ref(),
+        kube::Error::HyperError(source) => source,
+        _ => return None,
+    };
+    while let Some(next) = innermost.source() {
+        innermost = next;
+    }
+    Some(innermost.to_string())
 }
 
 impl LiveCheck {
@@ -297,6 +324,16 @@ pub struct ClusterTarget {
     pub origin: ConfigOrigin,
     /// The kubeconfig context used; none in-cluster.
     pub context: Option<String>,
+}
+
+impl ClusterTarget {
+    /// Where the server's address came from: the context and kubeconfig, or in-cluster.
+    fn describe_source(&self) -> String {
+        match &self.context {
+            Some(context) => format!("context {context} of {}", self.origin),
+            None => self.origin.to_string(),
+        }
+    }
 }
 
 impl fmt::Display for ClusterTarget {

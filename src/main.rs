@@ -24,6 +24,9 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
+            if let csr_approver::Error::Incomplete { output, .. } = &e {
+                print!("{output}");
+            }
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }

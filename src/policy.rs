@@ -740,6 +740,28 @@ impl Policy {
             serde_path_to_error::deserialize::<_, Policy>(de).map_err(|e| {
                 path = e.path().to_string();
                 message = e.inner().to_string();
+                // A repeated key fails while the next key is read, so the path ends in `?`
+                // and serde-saphyr's message is about its own options: name the key
+                // instead, at the path where it is repeated.
+                if let serde_saphyr::Error::DuplicateMappingKey {
+                    key: Some(key),
+                    location,
+                } = e.inner().without_snippet()
+                {
+                    let parent = path
+                        .strip_suffix('?')
+                        .unwrap_or(&path)
+                        .trim_end_matches('.');
+                    path = match parent {
+                        "" => key.clone(),
+                        parent => format!("{parent}.{key}"),
+                    };
+                    message = format!(
+                        "`{key}` is given twice in the same mapping (again at line {}, column {}); keep one",
+                        location.line(),
+                        location.column()
+                    );
+                }
                 <serde_saphyr::Error as de::Error>::custom(e.to_string())
             })
         });

@@ -188,9 +188,21 @@ fn kubectl_list_is_explained_in_json() {
         ),
         "{message}"
     );
+    // `class` says what kind of answer each is; `verdict` keeps its meaning.
+    let classes: Vec<&str> = lines.iter().map(|l| l["class"].as_str().unwrap()).collect();
+    assert_eq!(
+        classes,
+        [
+            "Approval",
+            "Transient",
+            "Approval",
+            "ForAnAdmin",
+            "Transient"
+        ]
+    );
     for line in &lines {
         let keys: Vec<&String> = line.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["message", "name", "reason", "verdict"]);
+        assert_eq!(keys, ["class", "message", "name", "reason", "verdict"]);
     }
 }
 
@@ -334,11 +346,138 @@ fn csr_with_invalid_base64_request_is_a_clear_error() {
     let path = write_yaml(dir.path(), "bad-request.yaml", &[csr]);
     let out = run(&["check", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
+    // The row names the file, the field and what it should hold.
+    let table = stdout(&out);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("a "))
+        .expect("a row for a");
+    for cell in [
+        "ERROR",
+        "InvalidObject",
+        "bad-request.yaml, document 1, item 1: spec.request is not base64",
+        "base64 -w0 < request.pem",
+    ] {
+        assert!(row.contains(cell), "{row} should contain {cell}");
+    }
     assert!(
-        stderr(&out).contains("bad-request.yaml"),
+        stderr(&out).contains("1 of 1 CertificateSigningRequests could not be read"),
         "{}",
         stderr(&out)
     );
+}
+
+/// One CSR that cannot be read is its own ERROR row; the others are still evaluated, and
+/// the exit status is 1 (verdicts, even refusals, exit 0: they are answers).
+#[test]
+fn one_unreadable_csr_does_not_hide_the_verdicts_on_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects = cluster(dir.path());
+    let mut bad_request = client_csr("csr-bad-request", "worker-1");
+    bad_request["spec"]["request"] = json!("!!!not base64!!!");
+    let mut bad_usages = client_csr("csr-bad-usages", "worker-1");
+    bad_usages["spec"]["usages"] = json!("client auth");
+    let csrs = write_yaml(
+        dir.path(),
+        "csrs.yaml",
+        &[list(vec![
+            client_csr("csr-w1", "worker-1"),
+            bad_request,
+            client_csr("csr-stranger", "worker-9"),
+            bad_usages,
+        ])],
+    );
+    let check = |format: &str| {
+        run(&[
+            "check",
+            "--objects",
+            objects.to_str().unwrap(),
+            "--now",
+            NOW,
+            "-o",
+            format,
+            csrs.to_str().unwrap(),
+        ])
+    };
+    let out = check("json");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let got: Vec<String> = json_lines(&out)
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {} {} {}",
+                l["name"].as_str().unwrap(),
+                l["verdict"].as_str().unwrap(),
+                l["reason"].as_str().unwrap(),
+                l["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 4, "{got:#?}");
+    assert!(
+        got[0].starts_with("csr-w1 approve NewNodeMachine"),
+        "{got:#?}"
+    );
+    assert!(
+        got[1].starts_with("csr-stranger wait UnknownMachine"),
+        "{got:#?}"
+    );
+    assert!(
+        got[2].starts_with("csr-bad-request error InvalidObject ")
+            && got[2].contains(
+                "csrs.yaml, document 1, item 2: spec.request is not base64 (Invalid symbol 33, offset 0.)"
+            ),
+        "{got:#?}"
+    );
+    assert!(
+        got[3].starts_with("csr-bad-usages error InvalidObject ")
+            && got[3].contains("csrs.yaml, document 1, item 4: spec.usages: invalid type"),
+        "{got:#?}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("2 of 4 CertificateSigningRequests could not be read")
+            && err.contains("the others were evaluated"),
+        "{err}"
+    );
+    // The table: the same, with the requester and signer that could be read.
+    let out = check("table");
+    assert_eq!(out.status.code(), Some(1));
+    let table = stdout(&out);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("csr-bad-usages "))
+        .unwrap_or_else(|| panic!("no row for csr-bad-usages in\n{table}"));
+    for cell in [BOOTSTRAPPER, "kubelet-client", "ERROR", "InvalidObject"] {
+        assert!(row.contains(cell), "{row} should contain {cell}");
+    }
+    assert!(table.contains("APPROVE"), "{table}");
+}
+
+#[test]
+fn an_unreadable_csr_among_the_objects_fails_the_check_naming_its_field() {
+    // The cluster's other CSRs feed the duplicate and flood rules: without one, a verdict
+    // could be wrong, so this one is an error, not a row.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bad = approved(client_csr("earlier", "worker-1"));
+    bad["spec"]["request"] = json!("%%%");
+    let objects = write_yaml(dir.path(), "objects.yaml", &[list(vec![bad])]);
+    let csrs = write_yaml(dir.path(), "c.yaml", &[client_csr("a", "worker-1")]);
+    let out = run(&[
+        "check",
+        "--objects",
+        objects.to_str().unwrap(),
+        csrs.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("objects.yaml")
+            && err.contains("CertificateSigningRequest earlier")
+            && err.contains("spec.request is not base64"),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 }
 
 #[test]
@@ -684,4 +823,339 @@ fn a_terminal_gets_colour_unless_no_color_is_set() {
     let no_color = on_a_terminal(&args, &[("NO_COLOR", "1")]);
     assert!(no_color.contains("APPROVE"), "{no_color:?}");
     assert!(!no_color.contains('\u{1b}'), "{no_color:?}");
+}
+
+/// `--policy` for the tests below: `deny` as given.
+fn deny_policy(dir: &Path, deny: bool) -> PathBuf {
+    let path = dir.join(format!("deny-{deny}.yaml"));
+    std::fs::write(&path, format!("deny: {deny}\n")).unwrap();
+    path
+}
+
+/// The VERDICT column tells a CSR that may still be approved (WAIT) from one that never
+/// will be (REFUSED: forged or invalid) and one left for an admin (ADMIN).
+#[test]
+fn table_says_refused_or_admin_for_csrs_that_will_not_be_approved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects = cluster(dir.path());
+    let masters = csr_object(
+        "csr-masters",
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        BOOTSTRAPPER,
+        &BOOTSTRAPPER_GROUPS,
+        &CLIENT_USAGES,
+        &Request::node("worker-1").org(Some("system:masters")),
+        "2026-11-23T11:59:00Z",
+    );
+    let csrs = write_yaml(
+        dir.path(),
+        "csrs.yaml",
+        &[list(vec![
+            client_csr("csr-w1", "worker-1"),
+            masters,
+            serving_csr("csr-w2-forged", "worker-2", "10.0.0.13"),
+            client_csr("csr-stranger", "worker-9"),
+        ])],
+    );
+    let table = |deny: bool, extra: &[&str]| {
+        let policy = deny_policy(dir.path(), deny);
+        let mut args = vec![
+            "check",
+            "--objects",
+            objects.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--now",
+            NOW,
+            csrs.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let verdict_of = |table: &str, name: &str| -> String {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row {name} in\n{table}"));
+        let cells: Vec<&str> = row
+            .split("   ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        format!("{} {}", cells[3], cells[4])
+    };
+    let plain = table(false, &[]);
+    assert_eq!(verdict_of(&plain, "csr-w1"), "APPROVE NewNodeMachine");
+    assert_eq!(verdict_of(&plain, "csr-masters"), "REFUSED BadOrganization");
+    assert_eq!(verdict_of(&plain, "csr-w2-forged"), "ADMIN ForeignSan");
+    assert_eq!(verdict_of(&plain, "csr-stranger"), "WAIT UnknownMachine");
+    // deny: true denies the forged, never what waits for an admin.
+    let deny = table(true, &[]);
+    assert_eq!(verdict_of(&deny, "csr-masters"), "DENY BadOrganization");
+    assert_eq!(verdict_of(&deny, "csr-w2-forged"), "ADMIN ForeignSan");
+    // Coloured apart from WAIT's yellow.
+    let colored = table(false, &["--color", "always"]);
+    assert!(
+        colored.contains("\u{1b}[31mREFUSED\u{1b}[0m"),
+        "{colored:?}"
+    );
+    assert!(colored.contains("\u{1b}[35mADMIN\u{1b}[0m"), "{colored:?}");
+    assert!(colored.contains("\u{1b}[33mWAIT\u{1b}[0m"), "{colored:?}");
+    // JSON: the verdict as before, the class beside it.
+    let policy = deny_policy(dir.path(), false);
+    let out = run(&[
+        "check",
+        "--objects",
+        objects.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--now",
+        NOW,
+        "-o",
+        "json",
+        csrs.to_str().unwrap(),
+    ]);
+    let lines = json_lines(&out);
+    assert_eq!(
+        (lines[1]["verdict"].as_str(), lines[1]["class"].as_str()),
+        (Some("wait"), Some("Definitive"))
+    );
+    assert_eq!(
+        (lines[2]["verdict"].as_str(), lines[2]["class"].as_str()),
+        (Some("wait"), Some("ForAnAdmin"))
+    );
+}
+
+/// A dump as large as a real cluster's: 10 000 CSRs, as `kubectl get csr -o yaml` and
+/// `-o json` print them (a `kind: List`, approved CSRs carrying their certificate).
+/// serde-saphyr's default budget refused the YAML one (`budget breached: Nodes`).
+#[test]
+fn a_dump_of_10000_csrs_is_read_as_yaml_and_as_json() {
+    const COUNT: usize = 10_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects = cluster(dir.path());
+    // One request for all (key generation would dominate the test); every CSR but the last
+    // is approved, so the last one, pending, is a duplicate only if the others were read.
+    // The items are one serialised CSR with its name, uid and resourceVersion replaced:
+    // serialising 10 000 objects would take longer than checking them.
+    // Placeholders with a `-` (never in base64) and a number YAML must quote as a string.
+    let pending = client_csr("csr-placeholder", "worker-1");
+    let mut approved = pending.clone();
+    approved["metadata"]["uid"] = json!("uid-placeholder");
+    approved["metadata"]["resourceVersion"] = json!("7777777777");
+    approved["status"] = json!({
+        "certificate": serde_json::to_value(k8s_openapi::ByteString(vec![0x30; 1100])).unwrap(),
+        "conditions": [{
+            "type": "Approved", "status": "True", "reason": "AutoApproved",
+            "message": "csr-approver: Machine openshift-machine-api/worker-1 vouches",
+            "lastUpdateTime": "2026-11-23T11:59:01Z",
+            "lastTransitionTime": "2026-11-23T11:59:01Z"
+        }]
+    });
+    let fill = |template: &str, i: usize| {
+        template
+            .replace("csr-placeholder", &format!("csr-{i}"))
+            .replace(
+                "uid-placeholder",
+                &format!("00000000-0000-0000-0000-{i:012}"),
+            )
+            .replace("7777777777", &format!("{}", 1_000_000_000 + i))
+    };
+    // YAML as kubectl prints a List: each item a `- ` entry, indented under `items:`.
+    let as_item = |csr: &Value| {
+        let text = serde_saphyr::to_string(csr).unwrap();
+        let mut lines = text.lines();
+        let first = format!("- {}\n", lines.next().unwrap());
+        first + &lines.map(|l| format!("  {l}\n")).collect::<String>()
+    };
+    let (approved_yaml, pending_yaml) = (as_item(&approved), as_item(&pending));
+    let mut yaml_text =
+        String::from("apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n");
+    // JSON as `kubectl get -o json` prints it: indented by 4.
+    let pretty = |csr: &Value| {
+        let mut out = Vec::new();
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+        serde::Serialize::serialize(csr, &mut serializer).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let (approved_json, pending_json) = (pretty(&approved), pretty(&pending));
+    let mut json_items = Vec::with_capacity(COUNT);
+    for i in 0..COUNT - 1 {
+        yaml_text.push_str(&fill(&approved_yaml, i));
+        json_items.push(fill(&approved_json, i));
+    }
+    yaml_text.push_str(&fill(&pending_yaml, COUNT - 1));
+    json_items.push(fill(&pending_json, COUNT - 1));
+    let json_text = format!(
+        "{{\n    \"apiVersion\": \"v1\",\n    \"items\": [\n{}\n    ],\n    \"kind\": \"List\",\n    \"metadata\": {{\"resourceVersion\": \"\"}}\n}}\n",
+        json_items.join(",\n")
+    );
+    let yaml = dir.path().join("csrs.yaml");
+    std::fs::write(&yaml, &yaml_text).unwrap();
+    let json_path = dir.path().join("csrs.json");
+    std::fs::write(&json_path, &json_text).unwrap();
+    assert!(
+        yaml_text.len() > 20_000_000,
+        "a real-size dump: {} bytes",
+        yaml_text.len()
+    );
+    // Both at once: each takes a few seconds in a debug build.
+    let checks: Vec<_> = [yaml, json_path]
+        .into_iter()
+        .map(|file| {
+            let objects = objects.clone();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let out = run(&[
+                    "check",
+                    "--objects",
+                    objects.to_str().unwrap(),
+                    "--now",
+                    NOW,
+                    "--pending",
+                    "-o",
+                    "json",
+                    file.to_str().unwrap(),
+                ]);
+                eprintln!("{}: {:.1?}", file.display(), started.elapsed());
+                (file, out)
+            })
+        })
+        .collect();
+    for check in checks {
+        let (file, out) = check.join().unwrap();
+        assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
+        let lines = json_lines(&out);
+        assert_eq!(lines.len(), 1, "{}: {lines:?}", file.display());
+        assert_eq!(lines[0]["name"], format!("csr-{}", COUNT - 1));
+        assert_eq!(
+            lines[0]["reason"],
+            "DuplicateClientRequest",
+            "{}: {lines:?}",
+            file.display()
+        );
+    }
+}
+
+/// JSON is read as JSON, and YAML in flow style, which starts like JSON, still as YAML.
+#[test]
+fn json_and_flow_style_yaml_files_are_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csr = client_csr("csr-w1", "worker-1");
+    let json_file = dir.path().join("one.json");
+    std::fs::write(&json_file, serde_json::to_string_pretty(&csr).unwrap()).unwrap();
+    let flow = dir.path().join("flow.yaml");
+    std::fs::write(
+        &flow,
+        format!("{{kind: List, apiVersion: v1, items: [{csr}]}}\n"),
+    )
+    .unwrap();
+    let objects = cluster(dir.path());
+    for file in [&json_file, &flow] {
+        let out = run(&[
+            "check",
+            "--objects",
+            objects.to_str().unwrap(),
+            "--now",
+            NOW,
+            "-o",
+            "json",
+            file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}: {}", file.display(), stderr(&out));
+        assert_eq!(json_lines(&out)[0]["reason"], "NewNodeMachine");
+    }
+}
+
+/// A PEM request has no requester or signer, on which the verdict turns: it is refused
+/// with the manifest that wraps it, and that manifest, run as printed, is checked.
+#[test]
+fn a_pem_request_is_refused_with_the_manifest_that_wraps_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = dir.path().join("worker-1.csr");
+    std::fs::write(&pem, Request::node("worker-1").pem()).unwrap();
+    let out = run(&["check", pem.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("a PEM CERTIFICATE REQUEST, not a CertificateSigningRequest object")
+            && err.contains("spec.username"),
+        "{err}"
+    );
+    let script: String = err
+        .lines()
+        .skip_while(|l| !l.starts_with("cat > csr.yaml"))
+        .take_while(|l| *l != "EOF")
+        .chain(["EOF"])
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        script.contains("signerName: kubernetes.io/kube-apiserver-client-kubelet"),
+        "{err}"
+    );
+    let written = Command::new("bash")
+        .args(["-euc", &script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{}", stderr(&written));
+    let objects = cluster(dir.path());
+    let out = run(&[
+        "check",
+        "--objects",
+        objects.to_str().unwrap(),
+        "--now",
+        NOW,
+        "-o",
+        "json",
+        dir.path().join("csr.yaml").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["name"], "worker-1-csr");
+    assert_eq!(lines[0]["reason"], "NewNodeMachine", "{lines:?}");
+    // A serving request (it has SANs) gets the serving manifest, from its node.
+    let serving = dir.path().join("serving.csr");
+    std::fs::write(&serving, Request::node("worker-2").ip("10.0.0.12").pem()).unwrap();
+    let err = stderr(&run(&["check", serving.to_str().unwrap()]));
+    assert!(
+        err.contains("signerName: kubernetes.io/kubelet-serving")
+            && err.contains("username: system:node:worker-2"),
+        "{err}"
+    );
+}
+
+/// A server nothing listens on: the error says which server, from which context and file,
+/// and that it is unreachable (kube alone says `client error (Connect)`).
+#[test]
+fn an_unreachable_server_is_named_with_its_context() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A port just closed, so nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kubeconfig = dir.path().join("prod.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{token: x}}}}]\ncontexts: [{{name: prod, context: {{cluster: c, user: u}}}}]\ncurrent-context: prod\n"),
+    )
+    .unwrap();
+    let out = run(&["check", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for part in [
+        &format!("the API server https://127.0.0.1:{port}/"),
+        "context prod of --kubeconfig",
+        "prod.kubeconfig",
+        "is unreachable: Connection refused",
+        "reading the policy ConfigMap",
+    ] {
+        assert!(err.contains(part), "{err} should contain {part}");
+    }
+    assert!(!err.contains("ServiceError"), "{err}");
 }

@@ -430,7 +430,8 @@ async fn kubectl_csr_approver_check_explains_a_live_cluster() {
     let forged =
         row(&table, "plugin-forged").unwrap_or_else(|| panic!("no plugin-forged in\n{table}"));
     assert!(
-        forged.contains("WAIT") && forged.contains("BadOrganization"),
+        // Forged: refused (left pending under deny: false), not waiting for anything.
+        forged.contains("REFUSED") && forged.contains("BadOrganization"),
         "{forged}"
     );
     assert!(

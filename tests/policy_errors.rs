@@ -482,3 +482,21 @@ fn inventory_addresses_that_are_ip_literals_in_disguise_are_rejected() {
         "neither an IP address nor a DNS name",
     );
 }
+
+#[test]
+fn a_duplicate_key_is_named_with_its_path() {
+    // serde-saphyr's own message names no field (`?`) and points at its options.
+    assert_rejected(
+        "client:\n  joinWindow: 1h\n  joinWindow: 2h\n",
+        "client.joinWindow",
+        "`joinWindow` is given twice in the same mapping (again at line 3, column 3)",
+    );
+    assert_rejected("deny: true\ndeny: false\n", "deny", "given twice");
+    assert_rejected(
+        "inventory:\n  - name: a\n    name: b\n",
+        "inventory[0].name",
+        "given twice",
+    );
+    let (_, message) = error_of("deny: true\ndeny: false\n");
+    assert!(!message.contains("DuplicateKeyPolicy"), "{message}");
+}
