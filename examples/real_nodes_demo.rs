@@ -28,7 +28,14 @@ use support::pod::{self, Workloads};
 use support::{ControlPlane, KUBELET_CLIENT_SIGNER, Options};
 
 fn say(what: &str) {
-    println!("\n\x1b[1m==> {what}\x1b[0m");
+    // Bold for a person at a terminal; a log file or a pipe gets plain text.
+    let bold = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    if bold {
+        println!("\n\x1b[1m==> {what}\x1b[0m");
+    } else {
+        println!("\n==> {what}");
+    }
 }
 
 /// `kubectl <args>` with the demo's kubeconfig, its output shown as a user sees it.
@@ -76,7 +83,8 @@ async fn client_csr_of(admin: &Client, node: &RealNode) -> String {
     .await
 }
 
-async fn ready(admin: &Client, name: &str) {
+/// Waits until Node `name` is Ready, and says so (the join is quiet otherwise).
+async fn ready(admin: &Client, name: &str, begin: Instant) {
     let nodes: Api<Node> = Api::all(admin.clone());
     wait(
         &format!("Node {name} not Ready"),
@@ -94,6 +102,7 @@ async fn ready(admin: &Client, name: &str) {
         },
     )
     .await;
+    println!("  {name} Ready ({:.1?} after the start)", begin.elapsed());
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -167,9 +176,9 @@ async fn main() {
     for (i, name) in names.iter().enumerate() {
         nodes.push(RealNode::start(&cp, name, ip(i as u8 + 1)).await);
     }
-    ready(&admin, "control-0").await;
+    ready(&admin, "control-0", begin).await;
     for name in &names {
-        ready(&admin, name).await;
+        ready(&admin, name, begin).await;
     }
     println!("all Ready {:.1?} after the start", begin.elapsed());
 
@@ -194,26 +203,48 @@ async fn main() {
         client_csr_of(&admin, &impostor).await,
         "forged-intruder".to_owned(),
     ];
-    // Until csr-approver has said why, for each.
+    // Until csr-approver has said why, for each; each is shown as it comes.
+    println!(
+        "waiting for csr-approver to explain the {} refused CSRs (a Warning Event each)",
+        refused.len()
+    );
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(admin.clone(), "default");
-    wait("no Warning Events", Duration::from_secs(30), || {
-        let (events, refused) = (events.clone(), refused.clone());
-        async move {
-            let list = events.list(&Default::default()).await.ok()?.items;
+    let mut explained = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while explained.len() < refused.len() {
+        assert!(
+            Instant::now() < deadline,
+            "demo: no Warning Event for {:?} after 30s",
             refused
                 .iter()
-                .all(|csr| {
-                    list.iter().any(|e| {
-                        e.type_.as_deref() == Some("Warning")
-                            && e.regarding.as_ref().and_then(|r| r.name.as_deref())
-                                == Some(csr.as_str())
-                    })
-                })
-                .then_some(())
+                .filter(|c| !explained.contains(*c))
+                .collect::<Vec<_>>()
+        );
+        let list = events
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for csr in &refused {
+            if explained.contains(csr) {
+                continue;
+            }
+            let warning = list.iter().find(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(csr.as_str())
+            });
+            if let Some(event) = warning {
+                println!(
+                    "  {csr}: left Pending — {}: {}",
+                    event.reason.as_deref().unwrap_or_default(),
+                    event.note.as_deref().unwrap_or_default()
+                );
+                explained.insert(csr.clone());
+            }
         }
-    })
-    .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     say("kubectl get nodes");
     kubectl(&cp, &["get", "nodes", "-o", "wide"]);

@@ -10,7 +10,9 @@
 #   scripts/demo.sh            # real: control-0 + 2 workers; simulator: 5 nodes, 6 forged CSRs
 #   DEMO_SIMULATE=1 scripts/demo.sh   # the simulator even where kubelets could run
 #   DEMO_NODES=20 DEMO_FORGED=12 scripts/demo.sh
-#   DEMO_KEEP=1 scripts/demo.sh   # leave it running afterwards (real nodes: until Ctrl-C)
+#   DEMO_KEEP=1 scripts/demo.sh   # leave it running afterwards (real nodes: until Ctrl-C;
+#                                 # simulator: it prints the one command that stops it all)
+#   DEMO_BIN=path/to/csr-approver  # the simulator with this binary instead of `cargo build`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -19,8 +21,14 @@ forged="${DEMO_FORGED:-6}"
 export CSR_APPROVER_DEV_DIR="${CSR_APPROVER_DEV_DIR:-${XDG_RUNTIME_DIR:-/tmp}/csr-approver-demo}"
 state="$CSR_APPROVER_DEV_DIR"
 http_port="${DEMO_HTTP_PORT:-18080}"
+case "${DEMO_KEEP:-}" in ""|0) keep="" ;; *) keep=1 ;; esac
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+# Bold headings for a person at a terminal only: a log file or a pipe gets plain text.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+else
+  say() { printf '\n==> %s\n' "$*"; }
+fi
 
 command -v kubectl >/dev/null || { echo "demo: kubectl is required (Debian: kubernetes-client)" >&2; exit 1; }
 
@@ -53,9 +61,18 @@ if [ -z "$why_not_real" ]; then
 fi
 echo "demo: real kubelets cannot run here ($why_not_real): showing the simulator instead"
 
-say "building csr-approver"
-cargo build --quiet --locked
-bin="$repo/target/debug/csr-approver"
+if [ -n "${DEMO_BIN:-}" ]; then
+  bin="$DEMO_BIN"
+else
+  say "building csr-approver"
+  cargo build --quiet --locked
+  bin="$repo/target/debug/csr-approver"
+fi
+
+if [ -f "$state/csr-approver.pid" ] && kill -0 "$(cat "$state/csr-approver.pid")" 2>/dev/null; then
+  echo "demo: a kept demo is still running in $state; stop it first: CSR_APPROVER_DEV_DIR=$state $repo/scripts/dev-cluster.sh down" >&2
+  exit 1
+fi
 
 say "starting a local control plane (kube-apiserver $(grep -m1 '^KUBERNETES_VERSION=' scripts/control-plane-assets.sh | sed 's/.*:-\(v[^}]*\)}.*/\1/') + etcd)"
 bash scripts/dev-cluster.sh up
@@ -63,13 +80,20 @@ eval "$(bash scripts/dev-cluster.sh env)"
 
 controller_pid=""
 cleanup() {
-  [ -n "$controller_pid" ] && kill "$controller_pid" 2>/dev/null && wait "$controller_pid" 2>/dev/null
-  if [ -z "${DEMO_KEEP:-}" ]; then
-    say "tearing down"
-    bash scripts/dev-cluster.sh down
-  else
-    echo "left running: KUBECONFIG=$KUBECONFIG; stop with: scripts/dev-cluster.sh down"
+  if [ -n "$keep" ]; then
+    # The controller, kube-apiserver and etcd stay; dev-cluster.sh down stops all three
+    # (the controller's pid is recorded beside theirs) when given this state directory.
+    say "left running"
+    echo "kube-apiserver + etcd: export KUBECONFIG=$KUBECONFIG"
+    [ -n "$controller_pid" ] && echo "csr-approver: pid $controller_pid, log $state/controller.log, metrics http://127.0.0.1:$http_port/metrics"
+    echo "stop everything: CSR_APPROVER_DEV_DIR=$state $repo/scripts/dev-cluster.sh down"
+    return
   fi
+  if [ -n "$controller_pid" ]; then
+    kill "$controller_pid" 2>/dev/null && wait "$controller_pid" 2>/dev/null
+  fi
+  say "tearing down"
+  bash scripts/dev-cluster.sh down
 }
 trap cleanup EXIT
 
@@ -83,7 +107,8 @@ kubectl create clusterrolebinding demo-node-bootstrapper --clusterrole=system:no
   --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
 say "running the controller as ServiceAccount csr-approver/csr-approver (its RBAC only)"
-token=$(kubectl create token csr-approver -n csr-approver --duration=1h)
+# Kept running (DEMO_KEEP), it needs its token for longer than the demo.
+token=$(kubectl create token csr-approver -n csr-approver --duration="$([ -n "$keep" ] && echo 24h || echo 1h)")
 server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
 cat >"$state/controller.kubeconfig" <<KUBECONFIG
 apiVersion: v1
@@ -96,6 +121,7 @@ KUBECONFIG
 "$bin" run --kubeconfig "$state/controller.kubeconfig" --namespace csr-approver \
   --http-addr "127.0.0.1:$http_port" --identity demo-replica >"$state/controller.log" 2>&1 &
 controller_pid=$!
+echo "$controller_pid" >"$state/csr-approver.pid"   # for dev-cluster.sh down
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break
   kill -0 "$controller_pid" 2>/dev/null || { cat "$state/controller.log"; exit 1; }
@@ -110,8 +136,9 @@ say "$nodes nodes join (Machine → client CSR → Node → serving CSR), then $
 say "kubectl get csr"
 kubectl get csr --sort-by=.metadata.creationTimestamp
 
-say "why the forged ones are still Pending (Events, as kubectl describe csr shows them)"
-kubectl get events -n default --field-selector reason=NotApproved \
+say "why each CSR was approved or left Pending (csr-approver's Events, as kubectl describe csr shows them)"
+kubectl get events -n default --field-selector involvedObject.kind=CertificateSigningRequest \
+  --sort-by=.metadata.creationTimestamp \
   -o custom-columns=CSR:.involvedObject.name,TYPE:.type,REASON:.reason,MESSAGE:.message
 
 say "what an operator asks: csr-approver check, live"

@@ -6,7 +6,8 @@
 #   eval "$(scripts/dev-cluster.sh env)"
 #   kubectl get csr
 #   scripts/dev-cluster.sh status
-#   scripts/dev-cluster.sh down     # stop and delete all state
+#   scripts/dev-cluster.sh down     # stop and delete all state (and a csr-approver whose pid
+#                                   # is in $CSR_APPROVER_DEV_DIR/csr-approver.pid, as the demo's)
 #
 # State (certificates, etcd data, logs, pid files, admin kubeconfig) lives in
 # $CSR_APPROVER_DEV_DIR (default ${XDG_RUNTIME_DIR:-/tmp}/csr-approver-dev).
@@ -26,9 +27,10 @@ kubeconfig="$state/admin.kubeconfig"
 log() { printf '[dev-cluster] %s\n' "$*" >&2; }
 die() { printf '[dev-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 
-alive() { # alive NAME: the process recorded in NAME.pid is running
+alive() { # alive NAME: the process recorded in NAME.pid is running, and is NAME (not a reused pid)
   local pid
-  [ -f "$state/$1.pid" ] && pid=$(cat "$state/$1.pid") && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+  [ -f "$state/$1.pid" ] && pid=$(cat "$state/$1.pid") && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+    ps -o args= -p "$pid" 2>/dev/null | grep -q -- "$1"
 }
 
 ready() {
@@ -142,7 +144,7 @@ up() {
 
 down() {
   local n pid
-  for n in kube-apiserver etcd; do
+  for n in csr-approver kube-apiserver etcd; do
     if alive "$n"; then
       pid=$(cat "$state/$n.pid")
       kill "$pid" 2>/dev/null || true

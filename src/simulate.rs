@@ -1,10 +1,13 @@
 //! `csr-approver simulate`: N kubelets joining a cluster, as the demo, the end-to-end
 //! checks and the benchmarks need them. Each node: Machine (when a Machine API is
 //! installed) → client CSR as the bootstrapper → Node with addresses → serving CSR as
-//! `system:node:<n>`. Optional forged CSRs must stay unapproved. Reports per-phase latency.
+//! `system:node:<n>`. Optional forged CSRs must stay unapproved: each is done when it is
+//! decided (denied) or explained (csr-approver's Warning Event), not after a timeout, and
+//! all are read again at the end. Progress goes to stderr; per-phase latency is reported.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
 };
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -143,12 +146,36 @@ impl SimulationReport {
 /// Approval waits: CSR name → who to tell when it is decided.
 type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<CsrState>>>>;
 
+/// Forged CSRs' waits: CSR name → who to tell the note of the Warning Event that explains
+/// why csr-approver left it pending.
+type Explainers = Arc<Mutex<HashMap<String, oneshot::Sender<String>>>>;
+
+/// How the wait for a CSR ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Waited {
+    Decided(CsrState),
+    /// Left pending, with a Warning Event saying why (its reason and note).
+    Explained(String),
+    TimedOut,
+}
+
+/// What each forgery (`index % 6`) is, as progress names it.
+const FORGERIES: [&str; 6] = [
+    "system:masters in the subject",
+    "a name no Machine expects",
+    "a foreign IP",
+    "an existing node's identity",
+    "the API server's name",
+    "a neighbour's IP, written into its own Node status",
+];
+
 struct Sim {
     admin: Client,
     bootstrapper: Client,
     base: Config,
     run_id: String,
     waiters: Waiters,
+    explainers: Explainers,
     machine_api: Option<ApiResource>,
     timeout: Duration,
 }
@@ -245,6 +272,27 @@ impl Sim {
         usages: &[&str],
         pem: Vec<u8>,
     ) -> Result<(Duration, CsrState), String> {
+        let (elapsed, waited) = self
+            .submit_until(client, name, signer, usages, pem, None)
+            .await?;
+        match waited {
+            Waited::Decided(state) => Ok((elapsed, state)),
+            Waited::Explained(_) | Waited::TimedOut => Ok((elapsed, CsrState::Pending)),
+        }
+    }
+
+    /// [`Sim::submit`]; with `explained`, the wait also ends when a Warning Event explains
+    /// the CSR (a forgery left pending is done then: waiting out the timeout would tell
+    /// nothing more, and looks hung).
+    async fn submit_until(
+        &self,
+        client: &Client,
+        name: &str,
+        signer: &str,
+        usages: &[&str],
+        pem: Vec<u8>,
+        explained: Option<oneshot::Receiver<String>>,
+    ) -> Result<(Duration, Waited), String> {
         let (tell, told) = oneshot::channel();
         self.waiters
             .lock()
@@ -274,16 +322,27 @@ impl Sim {
             || api.create(&post, &csr),
         )
         .await?;
-        match tokio::time::timeout(self.timeout, told).await {
-            Ok(Ok(state)) => Ok((started.elapsed(), state)),
-            _ => {
-                self.waiters
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(name);
-                Ok((started.elapsed(), CsrState::Pending))
+        let explained = async {
+            match explained {
+                Some(note) => note.await.ok(),
+                None => None,
             }
-        }
+        };
+        let waited = tokio::select! {
+            Ok(state) = told => Waited::Decided(state),
+            Some(note) = explained => Waited::Explained(note),
+            () = tokio::time::sleep(self.timeout) => Waited::TimedOut,
+        };
+        // Whichever ended the wait, the other waiter is left over.
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        self.explainers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        Ok((started.elapsed(), waited))
     }
 
     async fn join(&self, name: String, ip: Ipv4Addr) -> Result<(Duration, Duration), String> {
@@ -393,7 +452,7 @@ impl Sim {
         index: usize,
         victim: &str,
         neighbour: &str,
-    ) -> Result<(String, CsrState), String> {
+    ) -> Result<(String, Waited), String> {
         let name = format!("{}-forged-{index}", self.run_id);
         let client_usages = ["digital signature", "client auth"];
         let serving_usages = ["digital signature", "server auth"];
@@ -468,8 +527,15 @@ impl Sim {
             }
         };
         let pem = pem.map_err(|e| e.to_string())?;
-        let (_, state) = self.submit(&client, &name, signer, &usages, pem).await?;
-        Ok((name, state))
+        let (explain, explained) = oneshot::channel();
+        self.explainers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone(), explain);
+        let (_, waited) = self
+            .submit_until(&client, &name, signer, &usages, pem, Some(explained))
+            .await?;
+        Ok((name, waited))
     }
 }
 
@@ -506,6 +572,57 @@ async fn watch_decisions(admin: Client, run_id: String, waiters: Waiters) {
             .remove(&name)
         {
             let _ = tell.send(state);
+        }
+    }
+}
+
+/// Watches the Warning Events about CSRs (csr-approver records one for each CSR it leaves
+/// pending) and hands the note to the forgery waiting for it.
+async fn watch_explanations(admin: Client, explainers: Explainers) {
+    let api: Api<CoreEvent> = Api::all(admin);
+    let config = watcher::Config::default()
+        .fields("involvedObject.kind=CertificateSigningRequest,type=Warning");
+    let stream = watcher::watcher(api, config).backoff(crate::cluster::WatchBackoff::default());
+    let mut stream = std::pin::pin!(stream.applied_objects());
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(%error, "Event watch error; retrying");
+                continue;
+            }
+        };
+        let Some(name) = event.involved_object.name.as_deref() else {
+            continue;
+        };
+        if let Some(tell) = explainers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+        {
+            let note = format!(
+                "{}: {}",
+                event.reason.as_deref().unwrap_or_default(),
+                event.message.as_deref().unwrap_or_default()
+            );
+            let _ = tell.send(note);
+        }
+    }
+}
+
+/// Prints how far the join is every 2 s, while it changes: a run of thousands of nodes
+/// (or one held up by an outage) would otherwise be silent until its report.
+async fn report_progress(nodes: usize, joined: Arc<AtomicUsize>, started: Instant) {
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = joined.load(Ordering::Relaxed);
+        if now != last && now < nodes {
+            eprintln!(
+                "simulate: {now} of {nodes} nodes joined ({:.0?})",
+                started.elapsed()
+            );
+            last = now;
         }
     }
 }
@@ -563,6 +680,7 @@ pub async fn simulate(
         jiff::Timestamp::now().as_second() % 100_000
     );
     let waiters: Waiters = Arc::default();
+    let explainers: Explainers = Arc::default();
     // Aborted however this function returns: a watch outliving its run would spin on a
     // closed client while the runtime shuts down.
     let _watch = AbortOnDrop(tokio::spawn(watch_decisions(
@@ -570,6 +688,12 @@ pub async fn simulate(
         run_id.clone(),
         waiters.clone(),
     )));
+    let _explanations = (config.forged > 0).then(|| {
+        AbortOnDrop(tokio::spawn(watch_explanations(
+            admin.clone(),
+            explainers.clone(),
+        )))
+    });
     // Let the watch establish before the first CSR can be decided.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sim = Arc::new(Sim {
@@ -578,11 +702,27 @@ pub async fn simulate(
         base,
         run_id: run_id.clone(),
         waiters,
+        explainers,
         machine_api,
         timeout: config.timeout,
     });
 
     let started = Instant::now();
+    eprintln!(
+        "simulate: {} nodes joining ({} at a time){}",
+        config.nodes,
+        config.concurrency.max(1),
+        match config.forged {
+            0 => String::new(),
+            n => format!(", {n} forged CSRs once the first two have joined"),
+        }
+    );
+    let joined_so_far = Arc::new(AtomicUsize::new(0));
+    let _progress = AbortOnDrop(tokio::spawn(report_progress(
+        config.nodes,
+        joined_so_far.clone(),
+        started,
+    )));
     let limit = Arc::new(Semaphore::new(config.concurrency.max(1)));
     // The forgeries impersonate the first node and steal from the second: they start as
     // soon as both have joined, and then race the rest of the join.
@@ -591,10 +731,12 @@ pub async fn simulate(
     let mut tasks = Vec::new();
     for index in 0..config.nodes {
         let (sim, limit, done) = (sim.clone(), limit.clone(), first_two_done.clone());
+        let joined_so_far = joined_so_far.clone();
         let name = format!("{run_id}-{index}");
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
             let result = sim.join(name, node_ip(index)).await;
+            joined_so_far.fetch_add(usize::from(result.is_ok()), Ordering::Relaxed);
             if index < 2 {
                 done.send_modify(|n| *n += 1);
             }
@@ -627,14 +769,61 @@ pub async fn simulate(
         }
     }
     let wall = started.elapsed();
+    eprintln!(
+        "simulate: {} of {} nodes joined in {:.1?}{}",
+        client_latencies.len(),
+        config.nodes,
+        wall,
+        match config.forged {
+            0 => String::new(),
+            n => format!(
+                "; {n} forged CSRs: each must stay unapproved, done when csr-approver explains it (a Warning Event) or denies it, at most {}",
+                humantime::format_duration(config.timeout)
+            ),
+        }
+    );
 
     let mut forged_approved = Vec::new();
-    for forgery in forgeries {
+    let mut forged_names = Vec::new();
+    for (index, forgery) in forgeries.into_iter().enumerate() {
+        let what = FORGERIES[index % FORGERIES.len()];
         match forgery.await {
-            Ok(Ok((name, CsrState::Approved | CsrState::Issued))) => forged_approved.push(name),
-            Ok(Ok(_)) => {}
+            Ok(Ok((name, waited))) => {
+                let outcome = match &waited {
+                    Waited::Decided(CsrState::Approved | CsrState::Issued) => {
+                        forged_approved.push(name.clone());
+                        "APPROVED — a forgery got through".to_string()
+                    }
+                    Waited::Decided(state) => state.as_str().to_string(),
+                    Waited::Explained(note) => format!("left Pending — {note}"),
+                    Waited::TimedOut => format!(
+                        "still Pending after {}, and nothing explained why",
+                        humantime::format_duration(config.timeout)
+                    ),
+                };
+                eprintln!("  {name} ({what}): {outcome}");
+                forged_names.push(name);
+            }
             Ok(Err(failure)) => failures.push(failure),
             Err(join_error) => failures.push(join_error.to_string()),
+        }
+    }
+    // A forgery is done once explained; one approved after that (which no rule allows)
+    // is caught here, read again after the whole run.
+    let csrs: Api<CertificateSigningRequest> = Api::all(sim.admin.clone());
+    for name in forged_names {
+        if forged_approved.contains(&name) {
+            continue;
+        }
+        match csrs.get_opt(&name).await {
+            Ok(Some(csr)) => {
+                if matches!(CsrState::of(&csr), CsrState::Approved | CsrState::Issued) {
+                    eprintln!("  {name}: APPROVED after it was explained");
+                    forged_approved.push(name);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(csr = name, %error, "could not read a forged CSR again"),
         }
     }
 
