@@ -3,7 +3,12 @@
 # Expects: $repo (repository root), CSR_APPROVER_DEV_DIR, DEV_ETCD_PORT, DEV_APISERVER_PORT
 # exported, and `set -euo pipefail`.
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Bold for a person at a terminal; a log of the run gets plain text.
+if [ -t 2 ] && [ -z "${NO_COLOR:-}" ]; then
+  say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+  say() { printf '\n==> %s\n' "$*" >&2; }
+fi
 die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
 
 clk_tck=$(getconf CLK_TCK)
