@@ -832,7 +832,13 @@ mod tests {
 
         // The 5-second retries fail the same way: counted, not announced again.
         for _ in 0..3 {
-            explain_write_failure(&ctx, &csr, &facts, &approve(), &forbidden()).await;
+            // Bounded: a repeated Event would wait for an answer no one sends.
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                explain_write_failure(&ctx, &csr, &facts, &approve(), &forbidden()),
+            )
+            .await
+            .expect("no second Event for the same cause");
         }
         assert_no_request(&mut handle, "one Event per cause, not one per retry").await;
         assert_eq!(
