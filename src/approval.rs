@@ -219,11 +219,18 @@ pub fn event_for(decision: &Decision, dry_run: bool) -> Option<Event> {
     } else {
         ""
     };
+    // The Recorder folds Events that share type, reason and action into one series that
+    // keeps its first note: a CSR that waits for one reason, then another, must get a new
+    // Event saying the new one.
+    let action = match decision.verdict {
+        Verdict::Wait { .. } => format!("{action}:{}", decision.reason.as_str()),
+        _ => action.to_string(),
+    };
     Some(Event {
         type_,
         reason: reason.to_string(),
         note: Some(capped(format!("{prefix}{}", explanation(decision)))),
-        action: action.to_string(),
+        action,
         secondary: None,
     })
 }
@@ -255,7 +262,31 @@ fn capped(note: String) -> String {
 
 #[cfg(test)]
 mod capped_tests {
-    use super::capped;
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::{capped, event_for};
+    use crate::decision::{Decision, Reason, Verdict};
+
+    fn waiting(reason: Reason) -> Decision {
+        Decision {
+            verdict: Verdict::Wait {
+                retry_after: std::time::Duration::from_secs(30),
+            },
+            reason,
+            message: "why".to_string(),
+            node: None,
+            wants: None,
+        }
+    }
+
+    #[test]
+    fn a_new_reason_to_wait_is_a_new_event_not_a_repeat_of_the_old_one() {
+        let first = event_for(&waiting(Reason::NodeNotRegistered), false).unwrap();
+        let then = event_for(&waiting(Reason::ForeignSan), false).unwrap();
+        assert_eq!(first.reason, then.reason);
+        assert_ne!(first.action, then.action, "the Recorder would fold them");
+        assert_eq!(then.action, "Wait:ForeignSan");
+    }
 
     #[test]
     fn a_long_note_keeps_its_beginning_and_its_end() {
