@@ -24,19 +24,6 @@ fn openshift() -> SceneOptions {
     }
 }
 
-/// Client CSR of a new node, as the bootstrapper sends it.
-async fn join_request(scene: &Scene, csr: &str, node: &str) {
-    scene
-        .create_csr(
-            &scene.bootstrapper(),
-            csr,
-            CLIENT_SIGNER,
-            &CLIENT_USAGES,
-            Request::node(node).pem(),
-        )
-        .await;
-}
-
 async fn serving_request(scene: &Scene, csr: &str, node: &str, ip: &str) {
     let pem = Request::node(node).dns(node).ip(ip).pem();
     scene
@@ -63,7 +50,7 @@ async fn a_machine_joins_client_then_serving() {
             &[("InternalDNS", "worker-1"), ("InternalIP", "10.0.0.11")],
         )
         .await;
-    join_request(&scene, "worker-1-client", "worker-1").await;
+    scene.join_request("worker-1-client", "worker-1").await;
     assert_eq!(
         scene
             .wait_condition("worker-1-client", APPROVAL_TIMEOUT)
@@ -146,7 +133,7 @@ async fn serving_before_the_node_waits_then_is_approved_when_the_node_appears() 
             &[("InternalDNS", "worker-2"), ("InternalIP", "10.0.0.12")],
         )
         .await;
-    join_request(&scene, "worker-2-client", "worker-2").await;
+    scene.join_request("worker-2-client", "worker-2").await;
     assert_eq!(
         scene
             .wait_condition("worker-2-client", APPROVAL_TIMEOUT)
@@ -203,7 +190,7 @@ async fn bare_metal_without_machine_api_joins_through_the_inventory() {
     let c = scene.start_controller("replica-a", &[]);
     scene.wait_ready(c).await;
 
-    join_request(&scene, "metal-1-client", "metal-1").await;
+    scene.join_request("metal-1-client", "metal-1").await;
     assert_eq!(
         scene
             .wait_condition("metal-1-client", APPROVAL_TIMEOUT)
@@ -228,7 +215,7 @@ async fn bare_metal_without_machine_api_joins_through_the_inventory() {
         Some("Approved")
     );
     // A host not in the inventory waits.
-    join_request(&scene, "metal-9-client", "metal-9").await;
+    scene.join_request("metal-9-client", "metal-9").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(scene.condition("metal-9-client").await, None);
 }
@@ -287,7 +274,7 @@ async fn forged_csrs_stay_pending_then_are_denied_and_bad_policy_is_rejected() {
         )
         .await;
     // The bootstrapper asking for a node that already exists.
-    join_request(&scene, "forged-existing", "worker-4").await;
+    scene.join_request("forged-existing", "worker-4").await;
     // worker-4 asking for a serving certificate with someone else's IP.
     serving_request(&scene, "forged-san", "worker-4", "10.0.0.99").await;
     // worker-4 asking for the API server's in-cluster name.
@@ -387,7 +374,7 @@ async fn forged_csrs_stay_pending_then_are_denied_and_bad_policy_is_rejected() {
         );
     }
     // Still approves what is legitimate.
-    join_request(&scene, "worker-3-client", "worker-3").await;
+    scene.join_request("worker-3-client", "worker-3").await;
     assert_eq!(
         scene
             .wait_condition("worker-3-client", APPROVAL_TIMEOUT)
@@ -451,7 +438,7 @@ async fn dry_run_explains_but_writes_nothing() {
     scene
         .create_machine("worker-5", &[("InternalDNS", "worker-5")])
         .await;
-    join_request(&scene, "worker-5-client", "worker-5").await;
+    scene.join_request("worker-5-client", "worker-5").await;
     let explained = wait_for(Duration::from_secs(15), || async {
         let events = scene.events_about("default", "worker-5-client").await;
         events
@@ -500,7 +487,7 @@ async fn only_the_leader_writes_and_the_standby_takes_over() {
     scene
         .create_machine("worker-6", &[("InternalDNS", "worker-6")])
         .await;
-    join_request(&scene, "worker-6-client", "worker-6").await;
+    scene.join_request("worker-6-client", "worker-6").await;
     assert_eq!(
         scene
             .wait_condition("worker-6-client", APPROVAL_TIMEOUT)
@@ -515,7 +502,7 @@ async fn only_the_leader_writes_and_the_standby_takes_over() {
     scene
         .create_machine("worker-7", &[("InternalDNS", "worker-7")])
         .await;
-    join_request(&scene, "worker-7-client", "worker-7").await;
+    scene.join_request("worker-7-client", "worker-7").await;
     // Lease duration 4 s: the standby must take over within a few lease periods.
     assert_eq!(
         scene
@@ -581,7 +568,7 @@ async fn check_live_explains_the_clusters_pending_csrs_read_only() {
     scene
         .create_machine("worker-8", &[("InternalDNS", "worker-8")])
         .await;
-    join_request(&scene, "worker-8-client", "worker-8").await;
+    scene.join_request("worker-8-client", "worker-8").await;
     scene
         .create_csr(
             &scene.bootstrapper(),
@@ -666,7 +653,7 @@ async fn an_apiserver_restart_mid_join_is_survived() {
             &[("InternalDNS", "worker-9"), ("InternalIP", "10.0.0.19")],
         )
         .await;
-    join_request(&scene, "worker-9-client", "worker-9").await;
+    scene.join_request("worker-9-client", "worker-9").await;
     assert_eq!(
         scene
             .wait_condition("worker-9-client", APPROVAL_TIMEOUT)
@@ -793,7 +780,7 @@ async fn a_leader_that_cannot_renew_is_fenced_until_it_renews_again() {
     scene
         .create_machine("worker-20", &[("InternalDNS", "worker-20")])
         .await;
-    join_request(&scene, "worker-20-client", "worker-20").await;
+    scene.join_request("worker-20-client", "worker-20").await;
     assert_eq!(
         scene
             .wait_condition("worker-20-client", APPROVAL_TIMEOUT)
@@ -849,7 +836,7 @@ async fn a_start_without_the_apiserver_waits_alive_and_not_ready() {
     scene
         .create_machine("worker-21", &[("InternalDNS", "worker-21")])
         .await;
-    join_request(&scene, "worker-21-client", "worker-21").await;
+    scene.join_request("worker-21-client", "worker-21").await;
     assert_eq!(
         scene
             .wait_condition("worker-21-client", APPROVAL_TIMEOUT)
@@ -1007,7 +994,7 @@ async fn a_partitioned_leader_is_fenced_before_the_standby_takes_over() {
     scene
         .create_machine("worker-22", &[("InternalDNS", "worker-22")])
         .await;
-    join_request(&scene, "worker-22-client", "worker-22").await;
+    scene.join_request("worker-22-client", "worker-22").await;
     assert_eq!(
         scene
             .wait_condition("worker-22-client", APPROVAL_TIMEOUT)

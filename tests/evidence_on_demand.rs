@@ -29,7 +29,6 @@ use rcgen::{
 };
 use serde_json::json;
 
-const CLIENT_USAGES: [&str; 2] = ["digital signature", "client auth"];
 const SERVING_USAGES: [&str; 2] = ["digital signature", "server auth"];
 const APPROVAL_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -38,18 +37,6 @@ fn bare_metal() -> SceneOptions {
         machine_crds: false,
         policy: None,
     }
-}
-
-async fn join_request(scene: &Scene, csr: &str, node: &str) {
-    scene
-        .create_csr(
-            &scene.bootstrapper(),
-            csr,
-            CLIENT_SIGNER,
-            &CLIENT_USAGES,
-            Request::node(node).pem(),
-        )
-        .await;
 }
 
 /// The Lease `kube-node-lease/<node>` as its kubelet leaves it, last renewed `ago` ago.
@@ -125,7 +112,7 @@ async fn an_offline_node_recovers_its_identity_and_a_live_one_is_left_to_an_admi
     let c = scene.start_controller("replica-a", &[]);
     scene.wait_ready(c).await;
 
-    join_request(&scene, "recover-1", "worker-1").await;
+    scene.join_request("recover-1", "worker-1").await;
     let note = approved_note(&scene, "recover-1", c).await;
     assert!(
         note.starts_with("NodeRecovery: ") && note.contains("has not been renewed for 2h"),
@@ -133,7 +120,7 @@ async fn an_offline_node_recovers_its_identity_and_a_live_one_is_left_to_an_admi
     );
 
     // Someone with the bootstrap credential asks for the live node's identity.
-    join_request(&scene, "impersonate-2", "worker-2").await;
+    scene.join_request("impersonate-2", "worker-2").await;
     let note = warning_note(&scene, "impersonate-2").await;
     assert!(
         note.starts_with("NodeAlreadyExists: ")
@@ -142,7 +129,7 @@ async fn an_offline_node_recovers_its_identity_and_a_live_one_is_left_to_an_admi
         "{note}"
     );
     // A second recovery for worker-1 within the window is someone else's.
-    join_request(&scene, "recover-1-again", "worker-1").await;
+    scene.join_request("recover-1-again", "worker-1").await;
     let note = warning_note(&scene, "recover-1-again").await;
     assert!(note.contains("one recovery per node per window"), "{note}");
     // deny: true, yet neither is denied: an admin may still approve them by hand.

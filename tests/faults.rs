@@ -13,7 +13,6 @@ mod support;
 
 use std::time::Duration;
 
-use common::Request;
 use e2e::*;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
@@ -22,25 +21,11 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, PostParams};
 
-const CLIENT_USAGES: [&str; 2] = ["digital signature", "client auth"];
-
 fn openshift() -> SceneOptions {
     SceneOptions {
         machine_crds: true,
         policy: None,
     }
-}
-
-async fn join_request(scene: &Scene, csr: &str, node: &str) {
-    scene
-        .create_csr(
-            &scene.bootstrapper(),
-            csr,
-            CLIENT_SIGNER,
-            &CLIENT_USAGES,
-            Request::node(node).pem(),
-        )
-        .await;
 }
 
 /// `csr-approver check --kubeconfig <admin> NAME -o json`: the one JSON line.
@@ -100,7 +85,7 @@ async fn a_write_refused_by_rbac_is_seen_everywhere_and_recovers_when_rbac_is_ba
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    join_request(&scene, "worker-1-client", "worker-1").await;
+    scene.join_request("worker-1-client", "worker-1").await;
 
     let warned = wait_for(Duration::from_secs(15), || async {
         let found = events(&scene, "worker-1-client", "ApprovalFailed").await;
@@ -232,7 +217,7 @@ async fn a_decision_written_by_a_killed_leader_is_explained_by_the_next_once() {
     let mut scene = Scene::new(openshift()).await;
     // No controller runs: as if the leader wrote the condition, then was killed before its
     // Event.
-    join_request(&scene, "worker-2-client", "worker-2").await;
+    scene.join_request("worker-2-client", "worker-2").await;
     approve_as(
         &scene,
         "worker-2-client",
@@ -241,7 +226,7 @@ async fn a_decision_written_by_a_killed_leader_is_explained_by_the_next_once() {
     )
     .await;
     // Approved by an admin: not ours to explain.
-    join_request(&scene, "worker-3-client", "worker-3").await;
+    scene.join_request("worker-3-client", "worker-3").await;
     approve_as(
         &scene,
         "worker-3-client",

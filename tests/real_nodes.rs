@@ -12,6 +12,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod common;
 mod e2e;
 mod support;
 

@@ -278,6 +278,18 @@ impl Scene {
             .unwrap_or_else(|e| panic!("create CSR {name}: {e}"));
     }
 
+    /// A new node's client CSR, as the OpenShift node-bootstrapper sends it.
+    pub async fn join_request(&self, csr: &str, node: &str) {
+        self.create_csr(
+            &self.bootstrapper(),
+            csr,
+            CLIENT_SIGNER,
+            &["digital signature", "client auth"],
+            crate::common::Request::node(node).pem(),
+        )
+        .await;
+    }
+
     pub async fn csr(&self, name: &str) -> CertificateSigningRequest {
         Api::<CertificateSigningRequest>::all(self.admin.clone())
             .get(name)
