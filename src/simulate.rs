@@ -547,53 +547,53 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Watches this run's CSRs and wakes the waiter of each one that is decided.
-async fn watch_decisions(admin: Client, run_id: String, waiters: Waiters) {
-    let api: Api<CertificateSigningRequest> = Api::all(admin);
-    let config = watcher::Config::default().labels(&format!("{RUN_LABEL}={run_id}"));
+/// Calls `each` with every object the watch applies, retrying through watch errors.
+async fn for_each_applied<K>(api: Api<K>, config: watcher::Config, mut each: impl FnMut(K))
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
     let stream = watcher::watcher(api, config).backoff(crate::cluster::WatchBackoff::default());
     let mut stream = std::pin::pin!(stream.applied_objects());
-    while let Some(event) = stream.next().await {
-        let csr = match event {
-            Ok(csr) => csr,
-            Err(error) => {
-                tracing::warn!(%error, "CSR watch error; retrying");
-                continue;
-            }
-        };
-        let state = CsrState::of(&csr);
-        if state == CsrState::Pending {
-            continue;
-        }
-        let name = csr.metadata.name.unwrap_or_default();
-        if let Some(tell) = waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&name)
-        {
-            let _ = tell.send(state);
+    while let Some(applied) = stream.next().await {
+        match applied {
+            Ok(object) => each(object),
+            Err(error) => tracing::warn!(%error, "watch error; retrying"),
         }
     }
+}
+
+/// Watches this run's CSRs and wakes the waiter of each one that is decided.
+async fn watch_decisions(admin: Client, run_id: String, waiters: Waiters) {
+    let config = watcher::Config::default().labels(&format!("{RUN_LABEL}={run_id}"));
+    for_each_applied(
+        Api::<CertificateSigningRequest>::all(admin),
+        config,
+        |csr| {
+            let state = CsrState::of(&csr);
+            if state == CsrState::Pending {
+                return;
+            }
+            let name = csr.metadata.name.unwrap_or_default();
+            if let Some(tell) = waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name)
+            {
+                let _ = tell.send(state);
+            }
+        },
+    )
+    .await;
 }
 
 /// Watches the Warning Events about CSRs (csr-approver records one for each CSR it leaves
 /// pending) and hands the note to the forgery waiting for it.
 async fn watch_explanations(admin: Client, explainers: Explainers) {
-    let api: Api<CoreEvent> = Api::all(admin);
     let config = watcher::Config::default()
         .fields("involvedObject.kind=CertificateSigningRequest,type=Warning");
-    let stream = watcher::watcher(api, config).backoff(crate::cluster::WatchBackoff::default());
-    let mut stream = std::pin::pin!(stream.applied_objects());
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(%error, "Event watch error; retrying");
-                continue;
-            }
-        };
+    for_each_applied(Api::<CoreEvent>::all(admin), config, |event| {
         let Some(name) = event.involved_object.name.as_deref() else {
-            continue;
+            return;
         };
         if let Some(tell) = explainers
             .lock()
@@ -607,7 +607,8 @@ async fn watch_explanations(admin: Client, explainers: Explainers) {
             );
             let _ = tell.send(note);
         }
-    }
+    })
+    .await;
 }
 
 /// Prints how far the join is every 2 s, while it changes: a run of thousands of nodes
