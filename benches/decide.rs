@@ -1,11 +1,13 @@
 //! Parse + verify + decide for one CSR, per key type. Target: ≤ 100 µs each.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use csr_approver::decision::{CLIENT_SIGNER, CsrFacts, SERVING_SIGNER, decide};
 use csr_approver::inventory::{CsrState, Inventory, MachineInfo, NodeInfo, TypedAddress};
 use csr_approver::policy::Policy;
+use csr_approver::request::parse_request;
 use jiff::{SignedDuration, Timestamp};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 
@@ -43,7 +45,8 @@ fn facts(
         expiration_seconds: None,
         created: Some(now),
         state: CsrState::Pending,
-        request: pem,
+        approved_at: None,
+        request: Arc::new(parse_request(&pem)),
     }
 }
 

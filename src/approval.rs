@@ -269,9 +269,7 @@ mod capped_tests {
 
     fn waiting(reason: Reason) -> Decision {
         Decision {
-            verdict: Verdict::Wait {
-                retry_after: std::time::Duration::from_secs(30),
-            },
+            verdict: Verdict::Wait,
             reason,
             message: "why".to_string(),
             node: None,

@@ -4,14 +4,15 @@
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
-use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::{Node, Service};
 use serde::Serialize;
 
 use crate::decision::{CsrFacts, Decision, ReasonClass, Verdict, decide};
-use crate::inventory::{CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo};
+use crate::facts;
+use crate::inventory::{Inventory, MachineInfo};
 use crate::objects::UnreadableCsr;
 use crate::policy::Policy;
-use crate::request::parse_request;
+use crate::vocabulary::Signer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -45,7 +46,7 @@ pub struct WriteError {
 struct JsonLine<'a> {
     name: &'a str,
     verdict: &'a str,
-    /// What kind of answer the reason gives ([`class_name`]); `Error` for an unreadable CSR.
+    /// What kind of answer the reason gives ([`ReasonClass::as_str`]); `Error` for an unreadable CSR.
     class: &'a str,
     reason: &'a str,
     message: &'a str,
@@ -55,17 +56,6 @@ struct JsonLine<'a> {
 
 /// The reason of the row or line of a CSR that could not be read.
 pub const UNREADABLE_REASON: &str = "InvalidObject";
-
-/// A reason class as `-o json` names it (PascalCase, like reasons).
-pub fn class_name(class: ReasonClass) -> &'static str {
-    match class {
-        ReasonClass::Approval => "Approval",
-        ReasonClass::NotOurs => "NotOurs",
-        ReasonClass::Transient => "Transient",
-        ReasonClass::Definitive => "Definitive",
-        ReasonClass::ForAnAdmin => "ForAnAdmin",
-    }
-}
 
 /// The table's VERDICT column. A CSR left pending says why it waits, so that an admin
 /// does not wait for one that will never be approved: `WAIT` may still be approved when
@@ -83,68 +73,37 @@ pub fn verdict_label(decision: &Decision) -> &'static str {
     }
 }
 
-/// A CSR as the duplicate and flood rules see it.
-pub fn summarize(csr: &CertificateSigningRequest) -> CsrSummary {
-    // Only a name `decide` could accept: garbage must not count as a request for a node.
-    let node_name =
-        parse_request(&csr.spec.request.0)
-            .ok()
-            .and_then(|r| match r.common_names.as_slice() {
-                [cn] => cn
-                    .strip_prefix(crate::decision::NODE_USER_PREFIX)
-                    .filter(|name| crate::policy::is_dns1123_subdomain(name))
-                    .map(str::to_string),
-                _ => None,
-            });
-    CsrSummary {
-        name: csr.metadata.name.clone().unwrap_or_default(),
-        signer: csr.spec.signer_name.clone(),
-        created: csr.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        state: CsrState::of(csr),
-        node_name,
-        requester: csr.spec.username.clone().unwrap_or_default(),
-        groups: csr.spec.groups.clone().unwrap_or_default(),
-        approved_at: CsrState::approved_at(csr),
-    }
-}
-
 /// Builds the inventory from cluster objects; `csrs` are every CSR the cluster holds,
 /// including the ones being evaluated.
 pub fn build_inventory<'a>(
-    nodes: impl IntoIterator<Item = &'a k8s_openapi::api::core::v1::Node>,
+    nodes: impl IntoIterator<Item = &'a Node>,
     machines: impl IntoIterator<Item = MachineInfo>,
-    csrs: impl IntoIterator<Item = &'a CertificateSigningRequest>,
-    kubernetes_service: Option<&k8s_openapi::api::core::v1::Service>,
+    csrs: impl IntoIterator<Item = &'a CsrFacts>,
+    kubernetes_service: Option<&Service>,
 ) -> Inventory {
     let mut inventory = Inventory::new(
-        nodes.into_iter().filter_map(NodeInfo::from_node),
+        nodes.into_iter().filter_map(facts::node_info),
         machines,
-        csrs.into_iter().map(summarize),
+        csrs.into_iter().map(facts::csr_summary),
     );
     if let Some(service) = kubernetes_service {
-        inventory.set_kubernetes_service_ips(
-            crate::cluster::KubernetesService::from_service(service).cluster_ips,
-        );
+        inventory.set_kubernetes_service_ips(facts::service_cluster_ips(service));
     }
     inventory
 }
 
-pub fn evaluate(
-    targets: &[CertificateSigningRequest],
+pub fn evaluate<'a>(
+    targets: impl IntoIterator<Item = &'a CsrFacts>,
     inventory: &Inventory,
     policy: &Policy,
     now: Timestamp,
 ) -> Vec<Evaluation> {
     targets
-        .iter()
-        .map(|csr| {
-            let facts = CsrFacts::from_csr(csr);
-            let decision = decide(&facts, inventory, policy, now);
-            Evaluation {
-                facts,
-                decision,
-                last_write_error: None,
-            }
+        .into_iter()
+        .map(|facts| Evaluation {
+            facts: facts.clone(),
+            decision: decide(facts, inventory, policy, now),
+            last_write_error: None,
         })
         .collect()
 }
@@ -198,7 +157,7 @@ pub fn render_with_unreadable(
             let evaluated = evaluations.iter().map(|e| JsonLine {
                 name: &e.facts.name,
                 verdict: e.decision.verdict.as_str(),
-                class: class_name(e.decision.reason.class()),
+                class: e.decision.reason.class().as_str(),
                 reason: e.decision.reason.as_str(),
                 message: &e.decision.message,
                 last_write_error: e.last_write_error.as_ref(),
@@ -222,10 +181,9 @@ pub fn render_with_unreadable(
 }
 
 fn short_signer(signer: &str) -> &str {
-    match signer {
-        crate::decision::CLIENT_SIGNER => "kubelet-client",
-        crate::decision::SERVING_SIGNER => "kubelet-serving",
-        other => other,
+    match Signer::of(signer) {
+        Some(kubelet) => kubelet.short_name(),
+        None => signer,
     }
 }
 

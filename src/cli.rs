@@ -328,21 +328,19 @@ async fn run_check(args: CheckArgs) -> Result<String> {
     }
     // Every CSR of the files feeds the duplicate and flood rules; --pending only narrows
     // what is reported, as it does live.
+    let known: Vec<_> = cluster.csrs.iter().map(crate::facts::csr_facts).collect();
+    let read: Vec<_> = targets.csrs.iter().map(crate::facts::csr_facts).collect();
     let inventory = check::build_inventory(
         &cluster.nodes,
         cluster.machines,
-        cluster.csrs.iter().chain(&targets.csrs),
+        known.iter().chain(&read),
         cluster.kubernetes_service.as_ref(),
     );
-    let read = targets.csrs.len();
-    let selected: Vec<_> = targets
-        .csrs
-        .into_iter()
-        .filter(|c| {
-            !pending || crate::inventory::CsrState::of(c) == crate::inventory::CsrState::Pending
-        })
-        .collect();
-    let evaluations = check::evaluate(&selected, &inventory, &policy, now);
+    let selected = read
+        .iter()
+        .filter(|c| !pending || c.state == crate::inventory::CsrState::Pending);
+    let evaluations = check::evaluate(selected, &inventory, &policy, now);
+    let read = read.len();
     let report = check::render_with_unreadable(&evaluations, &targets.unreadable, output, color);
     // Verdicts are answers, whatever they say (exit 0); a CSR that could not be read is an
     // input error (exit 1, as for any bad file), reported after the verdicts on the others.

@@ -21,7 +21,6 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
 
-use crate::check::summarize;
 use crate::decision::{CLIENT_SIGNER, SERVING_SIGNER};
 use crate::gather::Reading;
 use crate::inventory::{CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo};
@@ -468,12 +467,13 @@ pub async fn watch_kubernetes_service(
     drive(stream, replace, cache, trigger, tracker).await;
 }
 
+/// A CSR as the duplicate and flood rules see it.
+fn summarize(csr: &CertificateSigningRequest) -> CsrSummary {
+    crate::facts::csr_summary(&crate::facts::csr_facts(csr))
+}
+
 fn machine_info(object: &DynamicObject, resource: &ApiResource) -> Option<MachineInfo> {
-    let mut value = serde_json::to_value(object).ok()?;
-    if value.get("apiVersion").is_none() {
-        value["apiVersion"] = serde_json::Value::String(resource.api_version.clone());
-    }
-    MachineInfo::from_json(&value)
+    crate::facts::machine_info_from_object(object, resource)
 }
 
 /// Watches one Machine API (OpenShift or Cluster API) into the cache.

@@ -141,7 +141,7 @@ async fn reconcile(
         explain_written(&ctx, &csr, &written).await;
         return Ok(Action::await_change());
     }
-    let facts = CsrFacts::from_csr(&csr);
+    let facts = crate::facts::csr_facts(&csr);
     let uid = csr.metadata.uid.as_deref();
     // The store may still hold the pending object we just approved; a reconcile queued
     // meanwhile must not judge it again (it would see its own Node and cry forgery).
@@ -197,9 +197,24 @@ async fn reconcile(
 
     explain(&ctx, &csr, &facts, &decision, policy.is_dry_run()).await;
     Ok(match decision.verdict {
-        Verdict::Wait { retry_after } => Action::requeue(retry_after),
+        Verdict::Wait => Action::requeue(requeue_after(decision.reason.class())),
         Verdict::Approve | Verdict::Deny | Verdict::Ignore => Action::await_change(),
     })
+}
+
+/// Requeue after a transient wait; watches on Nodes and Machines usually come first.
+const RETRY_TRANSIENT: Duration = Duration::from_secs(30);
+/// Requeue after a definitive refusal that is left pending (`deny: false`): only a change
+/// in the cluster or the policy can alter it, and those trigger a reconcile themselves.
+const RETRY_DEFINITIVE: Duration = Duration::from_secs(600);
+
+fn requeue_after(class: crate::decision::ReasonClass) -> Duration {
+    match class {
+        crate::decision::ReasonClass::Definitive | crate::decision::ReasonClass::ForAnAdmin => {
+            RETRY_DEFINITIVE
+        }
+        _ => RETRY_TRANSIENT,
+    }
 }
 
 /// Reads the evidence a decision asked for and records it with when it was read.
@@ -803,7 +818,7 @@ mod tests {
             Arc::new(PolicyHolder::default()),
         );
         let csr = csr();
-        let facts = CsrFacts::from_csr(&csr);
+        let facts = crate::facts::csr_facts(&csr);
         let forbidden = || approval::ApprovalError::Write {
             name: "stranger".into(),
             source: kube::Error::Api(

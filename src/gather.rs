@@ -19,9 +19,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::decision::{NODE_USER_PREFIX, NODES_GROUP, why_reserved};
 use crate::evidence::{KubeletCertificate, NodeLease, Observations, Observed, Wanted};
-use crate::inventory::{AddressValue, Inventory, canonical_dns_name};
+use crate::inventory::Inventory;
 use crate::policy::Policy;
-use crate::request::canonical_ip;
+use crate::vocabulary::{AddressValue, canonical_dns_name, canonical_ip};
 
 /// Where kubelets keep their Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use jiff::Timestamp;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -12,31 +11,8 @@ use k8s_openapi::api::core::v1::Node;
 use serde_json::Value;
 
 use crate::evidence::Observations;
-use crate::request::canonical_ip;
-
-/// Lowercase, without one trailing dot: how DNS names and node names compare. Nothing else
-/// is forgiven — no whitespace trimmed, no run of dots dropped — so that a name that only
-/// becomes valid by being "cleaned up" stays invalid (see `canonical_dns_name`).
-pub fn normalize_dns_name(name: &str) -> String {
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
-}
-
-/// The canonical form of a DNS name, if it is a valid DNS-1123 subdomain once lower-cased
-/// and stripped of one trailing dot, and not an IP literal in disguise; `None` for anything
-/// else (whitespace, empty labels, underscores, wildcards, over-long labels).
-///
-/// A name whose last label is all digits (`10.0.0.11.`, `010.0.0.11`) is refused: no
-/// top-level domain is numeric (RFC 3696 §2), so such a name is only ever an address
-/// written as a name — which some resolvers and TLS stacks read as the address, and which
-/// would otherwise compare unequal to that same address.
-pub fn canonical_dns_name(name: &str) -> Option<String> {
-    let normalized = normalize_dns_name(name);
-    let numeric_tld = normalized
-        .rsplit('.')
-        .next()
-        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
-    (crate::policy::is_dns1123_subdomain(&normalized) && !numeric_tld).then_some(normalized)
-}
+use crate::vocabulary::canonical_ip;
+pub use crate::vocabulary::{AddressValue, canonical_dns_name, normalize_dns_name};
 
 /// A Node or Machine address, typed as Kubernetes types them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,39 +20,6 @@ pub struct TypedAddress {
     /// `InternalIP`, `ExternalIP`, `Hostname`, `InternalDNS`, `ExternalDNS`.
     pub kind: String,
     pub value: AddressValue,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AddressValue {
-    Ip(IpAddr),
-    Dns(String),
-    /// Neither an IP nor a valid DNS name, as written: evidence of nothing, and equal to no
-    /// SAN (SANs are validated before they are compared).
-    Invalid(String),
-}
-
-impl std::fmt::Display for AddressValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AddressValue::Ip(ip) => ip.fmt(f),
-            AddressValue::Dns(d) => f.write_str(d),
-            AddressValue::Invalid(raw) => write!(f, "{raw:?} (invalid)"),
-        }
-    }
-}
-
-impl AddressValue {
-    /// Reads an address canonically: IPs as parsed (IPv4-mapped IPv6 as IPv4), names
-    /// lower-cased without one trailing dot.
-    pub fn parse(raw: &str) -> AddressValue {
-        match IpAddr::from_str(raw) {
-            Ok(ip) => AddressValue::Ip(canonical_ip(ip)),
-            Err(_) => match canonical_dns_name(raw) {
-                Some(name) => AddressValue::Dns(name),
-                None => AddressValue::Invalid(raw.to_string()),
-            },
-        }
-    }
 }
 
 impl TypedAddress {
@@ -104,18 +47,7 @@ pub struct NodeInfo {
 
 impl NodeInfo {
     pub fn from_node(node: &Node) -> Option<NodeInfo> {
-        let name = normalize_dns_name(node.metadata.name.as_deref()?);
-        let addresses = node
-            .status
-            .as_ref()
-            .and_then(|s| s.addresses.as_ref())
-            .map(|list| {
-                list.iter()
-                    .map(|a| TypedAddress::new(&a.type_, &a.address))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Some(NodeInfo { name, addresses })
+        crate::facts::node_info(node)
     }
 }
 
@@ -134,54 +66,8 @@ pub struct MachineInfo {
 }
 
 impl MachineInfo {
-    /// Reads a Machine of either API from its JSON form. Both APIs share the shape this
-    /// needs: `status.addresses[{type,address}]` and `status.nodeRef.name`.
     pub fn from_json(object: &Value) -> Option<MachineInfo> {
-        let api_version = object.get("apiVersion")?.as_str()?;
-        let api_group = api_version.split('/').next()?.to_string();
-        let metadata = object.get("metadata")?;
-        let name = metadata.get("name")?.as_str()?.to_string();
-        let namespace = metadata
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let created = metadata
-            .get("creationTimestamp")
-            .and_then(Value::as_str)
-            .and_then(|t| t.parse::<Timestamp>().ok());
-        let deleting = metadata
-            .get("deletionTimestamp")
-            .is_some_and(|t| !t.is_null());
-        let status = object.get("status");
-        let addresses = status
-            .and_then(|s| s.get("addresses"))
-            .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(|a| {
-                        let kind = a.get("type")?.as_str()?;
-                        let address = a.get("address")?.as_str()?;
-                        Some(TypedAddress::new(kind, address))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let node_ref = status
-            .and_then(|s| s.get("nodeRef"))
-            .and_then(|r| r.get("name"))
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .map(normalize_dns_name);
-        Some(MachineInfo {
-            api_group,
-            namespace,
-            name,
-            created,
-            addresses,
-            node_ref,
-            deleting,
-        })
+        crate::facts::machine_info(object)
     }
 
     pub fn describe(&self) -> String {
@@ -231,42 +117,11 @@ pub enum CsrState {
 
 impl CsrState {
     pub fn of(csr: &CertificateSigningRequest) -> CsrState {
-        let Some(status) = csr.status.as_ref() else {
-            return CsrState::Pending;
-        };
-        let has = |t: &str| {
-            status
-                .conditions
-                .as_ref()
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == t && c.status != "False"))
-        };
-        if has("Denied") {
-            CsrState::Denied
-        } else if has("Failed") {
-            CsrState::Failed
-        } else if status.certificate.as_ref().is_some_and(|c| !c.0.is_empty()) {
-            CsrState::Issued
-        } else if has("Approved") {
-            CsrState::Approved
-        } else {
-            CsrState::Pending
-        }
+        crate::facts::csr_state(csr)
     }
 
-    /// When the `Approved` condition was last updated, if the CSR carries one.
     pub fn approved_at(csr: &CertificateSigningRequest) -> Option<Timestamp> {
-        let condition = csr
-            .status
-            .as_ref()?
-            .conditions
-            .as_ref()?
-            .iter()
-            .find(|c| c.type_ == "Approved" && c.status != "False")?;
-        condition
-            .last_update_time
-            .as_ref()
-            .or(condition.last_transition_time.as_ref())
-            .map(|t| t.0)
+        crate::facts::approved_at(csr)
     }
 
     pub fn as_str(self) -> &'static str {

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod controller;
 pub mod decision;
 pub mod evidence;
+pub mod facts;
 pub mod gather;
 pub mod http;
 pub mod inventory;
@@ -20,6 +21,7 @@ pub mod policy;
 pub mod policy_watch;
 pub mod request;
 pub mod simulate;
+pub mod vocabulary;
 
 use std::path::PathBuf;
 

@@ -17,10 +17,12 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use crate::approval;
 use crate::check::{self, Evaluation, WriteError};
 use crate::cluster::KubernetesService;
-use crate::decision::{CLIENT_SIGNER, SERVING_SIGNER};
-use crate::inventory::{CsrState, MachineInfo};
+use crate::decision::CsrFacts;
+use crate::facts;
+use crate::inventory::CsrState;
 use crate::policy::Policy;
 use crate::policy_watch::policy_from_configmap;
+use crate::vocabulary::is_kubelet_signer;
 use crate::{Error, Result};
 
 pub struct LiveCheck {
@@ -105,37 +107,40 @@ impl LiveCheck {
                 .list(&ListParams::default())
                 .await
                 .map_err(api_error("Machines"))?;
-            machines.extend(list.items.iter().filter_map(|m| {
-                let mut value = serde_json::to_value(m).ok()?;
-                value["apiVersion"] = serde_json::Value::String(resource.api_version.clone());
-                MachineInfo::from_json(&value)
-            }));
+            machines.extend(
+                list.items
+                    .iter()
+                    .filter_map(|m| facts::machine_info_from_object(m, &resource)),
+            );
         }
         let kubernetes_service =
             Api::<Service>::namespaced(client.clone(), KubernetesService::NAMESPACE)
                 .get_opt(KubernetesService::NAME)
                 .await
                 .map_err(api_error("Service default/kubernetes"))?;
-        let mut inventory =
-            check::build_inventory(&nodes, machines, &csrs, kubernetes_service.as_ref());
-        let mut targets: Vec<CertificateSigningRequest> = csrs
+        let all: Vec<(CsrFacts, Option<String>)> = csrs
             .iter()
-            .filter(|c| {
-                let name = c.metadata.name.as_deref().unwrap_or_default();
+            .map(|c| (facts::csr_facts(c), c.metadata.uid.clone()))
+            .collect();
+        let mut inventory = check::build_inventory(
+            &nodes,
+            machines,
+            all.iter().map(|(facts, _)| facts),
+            kubernetes_service.as_ref(),
+        );
+        let mut targets: Vec<&(CsrFacts, Option<String>)> = all
+            .iter()
+            .filter(|(c, _)| {
                 if self.names.is_empty() {
-                    c.spec.signer_name == CLIENT_SIGNER || c.spec.signer_name == SERVING_SIGNER
+                    is_kubelet_signer(&c.signer_name)
                 } else {
-                    self.names.iter().any(|n| n == name)
+                    self.names.contains(&c.name)
                 }
             })
-            .filter(|c| !self.pending_only || CsrState::of(c) == CsrState::Pending)
-            .cloned()
+            .filter(|(c, _)| !self.pending_only || c.state == CsrState::Pending)
             .collect();
         for name in &self.names {
-            if !csrs
-                .iter()
-                .any(|c| c.metadata.name.as_deref() == Some(name))
-            {
+            if !all.iter().any(|(c, _)| c.name == *name) {
                 // A mistyped file name lands here too (anything that is not a file is a
                 // CSR name): say so, or "not found" reads like a cluster problem.
                 let file_hint = if [".yaml", ".yml", ".json"].iter().any(|s| name.ends_with(s)) {
@@ -148,14 +153,11 @@ impl LiveCheck {
                 )));
             }
         }
-        targets.sort_by(|a, b| {
-            a.metadata
-                .creation_timestamp
-                .cmp(&b.metadata.creation_timestamp)
-        });
+        targets.sort_by_key(|(c, _)| c.created);
         // What the controller would read on demand (a node's Lease, a kubelet's current
         // certificate), read the same way, so the answer is the controller's.
-        for evaluation in check::evaluate(&targets, &inventory, &policy, now) {
+        let target_facts = || targets.iter().map(|(facts, _)| facts);
+        for evaluation in check::evaluate(target_facts(), &inventory, &policy, now) {
             if let Some(wanted) = &evaluation.decision.wants {
                 let service_ips = inventory.kubernetes_service_ips().to_vec();
                 crate::gather::read(&client, wanted, &policy, &service_ips)
@@ -163,14 +165,14 @@ impl LiveCheck {
                     .record(inventory.observations_mut());
             }
         }
-        let mut evaluations = check::evaluate(&targets, &inventory, &policy, now);
+        let mut evaluations = check::evaluate(target_facts(), &inventory, &policy, now);
         let mut note = note;
         // Why an APPROVE is not happening: the controller's last failure to write it.
         match last_write_errors(&client).await {
             Ok(errors) => {
-                for (evaluation, csr) in evaluations.iter_mut().zip(&targets) {
-                    if CsrState::of(csr) == CsrState::Pending {
-                        evaluation.last_write_error = latest_for(&errors, csr);
+                for (evaluation, (csr, uid)) in evaluations.iter_mut().zip(&targets) {
+                    if csr.state == CsrState::Pending {
+                        evaluation.last_write_error = latest_for(&errors, &csr.name, uid);
                     }
                 }
             }
@@ -256,11 +258,11 @@ async fn last_write_errors(client: &kube::Client) -> Result<Vec<FailureEvent>, k
 }
 
 /// The latest failure about this CSR (a CSR re-created under its name is another request).
-fn latest_for(events: &[FailureEvent], csr: &CertificateSigningRequest) -> Option<WriteError> {
+fn latest_for(events: &[FailureEvent], name: &str, uid: &Option<String>) -> Option<WriteError> {
     events
         .iter()
-        .filter(|e| csr.metadata.name.as_deref() == Some(e.name.as_str()))
-        .filter(|e| e.uid.is_none() || e.uid == csr.metadata.uid)
+        .filter(|e| e.name == name)
+        .filter(|e| e.uid.is_none() || e.uid == *uid)
         .max_by_key(|e| e.error.at)
         .map(|e| e.error.clone())
 }

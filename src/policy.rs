@@ -13,8 +13,9 @@ use regex::Regex;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{canonical_dns_name, normalize_dns_name};
-use crate::request::{KeyAlgorithm, RSA_MIN_VERIFIABLE_BITS, canonical_ip};
+use crate::request::{KeyAlgorithm, RSA_MIN_VERIFIABLE_BITS};
+pub use crate::vocabulary::is_dns1123_subdomain;
+use crate::vocabulary::{AddressValue, canonical_dns_name, canonical_ip, normalize_dns_name};
 
 /// The OpenShift service account that submits client CSRs for new nodes.
 pub const OPENSHIFT_NODE_BOOTSTRAPPER: &str =
@@ -432,7 +433,7 @@ pub struct InventoryEntry {
     pub name_pattern: Option<AnchoredRegex>,
     /// Addresses owned by the host named `name`: IPs and DNS names its serving CSR may carry.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub addresses: Vec<Address>,
+    pub addresses: Vec<AddressValue>,
     /// A fence: IP SANs of matching nodes must fall inside these ranges.
     #[serde(rename = "ipRanges", skip_serializing_if = "Vec::is_empty")]
     pub ip_ranges: Vec<Cidr>,
@@ -444,7 +445,7 @@ struct RawInventoryEntry {
     name: Option<String>,
     name_pattern: Option<AnchoredRegex>,
     #[serde(default)]
-    addresses: Vec<Address>,
+    addresses: Vec<AddressValue>,
     #[serde(default, rename = "ipRanges")]
     ip_ranges: Vec<Cidr>,
 }
@@ -671,60 +672,6 @@ impl<'de> Deserialize<'de> for AnchoredRegex {
         let text = String::deserialize(d)?;
         AnchoredRegex::new(&text).map_err(de::Error::custom)
     }
-}
-
-/// An address an inventory host owns: an IP or a DNS name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    Ip(IpAddr),
-    Dns(String),
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Address::Ip(ip) => ip.fmt(f),
-            Address::Dns(name) => f.write_str(name),
-        }
-    }
-}
-
-impl Serialize for Address {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Address {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        if let Ok(ip) = IpAddr::from_str(&text) {
-            return Ok(Address::Ip(canonical_ip(ip)));
-        }
-        if let Some(name) = canonical_dns_name(&text) {
-            Ok(Address::Dns(name))
-        } else {
-            Err(de::Error::custom(format!(
-                "{text:?} is neither an IP address nor a DNS name"
-            )))
-        }
-    }
-}
-
-/// RFC 1123 subdomain as Kubernetes validates object names: lowercase alphanumerics and
-/// `-`, labels of at most 63 characters separated by dots, at most 253 in all.
-pub fn is_dns1123_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 impl Policy {

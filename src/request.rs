@@ -20,6 +20,8 @@ use x509_parser::pem::Pem;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 
+use crate::vocabulary::canonical_ip;
+
 /// Kubelet CSRs are a few hundred bytes; anything this large is not one.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
@@ -299,13 +301,4 @@ fn collect_san(name: &GeneralName<'_>, parsed: &mut ParsedRequest) -> Result<(),
         }
     }
     Ok(())
-}
-
-/// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry, so `::ffff:10.0.0.1`
-/// cannot slip past a check written for `10.0.0.1` or the other way round.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    }
 }

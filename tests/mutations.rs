@@ -22,7 +22,7 @@ use common::{
 };
 use csr_approver::decision::{CLIENT_SIGNER, Decision, SERVING_SIGNER, Verdict};
 use csr_approver::policy::DEFAULT_MAX_EXPIRATION_SECONDS;
-use csr_approver::request::canonical_ip;
+use csr_approver::vocabulary::canonical_ip;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, SanType};

@@ -8,7 +8,7 @@
 //! the regression test never skips anything.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use arbitrary::{Arbitrary, Unstructured};
 use csr_approver::decision::{
@@ -20,7 +20,8 @@ use csr_approver::inventory::{
     normalize_dns_name,
 };
 use csr_approver::policy::{Policy, is_dns1123_subdomain};
-use csr_approver::request::{canonical_ip, parse_request};
+use csr_approver::request::parse_request;
+use csr_approver::vocabulary::canonical_ip;
 use jiff::{SignedDuration, Timestamp};
 
 /// Named invariants, so that a known finding can be stepped over while fuzzing.
@@ -389,7 +390,8 @@ pub fn csr_facts(data: &[u8]) -> (CsrFacts, Scene) {
         expiration_seconds: control.expiration_seconds,
         created,
         state: CsrState::Pending,
-        request,
+        approved_at: None,
+        request: Arc::new(parse_request(&request)),
     };
     (facts, control.scene)
 }
@@ -397,7 +399,7 @@ pub fn csr_facts(data: &[u8]) -> (CsrFacts, Scene) {
 /// Parses and decides one fuzz input; panics if an invariant breaks.
 pub fn request_decide(data: &[u8], checks: &Checks) -> Decision {
     let (facts, scene) = csr_facts(data);
-    let parsed = parse_request(&facts.request);
+    let parsed = facts.request.as_ref();
     let decision = decide(&facts, inventory(), policy(scene), now());
     if decision.verdict == Verdict::Approve && checks.on(Check::ApproveImpliesValid) {
         let request = match parsed {

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{CLIENT_SIGNER, CsrFacts, NODE_USER_PREFIX, Reason, Refusal, refuse};
+use super::{CsrFacts, Reason, Refusal, refuse};
 use crate::inventory::{CsrState, CsrSummary, Inventory};
 use crate::policy::Policy;
+use crate::vocabulary::{CLIENT_SIGNER, NODE_USER_PREFIX};
 
 /// The window both limits count in.
 pub const FLOOD_WINDOW: Duration = Duration::from_secs(3600);

@@ -21,13 +21,12 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{
-    Approval, CLIENT_SIGNER, CsrFacts, NODE_USER_PREFIX, Reason, Refusal, admitted_machines,
-    refuse, within,
-};
+use super::common::{admitted_machines, within};
+use super::{Approval, CsrFacts, Reason, Refusal, refuse};
 use crate::evidence::Wanted;
 use crate::inventory::{CsrState, Inventory};
 use crate::policy::Policy;
+use crate::vocabulary::{CLIENT_SIGNER, NODE_USER_PREFIX};
 
 /// What an admin should check before approving by hand, whatever stopped the automation.
 fn for_an_admin(node: &str, why: &str) -> Refusal {

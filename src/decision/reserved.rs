@@ -5,8 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::inventory::{AddressValue, Inventory, canonical_dns_name};
+use crate::inventory::Inventory;
 use crate::policy::Policy;
+use crate::vocabulary::{AddressValue, canonical_dns_name};
 
 /// The `default/kubernetes` Service's names, as pods resolve them.
 const API_SERVER_NAMES: [&str; 3] = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"];

@@ -24,14 +24,13 @@ use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 
-use super::{
-    Approval, CsrFacts, NODE_USER_PREFIX, Reason, Refusal, admitted_machines, check_nodes_group,
-    join, refuse, reserved, usage_set,
-};
+use super::common::{admitted_machines, check_nodes_group, join, usage_set};
+use super::{Approval, CsrFacts, Reason, Refusal, refuse, reserved};
 use crate::evidence::Wanted;
-use crate::inventory::{AddressValue, Claimant, Inventory, MachineInfo, canonical_dns_name};
-use crate::policy::{Address, AddressSource, InventoryEntry, Policy};
+use crate::inventory::{Claimant, Inventory, MachineInfo};
+use crate::policy::{AddressSource, InventoryEntry, Policy};
 use crate::request::ParsedRequest;
+use crate::vocabulary::{AddressValue, NODE_USER_PREFIX, canonical_dns_name};
 
 /// The usage sets Kubernetes' kubelet-serving signer issues, and nothing else.
 const SERVING_USAGE_SETS: [&[&str]; 2] = [
@@ -249,7 +248,7 @@ fn owned_addresses(
             entry
                 .addresses
                 .iter()
-                .map(|a| (address_value(a), entry.describe())),
+                .map(|a| (a.clone(), entry.describe())),
         );
     }
     owned
@@ -262,13 +261,6 @@ fn linked_machines<'a>(
 ) -> impl Iterator<Item = &'a MachineInfo> {
     admitted_machines(inventory, policy, node)
         .filter(move |m| !m.deleting && m.node_ref.as_deref() == Some(node))
-}
-
-fn address_value(address: &Address) -> AddressValue {
-    match address {
-        Address::Ip(ip) => AddressValue::Ip(*ip),
-        Address::Dns(name) => AddressValue::Dns(name.clone()),
-    }
 }
 
 /// Why a SAN the node does not own is refused: its Machine may not be linked yet, or the
@@ -403,9 +395,7 @@ fn other_owner(
         .inventory
         .iter()
         .filter_map(|entry| entry.name.as_deref().map(|name| (name, entry)))
-        .find(|(name, entry)| {
-            *name != node && entry.addresses.iter().any(|a| address_value(a) == *value)
-        })
+        .find(|(name, entry)| *name != node && entry.addresses.contains(value))
         .map(|(name, entry)| format!("{name} ({})", entry.describe()))
 }
 

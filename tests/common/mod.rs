@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use csr_approver::decision::{CLIENT_SIGNER, CsrFacts, Decision, SERVING_SIGNER, decide};
 use csr_approver::evidence::{KubeletCertificate, NodeLease, Observed};
@@ -12,6 +12,7 @@ use csr_approver::inventory::{
     AddressValue, CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo, TypedAddress,
 };
 use csr_approver::policy::Policy;
+use csr_approver::request::parse_request;
 use jiff::{SignedDuration, Timestamp};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 
@@ -180,7 +181,8 @@ impl Csr {
             expiration_seconds: None,
             created: Some(now()),
             state: CsrState::Pending,
-            request: request.pem(),
+            approved_at: None,
+            request: Arc::new(parse_request(&request.pem())),
         })
     }
 
@@ -198,7 +200,8 @@ impl Csr {
             expiration_seconds: None,
             created: Some(now()),
             state: CsrState::Pending,
-            request: request.pem(),
+            approved_at: None,
+            request: Arc::new(parse_request(&request.pem())),
         })
     }
 
@@ -214,7 +217,7 @@ impl Csr {
     }
 
     pub fn raw_request(mut self, bytes: Vec<u8>) -> Csr {
-        self.0.request = bytes;
+        self.0.request = Arc::new(parse_request(&bytes));
         self
     }
 

@@ -1,0 +1,195 @@
+//! Kubernetes objects → the compact facts csr-approver keeps. The watch path, `check` (from
+//! files) and `check` (live) all read objects through these functions, so they cannot
+//! disagree on what an object says; the rest of the program sees only the facts.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::{Node, Service};
+use kube::api::DynamicObject;
+use kube::discovery::ApiResource;
+use serde_json::Value;
+
+use crate::decision::CsrFacts;
+use crate::inventory::{CsrState, CsrSummary, MachineInfo, NodeInfo, TypedAddress};
+use crate::request::{ParsedRequest, RequestError, parse_request};
+use crate::vocabulary::{node_name_from_cn, normalize_dns_name};
+
+/// A CSR's facts, its request parsed and verified here: once per object seen, shared by
+/// every decision and summary made from it.
+pub fn csr_facts(csr: &CertificateSigningRequest) -> CsrFacts {
+    let spec = &csr.spec;
+    CsrFacts {
+        name: csr.metadata.name.clone().unwrap_or_default(),
+        signer_name: spec.signer_name.clone(),
+        username: spec.username.clone().unwrap_or_default(),
+        groups: spec.groups.clone().unwrap_or_default(),
+        usages: spec.usages.clone().unwrap_or_default(),
+        expiration_seconds: spec.expiration_seconds.map(i64::from),
+        created: csr.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        state: csr_state(csr),
+        approved_at: approved_at(csr),
+        request: Arc::new(parse_request(&spec.request.0)),
+    }
+}
+
+/// A CSR as the duplicate and flood rules see it, from its facts.
+pub fn csr_summary(facts: &CsrFacts) -> CsrSummary {
+    CsrSummary {
+        name: facts.name.clone(),
+        signer: facts.signer_name.clone(),
+        created: facts.created,
+        state: facts.state,
+        node_name: subject_node_name(&facts.request),
+        requester: facts.username.clone(),
+        groups: facts.groups.clone(),
+        approved_at: facts.approved_at,
+    }
+}
+
+/// Only a name `decide` could accept: garbage must not count as a request for a node.
+fn subject_node_name(request: &Result<ParsedRequest, RequestError>) -> Option<String> {
+    match request.as_ref().ok()?.common_names.as_slice() {
+        [cn] => node_name_from_cn(cn).map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Where a CSR stands, from its status conditions and certificate.
+pub fn csr_state(csr: &CertificateSigningRequest) -> CsrState {
+    let Some(status) = csr.status.as_ref() else {
+        return CsrState::Pending;
+    };
+    let has = |t: &str| {
+        status
+            .conditions
+            .as_ref()
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == t && c.status != "False"))
+    };
+    if has("Denied") {
+        CsrState::Denied
+    } else if has("Failed") {
+        CsrState::Failed
+    } else if status.certificate.as_ref().is_some_and(|c| !c.0.is_empty()) {
+        CsrState::Issued
+    } else if has("Approved") {
+        CsrState::Approved
+    } else {
+        CsrState::Pending
+    }
+}
+
+/// When the `Approved` condition was last updated, if the CSR carries one.
+pub fn approved_at(csr: &CertificateSigningRequest) -> Option<Timestamp> {
+    let condition = csr
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Approved" && c.status != "False")?;
+    condition
+        .last_update_time
+        .as_ref()
+        .or(condition.last_transition_time.as_ref())
+        .map(|t| t.0)
+}
+
+/// A Node's name (normalised) and status addresses; `None` for a Node without a name.
+pub fn node_info(node: &Node) -> Option<NodeInfo> {
+    let name = normalize_dns_name(node.metadata.name.as_deref()?);
+    let addresses = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .map(|list| {
+            list.iter()
+                .map(|a| TypedAddress::new(&a.type_, &a.address))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(NodeInfo { name, addresses })
+}
+
+/// A Machine of either API as the API server returns it: list items may lack
+/// `apiVersion`, which `resource` supplies.
+pub fn machine_info_from_object(
+    object: &DynamicObject,
+    resource: &ApiResource,
+) -> Option<MachineInfo> {
+    let mut value = serde_json::to_value(object).ok()?;
+    if value.get("apiVersion").is_none() {
+        value["apiVersion"] = Value::String(resource.api_version.clone());
+    }
+    machine_info(&value)
+}
+
+/// A Machine of either API from its JSON form. Both APIs share the shape this needs:
+/// `status.addresses[{type,address}]` and `status.nodeRef.name`.
+pub fn machine_info(object: &Value) -> Option<MachineInfo> {
+    let api_version = object.get("apiVersion")?.as_str()?;
+    let api_group = api_version.split('/').next()?.to_string();
+    let metadata = object.get("metadata")?;
+    let name = metadata.get("name")?.as_str()?.to_string();
+    let namespace = metadata
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let created = metadata
+        .get("creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    let deleting = metadata
+        .get("deletionTimestamp")
+        .is_some_and(|t| !t.is_null());
+    let status = object.get("status");
+    let addresses = status
+        .and_then(|s| s.get("addresses"))
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|a| {
+                    let kind = a.get("type")?.as_str()?;
+                    let address = a.get("address")?.as_str()?;
+                    Some(TypedAddress::new(kind, address))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let node_ref = status
+        .and_then(|s| s.get("nodeRef"))
+        .and_then(|r| r.get("name"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(normalize_dns_name);
+    Some(MachineInfo {
+        api_group,
+        namespace,
+        name,
+        created,
+        addresses,
+        node_ref,
+        deleting,
+    })
+}
+
+/// The ClusterIP(s) of a Service: `spec.clusterIPs` (dual-stack), else `spec.clusterIP`;
+/// `None` (headless) and unparsable values are not addresses.
+pub fn service_cluster_ips(service: &Service) -> Vec<IpAddr> {
+    let spec = service.spec.as_ref();
+    let listed = spec
+        .and_then(|s| s.cluster_ips.clone())
+        .filter(|ips| !ips.is_empty());
+    let raw = listed.unwrap_or_else(|| {
+        spec.and_then(|s| s.cluster_ip.clone())
+            .into_iter()
+            .collect()
+    });
+    raw.iter()
+        .filter_map(|ip| IpAddr::from_str(ip.trim()).ok())
+        .collect()
+}
