@@ -138,7 +138,7 @@ pub async fn write_verdict(
     let (type_, reason) = match decision.verdict {
         Verdict::Approve => ("Approved", APPROVED_REASON.to_string()),
         Verdict::Deny => ("Denied", decision.reason.as_str().to_string()),
-        Verdict::Wait { .. } | Verdict::Ignore => return Ok(Written::Done),
+        Verdict::Wait | Verdict::Ignore => return Ok(Written::Done),
     };
     let condition = CertificateSigningRequestCondition {
         type_: type_.to_string(),
@@ -211,7 +211,7 @@ pub fn event_for(decision: &Decision, dry_run: bool) -> Option<Event> {
     let (type_, reason, action) = match decision.verdict {
         Verdict::Approve => (EventType::Normal, "Approved", "Approve"),
         Verdict::Deny => (EventType::Warning, "Denied", "Deny"),
-        Verdict::Wait { .. } => (EventType::Warning, "NotApproved", "Wait"),
+        Verdict::Wait => (EventType::Warning, "NotApproved", "Wait"),
         Verdict::Ignore => return None,
     };
     let prefix = if dry_run {
@@ -223,7 +223,7 @@ pub fn event_for(decision: &Decision, dry_run: bool) -> Option<Event> {
     // keeps its first note: a CSR that waits for one reason, then another, must get a new
     // Event saying the new one.
     let action = match decision.verdict {
-        Verdict::Wait { .. } => format!("{action}:{}", decision.reason.as_str()),
+        Verdict::Wait => format!("{action}:{}", decision.reason.as_str()),
         _ => action.to_string(),
     };
     Some(Event {

@@ -67,9 +67,9 @@ pub fn verdict_label(decision: &Decision) -> &'static str {
         (Verdict::Approve, _) => "APPROVE",
         (Verdict::Deny, _) => "DENY",
         (Verdict::Ignore, _) => "IGNORE",
-        (Verdict::Wait { .. }, ReasonClass::Definitive) => "REFUSED",
-        (Verdict::Wait { .. }, ReasonClass::ForAnAdmin) => "ADMIN",
-        (Verdict::Wait { .. }, _) => "WAIT",
+        (Verdict::Wait, ReasonClass::Definitive) => "REFUSED",
+        (Verdict::Wait, ReasonClass::ForAnAdmin) => "ADMIN",
+        (Verdict::Wait, _) => "WAIT",
     }
 }
 

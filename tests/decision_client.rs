@@ -61,7 +61,7 @@ fn cluster_api_machine_is_approved() {
     );
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }
@@ -73,7 +73,7 @@ fn cluster_api_machines_are_not_trusted_by_default() {
     m.namespace = "capi".to_string();
     assert_decision!(
         World::new().machine(m).decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }
@@ -84,7 +84,7 @@ fn openshift_machines_outside_openshift_machine_api_are_not_trusted_by_default()
     m.namespace = "default".to_string();
     assert_decision!(
         World::new().machine(m).decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }
@@ -159,11 +159,7 @@ fn inventory_entry_by_pattern_approves() {
 fn inventory_pattern_is_anchored_so_longer_names_do_not_match() {
     let world = World::new().policy_yaml(r"inventory: [{namePattern: '^worker-[0-9]+$'}]");
     let csr = Csr::client(&Request::node("worker-1.evil.example"));
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::UnknownMachine
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::UnknownMachine);
 }
 
 #[test]
@@ -308,7 +304,7 @@ fn garbage_request_is_malformed() {
     let csr = worker1().raw_request(b"garbage".to_vec());
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::MalformedRequest
     );
 }
@@ -320,7 +316,7 @@ fn two_pem_blocks_are_malformed() {
     let csr = worker1().raw_request(two);
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::MalformedRequest
     );
 }
@@ -334,7 +330,7 @@ fn tampered_signature_is_never_approved() {
     let csr = worker1().raw_request(pem::encode(&pem::Pem::new(block.tag(), der)).into_bytes());
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadSignature
     );
 }
@@ -342,18 +338,14 @@ fn tampered_signature_is_never_approved() {
 #[test]
 fn rsa_1024_is_weak() {
     let csr = worker1().raw_request(fixture_bytes("requests/rsa1024-client.csr"));
-    assert_decision!(
-        joining_world().decide(&csr),
-        Verdict::Wait { .. },
-        Reason::WeakKey
-    );
+    assert_decision!(joining_world().decide(&csr), Verdict::Wait, Reason::WeakKey);
 }
 
 #[test]
 fn rsa_2048_is_weak_when_policy_raises_the_floor() {
     let world = joining_world().policy_yaml("keys: {minRSABits: 3072}");
     let csr = Csr::client(&Request::node("worker-1").key(Key::Rsa2048));
-    assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::WeakKey);
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::WeakKey);
     let csr3072 = Csr::client(&Request::node("worker-1").key(Key::Rsa3072));
     assert_decision!(
         world.decide(&csr3072),
@@ -366,11 +358,7 @@ fn rsa_2048_is_weak_when_policy_raises_the_floor() {
 fn key_type_not_in_policy_is_unsupported() {
     let world = joining_world().policy_yaml("keys: {types: [ECDSA-P256]}");
     let csr = Csr::client(&Request::node("worker-1").key(Key::Ed25519));
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::UnsupportedKey
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::UnsupportedKey);
 }
 
 #[test]
@@ -378,7 +366,7 @@ fn unsupported_curve_is_refused() {
     let csr = worker1().raw_request(fixture_bytes("requests/secp256k1-client.csr"));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnsupportedKey
     );
 }
@@ -388,7 +376,7 @@ fn system_masters_organization_is_never_approved() {
     let csr = Csr::client(&Request::node("worker-1").org(Some("system:masters")));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadOrganization
     );
 }
@@ -398,7 +386,7 @@ fn system_masters_beside_system_nodes_is_never_approved() {
     let csr = worker1().raw_request(fixture_bytes("requests/two-orgs-client.csr"));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadOrganization
     );
 }
@@ -408,7 +396,7 @@ fn missing_organization_is_refused() {
     let csr = Csr::client(&Request::node("worker-1").org(None));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadOrganization
     );
 }
@@ -418,7 +406,7 @@ fn common_name_without_node_prefix_is_refused() {
     let csr = Csr::client(&Request::node("x").cn("worker-1"));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadCommonName
     );
 }
@@ -428,7 +416,7 @@ fn empty_node_name_is_refused() {
     let csr = Csr::client(&Request::node("x").cn("system:node:"));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadCommonName
     );
 }
@@ -438,7 +426,7 @@ fn uppercase_node_name_in_cn_is_refused() {
     let csr = Csr::client(&Request::node("Worker-1"));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadCommonName
     );
 }
@@ -448,7 +436,7 @@ fn trailing_dot_node_name_in_cn_is_refused() {
     let csr = Csr::client(&Request::node("worker-1."));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadCommonName
     );
 }
@@ -458,7 +446,7 @@ fn two_common_names_are_refused() {
     let csr = worker1().raw_request(fixture_bytes("requests/two-cns-client.csr"));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadCommonName
     );
 }
@@ -468,7 +456,7 @@ fn client_csr_with_dns_san_is_refused() {
     let csr = Csr::client(&Request::node("worker-1").dns("worker-1"));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnexpectedSans
     );
 }
@@ -478,7 +466,7 @@ fn client_csr_with_ip_san_is_refused() {
     let csr = Csr::client(&Request::node("worker-1").ip("10.0.0.11"));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnexpectedSans
     );
 }
@@ -488,7 +476,7 @@ fn client_csr_with_server_auth_usage_is_refused() {
     let csr = worker1().usages(&["digital signature", "client auth", "server auth"]);
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadUsages
     );
 }
@@ -498,7 +486,7 @@ fn client_csr_missing_client_auth_is_refused() {
     let csr = worker1().usages(&["digital signature"]);
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadUsages
     );
 }
@@ -508,7 +496,7 @@ fn expiration_over_the_cap_is_refused() {
     let csr = worker1().expiration(31_622_401);
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::ExpirationTooLong
     );
     let at_cap = worker1().expiration(31_622_400);
@@ -526,7 +514,7 @@ fn unknown_requester_is_refused() {
     let csr = worker1().user("alice", &["system:authenticated"]);
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownRequester
     );
 }
@@ -536,7 +524,7 @@ fn bootstrapper_username_without_its_groups_is_refused() {
     let csr = worker1().user(BOOTSTRAPPER, &["system:authenticated"]);
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownRequester
     );
 }
@@ -546,7 +534,7 @@ fn bootstrap_token_group_is_not_a_default_bootstrapper() {
     let csr = worker1().user("system:bootstrap:abcdef", &["system:bootstrappers"]);
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownRequester
     );
 }
@@ -562,7 +550,7 @@ fn other_service_account_is_refused() {
     );
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownRequester
     );
 }
@@ -572,7 +560,7 @@ fn node_renewing_another_nodes_identity_is_refused() {
     let csr = Csr::renewal("worker-2", &Request::node("worker-1"));
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::RequesterMismatch
     );
 }
@@ -583,7 +571,7 @@ fn renewal_without_nodes_group_is_refused() {
         .user("system:node:worker-1", &["system:authenticated"]);
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::MissingNodesGroup
     );
 }
@@ -593,7 +581,7 @@ fn renewal_for_unregistered_node_waits() {
     let csr = Csr::renewal("worker-1", &Request::node("worker-1"));
     assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::NodeNotRegistered
     );
 }
@@ -605,7 +593,7 @@ fn bootstrapper_cannot_request_an_existing_nodes_identity() {
     let world = joining_world().node(node("worker-1", &[]));
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::NodeAlreadyExists
     );
 }
@@ -617,7 +605,7 @@ fn existing_node_wins_over_inventory() {
         .node(node("worker-1", &[]));
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::NodeAlreadyExists
     );
 }
@@ -626,7 +614,7 @@ fn existing_node_wins_over_inventory() {
 fn no_machine_and_no_inventory_waits() {
     assert_decision!(
         World::new().decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }
@@ -636,7 +624,7 @@ fn machine_for_another_host_does_not_match() {
     let world = World::new().machine(machine("m", ago(60), &[("InternalDNS", "worker-2")]));
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }
@@ -650,7 +638,7 @@ fn machine_name_prefix_does_not_match() {
     ));
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }
@@ -664,7 +652,7 @@ fn machine_ip_or_external_dns_does_not_identify_a_host() {
     ));
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }
@@ -674,7 +662,7 @@ fn machine_without_addresses_yet_waits() {
     let world = World::new().machine(machine("worker-1", ago(60), &[]));
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }
@@ -686,7 +674,7 @@ fn machine_already_linked_to_a_node_is_refused() {
     let world = World::new().machine(m);
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::MachineAlreadyLinked
     );
 }
@@ -700,7 +688,7 @@ fn linked_machine_is_not_overridden_by_inventory() {
         .policy_yaml("inventory: [{name: worker-1}]");
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::MachineAlreadyLinked
     );
 }
@@ -711,7 +699,7 @@ fn machine_in_unwatched_namespace_does_not_count() {
         joining_world().policy_yaml("machines: {namespaces: {machine.openshift.io: [other]}}");
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }
@@ -723,7 +711,7 @@ fn machine_of_unlisted_api_group_does_not_count() {
     );
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }
@@ -747,7 +735,7 @@ fn machine_created_exactly_two_hours_before_is_approved() {
 fn machine_created_two_hours_and_a_second_before_is_refused() {
     assert_decision!(
         world_with_machine_created(ago(7201)).decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::OutsideJoinWindow
     );
 }
@@ -765,7 +753,7 @@ fn machine_created_ten_seconds_after_the_csr_is_approved() {
 fn machine_created_eleven_seconds_after_the_csr_is_refused() {
     assert_decision!(
         world_with_machine_created(ago(-11)).decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::OutsideJoinWindow
     );
 }
@@ -775,7 +763,7 @@ fn join_window_follows_the_policy() {
     let world = world_with_machine_created(ago(1800)).policy_yaml("client: {joinWindow: 10m}");
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::OutsideJoinWindow
     );
 }
@@ -794,7 +782,7 @@ fn machine_without_creation_timestamp_is_refused() {
     m.created = None;
     assert_decision!(
         World::new().machine(m).decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::OutsideJoinWindow
     );
 }
@@ -812,7 +800,7 @@ fn second_client_csr_for_the_same_node_waits() {
     ));
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::DuplicateClientRequest
     );
 }
@@ -889,7 +877,7 @@ fn flood_guard_stops_approvals_above_the_threshold() {
     }
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::TooManyPending
     );
 }
@@ -1027,7 +1015,7 @@ fn flood_guard_auto_threshold_is_machines_plus_100() {
     ));
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::TooManyPending
     );
 }
@@ -1052,7 +1040,7 @@ fn flood_guard_never_holds_renewals_or_serving_of_registered_nodes() {
     ));
     assert_decision!(
         joining.decide(&Csr::client(&Request::node("worker-2"))),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::TooManyPending
     );
     // ...and rotation of a registered node goes on.
@@ -1120,7 +1108,7 @@ fn deny_policy_never_denies_an_unproven_request() {
         ),
     ];
     for (world, csr, reason) in cases {
-        let d = assert_decision!(world.decide(&csr), Verdict::Wait { .. }, reason);
+        let d = assert_decision!(world.decide(&csr), Verdict::Wait, reason);
         assert_eq!(d.reason.class(), ReasonClass::ForAnAdmin, "{reason:?}");
         assert!(
             d.message
@@ -1141,7 +1129,7 @@ fn deny_policy_never_denies_a_csr_an_admin_may_approve() {
         .policy_yaml("deny: true");
     let d = assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::NodeAlreadyExists
     );
     assert!(
@@ -1157,7 +1145,7 @@ fn deny_policy_never_denies_what_may_become_valid() {
     let world = World::new().policy_yaml("deny: true");
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownMachine
     );
 }

@@ -29,7 +29,7 @@ fn a_machine_being_deleted_vouches_for_nothing() {
     ));
     let d = assert_decision!(
         World::new().machine(old.clone()).decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::MachineDeleting
     );
     assert!(d.message.contains("being deleted"), "{}", d.message);
@@ -39,7 +39,7 @@ fn a_machine_being_deleted_vouches_for_nothing() {
             .machine(old.clone())
             .policy_yaml("inventory: [{namePattern: '^worker-[0-9]+$'}]")
             .decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::MachineDeleting
     );
     // Its replacement, free and fresh, vouches.
@@ -67,7 +67,7 @@ fn a_machine_linked_to_the_name_holds_it_even_without_naming_the_host() {
             .machine(holder.clone())
             .policy_yaml("inventory: [{namePattern: '^worker-[0-9]+$'}]")
             .decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::MachineAlreadyLinked
     );
     assert!(d.message.contains("name is taken"), "{}", d.message);
@@ -81,7 +81,7 @@ fn a_machine_linked_to_the_name_holds_it_even_without_naming_the_host() {
                 &[("InternalDNS", "worker-1")]
             ))
             .decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::MachineAlreadyLinked
     );
     // Once that Machine is being deleted, the name is free for a new Machine.
@@ -110,21 +110,21 @@ fn the_inventory_path_has_an_age_bound_like_the_machine_path() {
     );
     let d = assert_decision!(
         world.decide(&worker1().created(ago(1801))),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::OutsideJoinWindow
     );
     assert!(d.message.contains("client.joinWindow 30m"), "{}", d.message);
     let pattern = World::new().policy_yaml("inventory: [{namePattern: '^worker-[0-9]+$'}]");
     assert_decision!(
         pattern.decide(&worker1().created(ago(7201))),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::OutsideJoinWindow
     );
     let mut undated = worker1();
     undated.0.created = None;
     assert_decision!(
         pattern.decide(&undated),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::OutsideJoinWindow
     );
 }
@@ -157,7 +157,7 @@ fn new_node_approvals_are_capped_per_hour() {
     let two = one.csr(approved_new_node("b", "worker-8", 59));
     let d = assert_decision!(
         two.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::NewNodeRateLimited
     );
     assert!(d.message.contains("maxNewNodesPerHour 2"), "{}", d.message);
@@ -190,7 +190,7 @@ fn the_auto_cap_follows_the_machines_that_are_joining() {
     let world = world.csr(approved_new_node("a10", "old-10", 5));
     assert_decision!(
         world.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::NewNodeRateLimited
     );
 }
@@ -233,7 +233,7 @@ fn a_host_reprovisioned_under_its_name_joins_again_with_a_new_machine() {
         .csr(earlier.clone());
     let d = assert_decision!(
         same_generation.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::DuplicateClientRequest
     );
     assert!(d.message.contains("new Machine"), "{}", d.message);
@@ -255,7 +255,7 @@ fn a_host_reprovisioned_under_its_name_joins_again_with_a_new_machine() {
     let raced = new_generation.csr(approved_new_node("csr-attacker", "worker-1", 1));
     assert_decision!(
         raced.decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::DuplicateClientRequest
     );
 }
@@ -268,7 +268,7 @@ fn without_a_machine_an_admin_deleting_the_earlier_csr_frees_the_name() {
             .clone()
             .csr(approved_new_node("csr-first-life", "worker-1", 40))
             .decide(&worker1()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::DuplicateClientRequest
     );
     assert!(

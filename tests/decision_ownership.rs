@@ -54,7 +54,7 @@ fn check(cases: Vec<Case>) {
         let d: Decision = case.world.decide(&case.csr);
         let verdict_ok = match case.expect {
             Expect::Approve => d.verdict == Verdict::Approve,
-            Expect::Wait => matches!(d.verdict, Verdict::Wait { .. }),
+            Expect::Wait => matches!(d.verdict, Verdict::Wait),
         };
         if !verdict_ok || d.reason != case.reason || !d.message.contains(case.says) {
             failures.push(format!(
@@ -399,7 +399,7 @@ fn the_kubernetes_service_cluster_ip_is_never_a_nodes() {
     inventory.set_kubernetes_service_ips(["172.30.0.1".parse().unwrap()]);
     let d = assert_decision!(
         csr_approver::decision::decide(&csr.0, &inventory, &world.policy, now()),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::ReservedSan
     );
     assert!(d.message.contains("kubernetes Service"), "{}", d.message);
@@ -415,11 +415,7 @@ fn reserved_names_are_not_node_names_either() {
         "x.svc.cluster.local",
     ] {
         let csr = Csr::client(&Request::node(name));
-        let d = assert_decision!(
-            world.decide(&csr),
-            Verdict::Wait { .. },
-            Reason::BadCommonName
-        );
+        let d = assert_decision!(world.decide(&csr), Verdict::Wait, Reason::BadCommonName);
         assert!(
             d.message.contains("never a node's"),
             "{name}: {}",
@@ -541,7 +537,7 @@ fn node_addresses_are_read_strictly_too() {
         ],
     ));
     let csr = serving("worker-b", w("worker-b").ip("10.0.0.12"));
-    assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ForeignSan);
 }
 
 // --- 4. full-match patterns -----------------------------------------------------------------

@@ -63,7 +63,7 @@ fn server_auth_alone_is_refused() {
     let csr = serving(w1().ip("10.0.0.11")).usages(&["server auth"]);
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadUsages
     );
 }
@@ -135,7 +135,7 @@ fn serving_before_the_node_exists_waits() {
     let csr = serving(w1().ip("10.0.0.11"));
     let d = assert_decision!(
         joining_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::NodeNotRegistered
     );
     assert!(d.message.contains("client CSR"), "{}", d.message);
@@ -145,11 +145,7 @@ fn serving_before_the_node_exists_waits() {
 fn serving_waits_even_when_inventory_lists_the_address() {
     let world = World::new().policy_yaml("inventory: [{name: worker-1, addresses: [10.0.0.11]}]");
     let csr = serving(w1().ip("10.0.0.11"));
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::NodeNotRegistered
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::NodeNotRegistered);
 }
 
 // --- who asks ----------------------------------------------------------------------------
@@ -159,7 +155,7 @@ fn serving_from_the_bootstrapper_is_refused() {
     let csr = serving(w1().ip("10.0.0.11")).user(BOOTSTRAPPER, &BOOTSTRAPPER_GROUPS);
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::UnknownRequester
     );
 }
@@ -168,11 +164,7 @@ fn serving_from_the_bootstrapper_is_refused() {
 fn serving_for_another_node_is_refused() {
     let csr = Csr::serving("worker-2", &w1().ip("10.0.0.11"));
     let world = registered_world().node(node("worker-2", &[("InternalIP", "10.0.0.12")]));
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::RequesterMismatch
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::RequesterMismatch);
 }
 
 #[test]
@@ -180,7 +172,7 @@ fn serving_without_nodes_group_is_refused() {
     let csr = serving(w1().ip("10.0.0.11")).user("system:node:worker-1", &["system:authenticated"]);
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::MissingNodesGroup
     );
 }
@@ -190,7 +182,7 @@ fn serving_with_system_masters_is_refused() {
     let csr = serving(w1().org(Some("system:masters")).ip("10.0.0.11"));
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadOrganization
     );
 }
@@ -203,7 +195,7 @@ fn serving_with_client_auth_is_refused() {
         serving(w1().ip("10.0.0.11")).usages(&["digital signature", "server auth", "client auth"]);
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadUsages
     );
 }
@@ -213,7 +205,7 @@ fn serving_without_server_auth_is_refused() {
     let csr = serving(w1().ip("10.0.0.11")).usages(&["digital signature", "key encipherment"]);
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::BadUsages
     );
 }
@@ -223,7 +215,7 @@ fn email_san_is_refused() {
     let csr = serving(w1().ip("10.0.0.11").email("root@worker-1"));
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::ForbiddenSanType
     );
 }
@@ -233,7 +225,7 @@ fn uri_san_is_refused() {
     let csr = serving(w1().ip("10.0.0.11").uri("spiffe://cluster/worker-1"));
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::ForbiddenSanType
     );
 }
@@ -243,7 +235,7 @@ fn serving_without_sans_is_refused() {
     let csr = serving(w1());
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::NoSans
     );
 }
@@ -252,22 +244,14 @@ fn serving_without_sans_is_refused() {
 fn wildcard_san_is_refused() {
     let world = registered_world().node(node("worker-1", &[("Hostname", "*.example.com")]));
     let csr = serving(w1().dns("*.example.com"));
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::WildcardSan
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::WildcardSan);
 }
 
 #[test]
 fn expiration_over_the_serving_cap_is_refused() {
     let world = registered_world().policy_yaml("serving: {maxExpirationSeconds: 86400}");
     let csr = serving(w1().ip("10.0.0.11")).expiration(86401);
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::ExpirationTooLong
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ExpirationTooLong);
     let ok = serving(w1().ip("10.0.0.11")).expiration(86400);
     assert_decision!(
         world.decide(&ok),
@@ -282,7 +266,7 @@ fn expiration_over_the_serving_cap_is_refused() {
 fn foreign_ip_san_is_refused_and_named() {
     let world = World::new().node(node("worker-b", &[("InternalIP", "10.0.0.12")]));
     let csr = Csr::serving("worker-b", &Request::node("worker-b").ip("10.0.0.13"));
-    let d = assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    let d = assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ForeignSan);
     let (why, for_an_admin) = d.message.split_once(". ").unwrap();
     assert_eq!(
         why,
@@ -299,7 +283,7 @@ fn extra_ip_san_beside_owned_ones_is_refused() {
     let csr = serving(w1().ip("10.0.0.11").ip("10.0.0.99"));
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::ForeignSan
     );
 }
@@ -308,7 +292,7 @@ fn extra_ip_san_beside_owned_ones_is_refused() {
 fn another_nodes_ip_is_foreign() {
     let world = registered_world().node(node("worker-2", &[("InternalIP", "10.0.0.12")]));
     let csr = serving(w1().ip("10.0.0.12"));
-    assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ForeignSan);
 }
 
 #[test]
@@ -316,7 +300,7 @@ fn foreign_dns_san_is_refused() {
     let csr = serving(w1().ip("10.0.0.11").dns("worker-9.example.com"));
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::ForeignSan
     );
 }
@@ -326,7 +310,7 @@ fn dns_san_with_owned_prefix_is_foreign() {
     let csr = serving(w1().dns("worker-1.example.com.evil.io"));
     assert_decision!(
         registered_world().decide(&csr),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::ForeignSan
     );
 }
@@ -337,7 +321,7 @@ fn machine_only_sources_ignore_node_addresses() {
         .node(node("worker-1", &[("InternalIP", "10.0.0.50")]))
         .policy_yaml("serving: {addressSources: [Machine]}");
     let csr = serving(w1().ip("10.0.0.50"));
-    assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ForeignSan);
 }
 
 #[test]
@@ -345,7 +329,7 @@ fn node_only_sources_ignore_machine_addresses() {
     let world = registered_world().policy_yaml("serving: {addressSources: [Node]}");
     // worker-1.example.com is only on the Machine.
     let csr = serving(w1().dns("worker-1.example.com"));
-    assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ForeignSan);
     let on_node = serving(w1().dns("worker-1"));
     assert_decision!(
         world.decide(&on_node),
@@ -360,11 +344,7 @@ fn unlinked_machine_makes_machine_only_sources_wait() {
         .node(node("worker-1", &[]))
         .policy_yaml("serving: {addressSources: [Machine]}");
     let csr = serving(w1().ip("10.0.0.11"));
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::MachineNotLinked
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::MachineNotLinked);
 }
 
 #[test]
@@ -373,7 +353,7 @@ fn machine_linked_to_another_node_does_not_lend_its_addresses() {
     m.node_ref = Some("worker-2".to_string());
     let world = registered_world().machine(m);
     let csr = serving(w1().ip("10.0.0.12"));
-    assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ForeignSan);
 }
 
 #[test]
@@ -382,7 +362,7 @@ fn inventory_ranges_never_identify_a_node() {
         .node(node("worker-1", &[]))
         .policy_yaml("inventory: [{namePattern: '^worker-[0-9]+$', ipRanges: [10.0.0.0/24]}]");
     let csr = serving(w1().ip("10.0.0.11"));
-    assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ForeignSan);
 }
 
 #[test]
@@ -391,7 +371,7 @@ fn allowed_ranges_never_identify_a_node() {
         .node(node("worker-1", &[]))
         .policy_yaml("serving: {allowedIPRanges: [10.0.0.0/8]}");
     let csr = serving(w1().ip("10.0.0.11"));
-    assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ForeignSan);
 }
 
 #[test]
@@ -400,7 +380,7 @@ fn inventory_addresses_of_another_host_are_not_owned() {
         .node(node("worker-1", &[]))
         .policy_yaml("inventory: [{name: worker-2, addresses: [10.0.0.12]}]");
     let csr = serving(w1().ip("10.0.0.12"));
-    assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ForeignSan);
 }
 
 // --- fences ------------------------------------------------------------------------------
@@ -421,11 +401,7 @@ fn ip_inside_allowed_ranges_is_approved() {
 fn owned_ip_outside_allowed_ranges_is_refused() {
     let world = registered_world().policy_yaml("serving: {allowedIPRanges: [192.168.0.0/16]}");
     let csr = serving(w1().ip("10.0.0.11"));
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::SanOutsideFence
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::SanOutsideFence);
 }
 
 #[test]
@@ -434,11 +410,7 @@ fn owned_ipv6_outside_allowed_ranges_is_refused() {
         .node(node("worker-1", &[("InternalIP", "2001:db8::11")]))
         .policy_yaml("serving: {allowedIPRanges: [fd00::/8]}");
     let csr = serving(w1().ip("2001:db8::11"));
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::SanOutsideFence
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::SanOutsideFence);
 }
 
 #[test]
@@ -457,11 +429,7 @@ fn dns_matching_a_pattern_is_approved() {
 fn owned_dns_outside_patterns_is_refused() {
     let world = registered_world().policy_yaml(r"serving: {dnsNamePatterns: ['^worker-[0-9]+$']}");
     let csr = serving(w1().dns("worker-1.example.com"));
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::SanOutsideFence
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::SanOutsideFence);
 }
 
 #[test]
@@ -469,11 +437,7 @@ fn inventory_ip_ranges_fence_matching_nodes() {
     let world = registered_world()
         .policy_yaml("inventory: [{namePattern: '^worker-[0-9]+$', ipRanges: [10.1.101.0/24]}]");
     let csr = serving(w1().ip("10.0.0.11"));
-    assert_decision!(
-        world.decide(&csr),
-        Verdict::Wait { .. },
-        Reason::SanOutsideFence
-    );
+    assert_decision!(world.decide(&csr), Verdict::Wait, Reason::SanOutsideFence);
 }
 
 #[test]
@@ -514,7 +478,7 @@ fn deny_policy_denies_forged_sans_but_leaves_unproven_ones_to_an_admin() {
     assert_decision!(world.decide(&reserved), Verdict::Deny, Reason::ReservedSan);
     // An address no source lists may be a secondary network's: an admin may approve it.
     let csr = serving(w1().ip("10.0.0.99"));
-    let d = assert_decision!(world.decide(&csr), Verdict::Wait { .. }, Reason::ForeignSan);
+    let d = assert_decision!(world.decide(&csr), Verdict::Wait, Reason::ForeignSan);
     assert!(
         d.message.contains("kubectl certificate approve"),
         "{}",
@@ -524,13 +488,13 @@ fn deny_policy_denies_forged_sans_but_leaves_unproven_ones_to_an_admin() {
         registered_world().policy_yaml("deny: true\nserving: {allowedIPRanges: [10.1.0.0/16]}");
     assert_decision!(
         fenced.decide(&serving(w1().ip("10.0.0.11"))),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::SanOutsideFence
     );
     let early = serving(w1().ip("10.0.0.11"));
     assert_decision!(
         joining_world().policy_yaml("deny: true").decide(&early),
-        Verdict::Wait { .. },
+        Verdict::Wait,
         Reason::NodeNotRegistered
     );
 }
