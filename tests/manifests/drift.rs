@@ -197,3 +197,20 @@ fn the_alert_rules_have_one_source() {
         serde_json::json!(["../files/prometheus-rules.yaml"])
     );
 }
+
+#[test]
+fn deploy_files_of_one_object_read_as_one_document() {
+    // tests/image.rs and scripts read deploy/deployment.yaml as a single document; the
+    // generated header and helm's `---` before it must keep it one.
+    for file in [
+        "deployment.yaml",
+        "service.yaml",
+        "policy-configmap.yaml",
+        "namespace.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo(&format!("deploy/{file}"))).unwrap();
+        let object: Value = serde_saphyr::from_str(&text)
+            .unwrap_or_else(|e| panic!("deploy/{file} is one YAML document: {e}"));
+        assert!(object["kind"].is_string(), "deploy/{file}: {object}");
+    }
+}
