@@ -15,7 +15,7 @@ fn repo(path: &str) -> PathBuf {
 }
 
 /// Docker's rules, enough for an allow-list: the last matching pattern wins; `*` matches
-/// any characters, `/` included (as Python's fnmatch, which the old check used).
+/// any characters, `/` included (as fnmatch(3) without FNM_PATHNAME).
 fn dockerignore_allows(patterns: &[String], path: &str) -> bool {
     let mut allowed = true;
     for pattern in patterns {
