@@ -3,7 +3,6 @@
 #   helm      built from the Go module proxy (helm.sh/helm/v3 at HELM_VERSION)
 #   promtool  from Debian's `prometheus` package, only when promtool is missing
 #   kubectl   /usr/bin/kubectl if present, else Debian's `kubernetes-client`
-#   python3   with PyYAML (pip-installed when missing)
 #
 # Idempotent: a second run finds everything and installs nothing. Prints one line per tool,
 # `name path version`. Exits non-zero with a message naming what could not be installed.
@@ -95,28 +94,14 @@ install_kubectl() {
   echo "$k"
 }
 
-# --- python3 + PyYAML -------------------------------------------------------------------
-install_python() {
-  local py
-  py="$(command -v python3)" || { apt_install python3 python3-yaml; py="$(command -v python3)"; }
-  if ! "$py" -c 'import yaml' 2>/dev/null; then
-    log "PyYAML missing: installing..."
-    "$py" -m pip install --quiet pyyaml >&2 2>&1 || apt_install python3-yaml
-    "$py" -c 'import yaml' 2>/dev/null || die "cannot import yaml in $py"
-  fi
-  echo "$py"
-}
-
 HELM="$(install_helm)"
 PROMTOOL="$(install_promtool)"
 KUBECTL="$(install_kubectl)"
-PYTHON="$(install_python)"
 
 if $env_only; then
-  printf 'export HELM=%q PROMTOOL=%q KUBECTL=%q PYTHON=%q\n' "$HELM" "$PROMTOOL" "$KUBECTL" "$PYTHON"
+  printf 'export HELM=%q PROMTOOL=%q KUBECTL=%q\n' "$HELM" "$PROMTOOL" "$KUBECTL"
 else
   echo "helm     $HELM $("$HELM" version --template '{{.Version}}')"
   echo "promtool $PROMTOOL $("$PROMTOOL" --version 2>&1 | head -n1)"
   echo "kubectl  $KUBECTL $("$KUBECTL" version --client 2>/dev/null | head -n1)"
-  echo "python3  $PYTHON $("$PYTHON" -c 'import sys, yaml; print(sys.version.split()[0], "PyYAML", yaml.__version__)')"
 fi

@@ -1,10 +1,10 @@
-//! The Grafana dashboard (`charts/csr-approver/files/grafana-dashboard.json`, copied to
-//! `deploy/monitoring/grafana/`): it is a dashboard Grafana can load (title, uid,
+//! The Grafana dashboard (`charts/csr-approver/files/grafana-dashboard.json`, rendered into
+//! `deploy/monitoring/grafana/` by the chart): it is a dashboard Grafana can load (title, uid,
 //! schemaVersion, a datasource variable, panels with unique ids, a place on the grid and
 //! queries), every query parses as PromQL (promtool), and every metric a query names is one
 //! the controller exports — taken from the library (`Metrics::exported_families`), not from
-//! a list kept by hand. Every `csr_approver_*` family has a panel. The two copies are the
-//! same bytes. (Their ConfigMaps go through the apiserver in `tests/manifests.rs`.)
+//! a list kept by hand. Every `csr_approver_*` family has a panel. (Its ConfigMaps, which
+//! hold the file as is, go through the apiserver in `tests/manifests.rs`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -14,7 +14,6 @@ use prometheus::proto::MetricType;
 use serde_json::Value;
 
 const CHART_COPY: &str = "charts/csr-approver/files/grafana-dashboard.json";
-const DEPLOY_COPY: &str = "deploy/monitoring/grafana/grafana-dashboard.json";
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -490,7 +489,7 @@ fn every_csr_approver_metric_has_a_panel() {
         .collect();
     assert!(
         missing.is_empty(),
-        "no panel shows {missing:?}: add one to {CHART_COPY} and copy it to {DEPLOY_COPY}"
+        "no panel shows {missing:?}: add one to {CHART_COPY} and run bash scripts/render-deploy.sh"
     );
 }
 
@@ -632,15 +631,4 @@ fn every_query_parses_as_promql() {
         .expect("run promtool");
     let _ = std::fs::remove_file(&file);
     assert!(!out.status.success(), "promtool accepted a broken query");
-}
-
-#[test]
-fn the_chart_and_deploy_copies_are_the_same_bytes() {
-    let chart = std::fs::read(repo(CHART_COPY)).expect("the chart's copy");
-    let deploy = std::fs::read(repo(DEPLOY_COPY)).expect("deploy/'s copy");
-    assert!(
-        chart == deploy,
-        "{DEPLOY_COPY} differs from {CHART_COPY}: kustomize cannot read the chart's file, so \
-         deploy/ keeps a copy — run: cp {CHART_COPY} {DEPLOY_COPY}"
-    );
 }

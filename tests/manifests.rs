@@ -1,4 +1,9 @@
-//! What users install is accepted by a real kube-apiserver: `deploy/` (kustomize), its
+//! Everything a cluster admin installs. `deploy/` is generated from the Helm chart
+//! (`scripts/render-deploy.sh`) and drift-tested (`drift`); what the objects grant and run is
+//! asserted on the rendered YAML (`rbac`, `workload`, `chart_values`, `monitoring`), the
+//! shipped policy is the built-in default (`policy`), and the docs match the chart and the
+//! metrics registry (`docs`). Here: what users install is accepted by a real kube-apiserver:
+//! `deploy/` (kustomize), its
 //! monitoring objects, the single-node OpenShift profile (`overlays/sno/`, the chart's
 //! `values-sno.yaml`), and the rendered Helm chart, each through `kubectl apply
 //! --dry-run=server` (admission, schema validation, RBAC escalation checks). The SNO renders
@@ -9,11 +14,29 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+// The checks of the rendered objects, one concern per file, in tests/manifests/.
+#[path = "manifests/chart_values.rs"]
+mod chart_values;
+#[path = "manifests/docs.rs"]
+mod docs;
+#[path = "manifests/drift.rs"]
+mod drift;
+#[path = "manifests/monitoring.rs"]
+mod monitoring;
+#[path = "manifests/policy.rs"]
+mod policy;
+#[path = "manifests/rbac.rs"]
+mod rbac;
 mod support;
+#[path = "manifests/workload.rs"]
+mod workload;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+
+/// The namespace `deploy/` and these renders install into.
+const NAMESPACE: &str = "csr-approver";
 
 fn repo(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
@@ -271,6 +294,16 @@ fn of_kind<'a>(documents: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_
     documents.iter().filter(|d| d["kind"] == kind).collect()
 }
 
+/// The one object of `kind` named `name` among `documents`.
+fn one<'a>(documents: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    let found: Vec<_> = of_kind(documents, kind)
+        .into_iter()
+        .filter(|d| d["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} {name}");
+    found[0]
+}
+
 /// Whether a PodDisruptionBudget `spec` over `replicas` healthy pods allows no eviction at
 /// all, rounding as the disruption controller does (a percentage of pods rounds up). Such a
 /// PDB blocks every drain of a node running one of them: on one node, the Machine Config
@@ -489,12 +522,7 @@ fn chart_refuses_a_single_replica_with_a_pdb_that_blocks_the_drain() {
 
 /// The one ConfigMap named `name` among `documents`.
 fn config_map<'a>(documents: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
-    let found: Vec<_> = of_kind(documents, "ConfigMap")
-        .into_iter()
-        .filter(|d| d["metadata"]["name"] == name)
-        .collect();
-    assert_eq!(found.len(), 1, "one ConfigMap {name}");
-    found[0]
+    one(documents, "ConfigMap", name)
 }
 
 #[test]
