@@ -148,6 +148,12 @@ impl Case {
         self
     }
 
+    /// Checks that the decision asks for no evidence, unless the row already expects some.
+    pub fn or_wants_nothing(mut self) -> Case {
+        self.wants.get_or_insert(None);
+        self
+    }
+
     pub fn kubernetes_service_ip(mut self, ip: &str) -> Case {
         self.service_ips.push(ip.parse().expect("test IP"));
         self
