@@ -4,7 +4,7 @@
 //! inventory entry; one identity per host generation.
 
 use csr_approver::decision::{CLIENT_SIGNER, Reason};
-use csr_approver::inventory::CsrState;
+use csr_approver::inventory::{CsrState, MachineInfo};
 
 use crate::builders::*;
 use crate::scenes::*;
@@ -19,7 +19,7 @@ fn asks(name: &str, world: World) -> Case {
 }
 
 /// A world whose only Machine is `m`.
-fn only(m: csr_approver::inventory::MachineInfo) -> World {
+fn only(m: MachineInfo) -> World {
     World::new().machine(m)
 }
 
