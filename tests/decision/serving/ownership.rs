@@ -1,0 +1,368 @@
+//! Every serving SAN is an address of the node, from the sources the policy trusts
+//! (`serving.addressSources`: the Node's status, its linked Machine, inventory entries
+//! naming it), compared canonically; and an address two owners claim is evidence for
+//! neither.
+
+use csr_approver::decision::Reason;
+
+use crate::builders::*;
+use crate::scenes::*;
+use crate::{Case, check};
+
+/// A serving CSR of worker-1 in `world`.
+fn worker1_asks(name: &str, world: World, request: Request) -> Case {
+    Case::new(name, world, serving("worker-1", request))
+}
+
+/// worker-1 as `registered_world` has it (Machine linked, Node with 10.0.0.11), plus a
+/// registered worker-2 whose kubelet reports `worker2_addresses`.
+fn two_nodes(worker2_addresses: &[(&str, &str)]) -> World {
+    let m2 = machine(
+        "worker-2",
+        ago(600),
+        &[("InternalDNS", "worker-2"), ("InternalIP", "10.0.0.12")],
+    );
+    registered_world()
+        .machine(linked(m2, "worker-2"))
+        .node(node("worker-2", worker2_addresses))
+}
+
+/// worker-1 registered with no address of its own and this policy.
+fn addressless(policy: &str) -> World {
+    World::new().node(node("worker-1", &[])).policy_yaml(policy)
+}
+
+#[test]
+fn sans_the_node_owns_are_approved() {
+    let node_ip = |ip: &str| World::new().node(node("worker-1", &[("InternalIP", ip)]));
+    let inventory = World::new().node(node("worker-0.example.com", &[])).policy_yaml(
+        "inventory: [{name: worker-0.example.com, addresses: [10.1.101.50, worker-0.example.com]}]",
+    );
+    check([
+        worker1_asks(
+            "names and IP from the Node and its Machine",
+            registered_world(),
+            w("worker-1")
+                .dns("worker-1")
+                .dns("worker-1.example.com")
+                .ip("10.0.0.11"),
+        )
+        .approves(Reason::ServingAddressesVerified)
+        .says("worker-1.example.com"),
+        worker1_asks(
+            "an IP only",
+            registered_world(),
+            w("worker-1").ip("10.0.0.11"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        worker1_asks(
+            "a DNS name in another case, with a trailing dot",
+            registered_world(),
+            w("worker-1").dns("Worker-1.Example.com."),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        worker1_asks(
+            "an IPv6 SAN in long form, the address in short",
+            node_ip("fd00::b"),
+            w("worker-1").ip("fd00:0000:0000:0000:0000:0000:0000:000b"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        worker1_asks(
+            "an IPv6 SAN in short form, the address in long",
+            node_ip("FD00:0:0:0:0:0:0:B"),
+            w("worker-1").ip("fd00::b"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        worker1_asks(
+            "an IPv4-mapped SAN, the address in IPv4",
+            registered_world(),
+            w("worker-1").ip("::ffff:10.0.0.11"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        Case::new(
+            "inventory addresses belong to the node the entry names",
+            inventory,
+            serving(
+                "worker-0.example.com",
+                w("worker-0.example.com")
+                    .ip("10.1.101.50")
+                    .dns("worker-0.example.com"),
+            ),
+        )
+        .approves(Reason::ServingAddressesVerified),
+    ]);
+}
+
+#[test]
+fn sans_the_node_does_not_own_are_foreign() {
+    let worker2_linked = linked(
+        machine("worker-2", ago(60), &[("InternalIP", "10.0.0.12")]),
+        "worker-2",
+    );
+    let machine_only = World::new()
+        .node(node("worker-1", &[("InternalIP", "10.0.0.50")]))
+        .policy_yaml("serving: {addressSources: [Machine]}");
+    let node_only = registered_world().policy_yaml("serving: {addressSources: [Node]}");
+    // A status address that is only valid once trimmed is evidence of nothing.
+    let untrimmed = World::new().node(node(
+        "worker-b",
+        &[
+            ("InternalIP", " 10.0.0.12"),
+            ("InternalDNS", "worker-b.example.com"),
+        ],
+    ));
+    check([
+        Case::new(
+            "an IP no source lists, named with the addresses the node has",
+            World::new().node(node("worker-b", &[("InternalIP", "10.0.0.12")])),
+            serving("worker-b", w("worker-b").ip("10.0.0.13")),
+        )
+        .waits(Reason::ForeignSan)
+        .starts_with("IP SAN 10.0.0.13 is not an address of node worker-b (has 10.0.0.12). ")
+        .says("kubectl certificate approve csr-serving"),
+        worker1_asks(
+            "an extra IP beside owned ones",
+            registered_world(),
+            w("worker-1").ip("10.0.0.11").ip("10.0.0.99"),
+        )
+        .waits(Reason::ForeignSan),
+        worker1_asks(
+            "another node's IP",
+            registered_world().node(node("worker-2", &[("InternalIP", "10.0.0.12")])),
+            w("worker-1").ip("10.0.0.12"),
+        )
+        .waits(Reason::ForeignSan),
+        worker1_asks(
+            "a DNS name no source lists",
+            registered_world(),
+            w("worker-1").ip("10.0.0.11").dns("worker-9.example.com"),
+        )
+        .waits(Reason::ForeignSan),
+        worker1_asks(
+            "a DNS name with an owned name as prefix",
+            registered_world(),
+            w("worker-1").dns("worker-1.example.com.evil.io"),
+        )
+        .waits(Reason::ForeignSan),
+        worker1_asks(
+            "addressSources [Machine] ignores the Node's addresses",
+            machine_only,
+            w("worker-1").ip("10.0.0.50"),
+        )
+        .waits(Reason::ForeignSan),
+        // worker-1.example.com is only on the Machine.
+        worker1_asks(
+            "addressSources [Node] ignores the Machine's addresses",
+            node_only.clone(),
+            w("worker-1").dns("worker-1.example.com"),
+        )
+        .waits(Reason::ForeignSan),
+        worker1_asks(
+            "addressSources [Node] takes the Node's",
+            node_only,
+            w("worker-1").dns("worker-1"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        worker1_asks(
+            "addressSources [Machine] waits for the Machine to be linked",
+            joining_world()
+                .node(node("worker-1", &[]))
+                .policy_yaml("serving: {addressSources: [Machine]}"),
+            w("worker-1").ip("10.0.0.11"),
+        )
+        .waits(Reason::MachineNotLinked),
+        worker1_asks(
+            "a Machine linked to another node lends no address",
+            registered_world().machine(worker2_linked),
+            w("worker-1").ip("10.0.0.12"),
+        )
+        .waits(Reason::ForeignSan),
+        worker1_asks(
+            "an inventory entry's ipRanges never identify a node",
+            addressless("inventory: [{namePattern: '^worker-[0-9]+$', ipRanges: [10.0.0.0/24]}]"),
+            w("worker-1").ip("10.0.0.11"),
+        )
+        .waits(Reason::ForeignSan),
+        worker1_asks(
+            "serving.allowedIPRanges never identify a node",
+            addressless("serving: {allowedIPRanges: [10.0.0.0/8]}"),
+            w("worker-1").ip("10.0.0.11"),
+        )
+        .waits(Reason::ForeignSan),
+        worker1_asks(
+            "an inventory entry's addresses for another host",
+            addressless("inventory: [{name: worker-2, addresses: [10.0.0.12]}]"),
+            w("worker-1").ip("10.0.0.12"),
+        )
+        .waits(Reason::ForeignSan),
+        Case::new(
+            "a Node address valid only once trimmed",
+            untrimmed,
+            serving("worker-b", w("worker-b").ip("10.0.0.12")),
+        )
+        .waits(Reason::ForeignSan),
+    ]);
+}
+
+#[test]
+fn addresses_claimed_by_two_owners_are_never_approved() {
+    let stolen_ip = [("InternalIP", "10.0.0.12"), ("InternalIP", "10.0.0.11")];
+    let duplicate_machine = linked(
+        machine(
+            "worker-3",
+            ago(900),
+            &[("InternalDNS", "worker-3"), ("InternalIP", "10.0.0.11")],
+        ),
+        "worker-3",
+    );
+    let hostless_machine = machine("spare", ago(900), &[("InternalIP", "10.0.0.11")]);
+    let worker2_asks = |name: &str, world: World, request: Request| {
+        Case::new(name, world, serving("worker-2", request))
+    };
+    let bare_metal = World::new()
+        .policy_yaml("machines: {apiGroups: []}\nserving: {addressSources: [Node]}")
+        .node(node("metal-1", &[("InternalIP", "10.1.0.21")]))
+        .node(node(
+            "metal-2",
+            &[("InternalIP", "10.1.0.22"), ("InternalIP", "10.1.0.21")],
+        ));
+    check([
+        worker2_asks(
+            "a kubelet claims its neighbour's IP and asks for it",
+            two_nodes(&stolen_ip),
+            w("worker-2").ip("10.0.0.11"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("claimed by node worker-2 and also by worker-1"),
+        worker1_asks(
+            "the victim's own request waits too: evidence conflicts",
+            two_nodes(&stolen_ip),
+            w("worker-1").ip("10.0.0.11"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("also by worker-2 (Node worker-2 status)"),
+        worker2_asks(
+            "inside an allowedIPRanges fence the claim still conflicts",
+            two_nodes(&stolen_ip).policy_yaml("serving: {allowedIPRanges: [10.0.0.0/24]}"),
+            w("worker-2").ip("10.0.0.11"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("worker-1"),
+        Case::new(
+            "bare metal, Node status only: a kubelet claims another's IP",
+            bare_metal,
+            serving("metal-2", w("metal-2").ip("10.1.0.21")),
+        )
+        .waits(Reason::AddressConflict)
+        .says("metal-1"),
+        worker2_asks(
+            "a kubelet claims another node's name as its Hostname",
+            two_nodes(&[("InternalIP", "10.0.0.12"), ("Hostname", "worker-1")]),
+            w("worker-2").dns("worker-1").ip("10.0.0.12"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("worker-1 (Node worker-1's name)"),
+        worker2_asks(
+            "compared canonically: an IPv4-mapped IPv6 claim is the same IP",
+            two_nodes(&[
+                ("InternalIP", "10.0.0.12"),
+                ("InternalIP", "::ffff:10.0.0.11"),
+            ]),
+            w("worker-2").ip("10.0.0.11"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("worker-1"),
+        worker2_asks(
+            "compared canonically: a DNS claim in upper case with a trailing dot",
+            two_nodes(&[
+                ("InternalIP", "10.0.0.12"),
+                ("InternalDNS", "WORKER-1.Example.com."),
+            ]),
+            w("worker-2").dns("worker-1.example.com").ip("10.0.0.12"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("worker-1"),
+        worker1_asks(
+            "a stale Machine of another node still lists the IP",
+            registered_world().machine(duplicate_machine),
+            w("worker-1").ip("10.0.0.11"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("worker-3 (Machine openshift-machine-api/worker-3"),
+        worker1_asks(
+            "a Machine naming no host owns its addresses itself",
+            registered_world().machine(hostless_machine),
+            w("worker-1").ip("10.0.0.11"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("Machine openshift-machine-api/spare"),
+        worker1_asks(
+            "an inventory entry names the IP for another host",
+            registered_world().policy_yaml("inventory: [{name: worker-5, addresses: [10.0.0.11]}]"),
+            w("worker-1").ip("10.0.0.11"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("worker-5 (inventory entry worker-5)"),
+    ]);
+}
+
+#[test]
+fn one_owner_through_several_sources_is_no_conflict() {
+    let old_worker3 = machine(
+        "old-worker-3",
+        ago(9000),
+        &[("InternalDNS", "worker-3"), ("InternalIP", "10.0.0.11")],
+    );
+    let untrusted = machine(
+        "tenant-machine",
+        ago(60),
+        &[("InternalDNS", "worker-9"), ("InternalIP", "10.0.0.11")],
+    );
+    let own_ip = || w("worker-1").ip("10.0.0.11");
+    check([
+        worker1_asks(
+            "Node, linked Machine and inventory entry of the same node agree",
+            registered_world().policy_yaml(
+                "inventory: [{name: worker-1, addresses: [10.0.0.11, worker-1.example.com]}]",
+            ),
+            own_ip().dns("worker-1").dns("worker-1.example.com"),
+        )
+        .approves(Reason::ServingAddressesVerified)
+        .says("no other owner"),
+        worker1_asks(
+            "a Machine being deleted claims nothing",
+            registered_world().machine(deleting(linked(old_worker3, "worker-3"))),
+            own_ip(),
+        )
+        .approves(Reason::ServingAddressesVerified)
+        .says("10.0.0.11"),
+        worker1_asks(
+            "a Machine in a namespace the policy does not trust claims nothing",
+            registered_world().machine(in_namespace(untrusted, "tenant-a")),
+            own_ip(),
+        )
+        .approves(Reason::ServingAddressesVerified)
+        .says("10.0.0.11"),
+        worker1_asks(
+            "with addressSources [Machine], kubelet-reported status claims nothing",
+            two_nodes(&[("InternalIP", "10.0.0.12"), ("InternalIP", "10.0.0.11")])
+                .policy_yaml("serving: {addressSources: [Machine]}"),
+            own_ip(),
+        )
+        .approves(Reason::ServingAddressesVerified)
+        .says("Machine openshift-machine-api/worker-1"),
+        Case::new(
+            "an API server endpoint IP is a control-plane node's own address (SNO)",
+            World::new().node(node(
+                "master-0",
+                &[("InternalIP", "192.168.111.20"), ("Hostname", "master-0")],
+            )),
+            serving(
+                "master-0",
+                w("master-0").ip("192.168.111.20").dns("master-0"),
+            ),
+        )
+        .approves(Reason::ServingAddressesVerified)
+        .says("192.168.111.20"),
+    ]);
+}
