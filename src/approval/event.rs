@@ -128,7 +128,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
     use super::*;
-    use crate::approval::fixtures::{approve, waiting};
+    use crate::approval::fixtures::{api_error, approve, waiting};
     use crate::decision::Reason;
 
     #[test]
@@ -151,14 +151,6 @@ mod tests {
         assert!(cut.starts_with("NodeAlreadyExists: "));
         assert!(cut.ends_with("kubectl certificate approve x"), "{cut}");
         assert_eq!(capped(String::from("short")), "short");
-    }
-
-    fn api_error(code: u16, reason: &str) -> kube::Error {
-        kube::Error::Api(
-            kube::core::Status::failure("the apiserver's message", reason)
-                .with_code(code)
-                .boxed(),
-        )
     }
 
     #[test]

@@ -132,6 +132,15 @@ pub(crate) mod fixtures {
         }
     }
 
+    /// A failure the apiserver answers with `code` and `reason`.
+    pub(crate) fn api_error(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("the apiserver's message", reason)
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
     /// A decision to leave the CSR pending for `reason`.
     pub(crate) fn waiting(reason: Reason) -> Decision {
         Decision {
@@ -150,14 +159,7 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn api_error(code: u16, reason: &str) -> kube::Error {
-        kube::Error::Api(
-            kube::core::Status::failure("the apiserver's message", reason)
-                .with_code(code)
-                .boxed(),
-        )
-    }
+    use fixtures::api_error;
 
     fn io_error(kind: std::io::ErrorKind) -> kube::Error {
         kube::Error::Service(Box::new(std::io::Error::from(kind)))
@@ -165,20 +167,19 @@ mod tests {
 
     #[test]
     fn the_cause_comes_from_the_status_code_and_the_transport() {
-        let cases = [
-            (api_error(401, "Unauthorized"), "unauthorized"),
-            (api_error(403, "Forbidden"), "forbidden"),
-            (api_error(404, "NotFound"), "not_found"),
-            (api_error(409, "Conflict"), "conflict"),
-            (api_error(422, "Invalid"), "invalid"),
-            (api_error(400, "BadRequest"), "invalid"),
-            (api_error(429, "TooManyRequests"), "throttled"),
-            (api_error(504, "Timeout"), "timeout"),
-            (api_error(500, "ServerTimeout"), "timeout"),
-            (api_error(503, "ServiceUnavailable"), "unavailable"),
-            (api_error(500, "InternalError"), "server_error"),
-            (api_error(502, ""), "server_error"),
-            (api_error(418, ""), "other"),
+        // What the apiserver answered (status code, reason) → the label.
+        #[rustfmt::skip]
+        let statuses = [
+            (401, "Unauthorized", "unauthorized"), (403, "Forbidden", "forbidden"),
+            (404, "NotFound", "not_found"), (409, "Conflict", "conflict"),
+            (422, "Invalid", "invalid"), (400, "BadRequest", "invalid"),
+            (429, "TooManyRequests", "throttled"), (418, "", "other"),
+            // 504, and a 500 that says the apiserver gave up waiting.
+            (504, "Timeout", "timeout"), (500, "ServerTimeout", "timeout"),
+            (503, "ServiceUnavailable", "unavailable"),
+            (500, "InternalError", "server_error"), (502, "", "server_error"),
+        ];
+        let transport = [
             (
                 io_error(std::io::ErrorKind::ConnectionRefused),
                 "unavailable",
@@ -186,6 +187,10 @@ mod tests {
             (io_error(std::io::ErrorKind::TimedOut), "timeout"),
             (kube::Error::LinesCodecMaxLineLengthExceeded, "other"),
         ];
+        let cases = statuses
+            .into_iter()
+            .map(|(code, reason, cause)| (api_error(code, reason), cause))
+            .chain(transport);
         for (error, cause) in cases {
             assert_eq!(failure_cause(&error), cause, "{error}");
             assert!(

@@ -68,12 +68,10 @@ mod tests {
     use super::*;
     use crate::cluster::watch::{Cached, Concerns};
 
+    /// The Service `default/kubernetes` with `spec`.
     fn service(spec: serde_json::Value) -> Service {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "kubernetes", "namespace": "default"},
-            "spec": spec
-        }))
-        .unwrap()
+        let metadata = serde_json::json!({"name": "kubernetes", "namespace": "default"});
+        serde_json::from_value(serde_json::json!({"metadata": metadata, "spec": spec})).unwrap()
     }
 
     #[test]

@@ -39,27 +39,18 @@ pub(super) struct Context {
     pub(super) write_lock: tokio::sync::Mutex<()>,
 }
 
-/// The parts of a [`Context`] that `run` shares with the watches, the Lease loop and the
-/// HTTP server.
-pub(super) struct Shared {
-    pub(super) cache: Arc<ClusterCache>,
-    pub(super) policy: Arc<PolicyHolder>,
-    pub(super) metrics: Metrics,
-    pub(super) recorder: Recorder,
-    pub(super) leader: WriteGate,
-    pub(super) readiness: Arc<Readiness>,
-}
-
 impl Context {
-    pub(super) fn new(client: Client, shared: Shared) -> Context {
-        let Shared {
-            cache,
-            policy,
-            metrics,
-            recorder,
-            leader,
-            readiness,
-        } = shared;
+    /// `cache`, `policy`, `metrics`, `leader` and `readiness` are shared with the watches,
+    /// the policy watch, the Lease loop and the HTTP server.
+    pub(super) fn new(
+        client: Client,
+        cache: Arc<ClusterCache>,
+        policy: Arc<PolicyHolder>,
+        metrics: Metrics,
+        recorder: Recorder,
+        leader: WriteGate,
+        readiness: Arc<Readiness>,
+    ) -> Context {
         Context {
             csrs: Api::all(client.clone()),
             client,
@@ -92,16 +83,15 @@ impl Context {
     pub(super) fn test(client: Client) -> Context {
         #[allow(clippy::unwrap_used)] // a registry that does not register fails the test
         let metrics = Metrics::new().unwrap();
+        let recorder = Context::recorder(client.clone(), None);
         Context::new(
-            client.clone(),
-            Shared {
-                cache: Arc::new(ClusterCache::default()),
-                policy: Arc::new(PolicyHolder::default()),
-                metrics,
-                recorder: Context::recorder(client, None),
-                leader: WriteGate::always(),
-                readiness: Arc::new(Readiness::default()),
-            },
+            client,
+            Arc::new(ClusterCache::default()),
+            Arc::new(PolicyHolder::default()),
+            metrics,
+            recorder,
+            WriteGate::always(),
+            Arc::new(Readiness::default()),
         )
     }
 }

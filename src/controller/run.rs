@@ -15,7 +15,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::context::{Context, Shared};
+use super::context::Context;
 use super::gauges::refresh_gauges;
 use super::reconcile::{error_policy, reconcile};
 use super::{ControllerError, RunConfig, client};
@@ -42,28 +42,18 @@ impl StopSignal {
 
 /// `csr-approver run`.
 pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
-    let RunConfig {
-        kubeconfig,
-        namespace,
-        policy_configmap,
-        http_addr,
-        leader_election,
-        lease_name,
-        lease_duration_seconds,
-        identity,
-    } = config;
-    let client = client(kubeconfig.as_deref()).await?;
+    let client = client(config.kubeconfig.as_deref()).await?;
     let metrics = Metrics::new()?;
     let readiness = Arc::new(Readiness::default());
     let cache = Arc::new(ClusterCache::default());
     let policy = Arc::new(PolicyHolder::default());
-    let recorder = Context::recorder(client.clone(), Some(identity.clone()));
+    let recorder = Context::recorder(client.clone(), Some(config.identity.clone()));
     let (trigger, triggered) = mpsc::unbounded();
     let (reconcile_all, reconcile_all_requests) = mpsc::unbounded::<()>();
     let stop_signal = stop_signal();
 
     let http_task = serve_http(
-        http_addr,
+        config.http_addr,
         http::router(metrics.clone(), readiness.clone(), {
             let (cache, policy, metrics) = (cache.clone(), policy.clone(), metrics.clone());
             Arc::new(move || refresh_gauges(&cache, &policy, &metrics))
@@ -72,14 +62,14 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
     )
     .await?;
 
-    let leadership = if leader_election {
+    let leadership = if config.leader_election {
         leader::elect(
             client.clone(),
             LeaseConfig {
-                namespace: namespace.clone(),
-                name: lease_name,
-                identity,
-                duration_seconds: lease_duration_seconds,
+                namespace: config.namespace.clone(),
+                name: config.lease_name.clone(),
+                identity: config.identity.clone(),
+                duration_seconds: config.lease_duration_seconds,
             },
             metrics.clone(),
             reconcile_all.clone(),
@@ -117,8 +107,8 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
     tokio::spawn(
         PolicyWatch {
             client: client.clone(),
-            namespace,
-            name: policy_configmap,
+            namespace: config.namespace.clone(),
+            name: config.policy_configmap.clone(),
             holder: policy.clone(),
             metrics: metrics.clone(),
             readiness: readiness.clone(),
@@ -142,14 +132,12 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
 
     let context = Arc::new(Context::new(
         client,
-        Shared {
-            cache,
-            policy,
-            metrics,
-            recorder,
-            leader: leadership.gate.clone(),
-            readiness,
-        },
+        cache,
+        policy,
+        metrics,
+        recorder,
+        leadership.gate.clone(),
+        readiness,
     ));
     Controller::for_stream(csr_stream, reader)
         .reconcile_on(triggered)
