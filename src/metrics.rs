@@ -48,18 +48,17 @@ fn registered<M: Collector + Clone + 'static>(
 }
 
 /// A registered integer gauge.
-fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
-    registered(registry, IntGauge::with_opts(opts(name, help))?)
+fn gauge(registry: &Registry, opts: Opts) -> Result<IntGauge, prometheus::Error> {
+    registered(registry, IntGauge::with_opts(opts)?)
 }
 
 /// A registered family of integer counters with `labels`.
 fn counters(
     registry: &Registry,
-    name: &str,
-    help: &str,
+    opts: Opts,
     labels: &[&str],
 ) -> Result<IntCounterVec, prometheus::Error> {
-    registered(registry, IntCounterVec::new(opts(name, help), labels)?)
+    registered(registry, IntCounterVec::new(opts, labels)?)
 }
 
 impl Metrics {
@@ -68,8 +67,10 @@ impl Metrics {
         let r = &registry;
         let decisions = counters(
             r,
-            "decisions_total",
-            "Decisions taken on kubelet CSRs, by signer, verdict and reason.",
+            opts(
+                "decisions_total",
+                "Decisions taken on kubelet CSRs, by signer, verdict and reason.",
+            ),
             &["signer", "verdict", "reason"],
         )?;
         let approval_latency = registered(
@@ -115,50 +116,68 @@ impl Metrics {
         )?;
         let max_pending = gauge(
             r,
-            "max_pending_csrs",
-            "The flood-guard threshold in force: approvals stop above this many pending CSRs.",
+            opts(
+                "max_pending_csrs",
+                "The flood-guard threshold in force: approvals stop above this many pending CSRs.",
+            ),
         )?;
         let max_new_nodes = gauge(
             r,
-            "max_new_nodes_per_hour",
-            "The hourly cap on new node identities in force (client.maxNewNodesPerHour).",
+            opts(
+                "max_new_nodes_per_hour",
+                "The hourly cap on new node identities in force (client.maxNewNodesPerHour).",
+            ),
         )?;
         let new_nodes_last_hour = gauge(
             r,
-            "new_nodes_approved_last_hour",
-            "New node identities (client certificates not requested by a node itself) approved in the last hour, by anyone; new nodes wait while this reaches the cap.",
+            opts(
+                "new_nodes_approved_last_hour",
+                "New node identities (client certificates not requested by a node itself) approved in the last hour, by anyone; new nodes wait while this reaches the cap.",
+            ),
         )?;
         let recovery_pending = gauge(
             r,
-            "recovery_csrs_pending",
-            "Pending client CSRs in which a bootstrapper asks for the identity of a Node that exists: nodes recovering after their client certificate expired (or someone impersonating them). An admin approves them by hand unless client.recovery is on.",
+            opts(
+                "recovery_csrs_pending",
+                "Pending client CSRs in which a bootstrapper asks for the identity of a Node that exists: nodes recovering after their client certificate expired (or someone impersonating them). An admin approves them by hand unless client.recovery is on.",
+            ),
         )?;
         let policy_valid = gauge(
             r,
-            "policy_valid",
-            "1 when the policy in force is the ConfigMap's (or the defaults, without one); 0 when the last update was rejected (the last good policy stays in force) or, at start-up, when no valid policy has loaded yet (nothing is decided).",
+            opts(
+                "policy_valid",
+                "1 when the policy in force is the ConfigMap's (or the defaults, without one); 0 when the last update was rejected (the last good policy stays in force) or, at start-up, when no valid policy has loaded yet (nothing is decided).",
+            ),
         )?;
         let policy_reloads = counters(
             r,
-            "policy_reloads_total",
-            "Policy loads from the ConfigMap, by result (valid, invalid, absent, deleted).",
+            opts(
+                "policy_reloads_total",
+                "Policy loads from the ConfigMap, by result (valid, invalid, absent, deleted).",
+            ),
             &["result"],
         )?;
         let leader = gauge(
             r,
-            "leader",
-            "1 while this replica holds the Lease and renewed it recently enough to write approvals (within two thirds of the lease duration); 0 on a standby, and on a leader fenced because its renewals fail.",
+            opts(
+                "leader",
+                "1 while this replica holds the Lease and renewed it recently enough to write approvals (within two thirds of the lease duration); 0 on a standby, and on a leader fenced because its renewals fail.",
+            ),
         )?;
         let kube_api_errors = counters(
             r,
-            "kube_api_errors_total",
-            "Failed Kubernetes API calls, by verb.",
+            opts(
+                "kube_api_errors_total",
+                "Failed Kubernetes API calls, by verb.",
+            ),
             &["verb"],
         )?;
         let write_failures = counters(
             r,
-            "write_failures_total",
-            "Writes that failed, by what was written (approval: the Approved/Denied condition; event: an Event) and cause (forbidden, unauthorized, conflict, not_found, invalid, throttled, timeout, unavailable, server_error, other).",
+            opts(
+                "write_failures_total",
+                "Writes that failed, by what was written (approval: the Approved/Denied condition; event: an Event) and cause (forbidden, unauthorized, conflict, not_found, invalid, throttled, timeout, unavailable, server_error, other).",
+            ),
             &["write", "cause"],
         )?;
         #[cfg(target_os = "linux")]
