@@ -78,7 +78,7 @@ pub(super) async fn reconcile(
 }
 
 /// The facts the decision reads, from the CSR object.
-fn facts_of(csr: &CertificateSigningRequest) -> CsrFacts {
+pub(super) fn facts_of(csr: &CertificateSigningRequest) -> CsrFacts {
     CsrFacts::from_csr(csr)
 }
 

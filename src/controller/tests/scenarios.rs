@@ -8,7 +8,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
-use super::super::reconcile::reconcile;
+use super::super::reconcile::{facts_of, reconcile};
 use super::{ApiServer, Scenario, decisions, ready, stranger};
 use crate::decision::{CLIENT_SIGNER, Reason, Verdict, decide};
 use crate::inventory::NodeInfo;
@@ -70,7 +70,7 @@ fn dry_run() -> Policy {
 #[tokio::test]
 async fn the_renewal_is_one_the_policy_approves() {
     let (ctx, _server) = with_node(Policy::default());
-    let facts = crate::decision::CsrFacts::from_csr(&renewal());
+    let facts = facts_of(&renewal());
     let decision = decide(
         &facts,
         &ctx.cache.read(),
