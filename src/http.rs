@@ -1,6 +1,5 @@
 //! `/metrics`, `/healthz` and `/readyz` on one port.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -128,18 +127,6 @@ async fn serve_readiness(State(state): State<HttpState>) -> impl IntoResponse {
             ),
         )
     }
-}
-
-pub async fn serve(
-    addr: SocketAddr,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]

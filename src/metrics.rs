@@ -1,12 +1,14 @@
-//! Every metric the controller exports (DESIGN §6), registered on one registry. Label
+//! Every metric the controller exports (`docs/design.md` §6), registered on one registry. Label
 //! values are bounded: signer names, verdicts, `Reason::as_str()`, fixed verbs.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
 
-use crate::decision::{CLIENT_SIGNER, Decision, SERVING_SIGNER};
+use crate::decision::Decision;
+use crate::vocabulary::Signer;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -37,109 +39,153 @@ fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace(PREFIX)
 }
 
+/// `metric`, registered on `registry`.
+fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> Result<M, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// A registered integer gauge.
+fn gauge(registry: &Registry, opts: Opts) -> Result<IntGauge, prometheus::Error> {
+    registered(registry, IntGauge::with_opts(opts)?)
+}
+
+/// A registered family of integer counters with `labels`.
+fn counters(
+    registry: &Registry,
+    opts: Opts,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    registered(registry, IntCounterVec::new(opts, labels)?)
+}
+
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let decisions = IntCounterVec::new(
+        let r = &registry;
+        let decisions = counters(
+            r,
             opts(
                 "decisions_total",
                 "Decisions taken on kubelet CSRs, by signer, verdict and reason.",
             ),
             &["signer", "verdict", "reason"],
         )?;
-        let approval_latency = HistogramVec::new(
-            HistogramOpts::new(
-                "approval_latency_seconds",
-                "Time from CSR creation to the approval being written (creationTimestamp has one-second resolution).",
-            )
-            .namespace(PREFIX)
-            .buckets(vec![
-                0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
-            ]),
-            &["signer"],
+        let approval_latency = registered(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "approval_latency_seconds",
+                    "Time from CSR creation to the approval being written (creationTimestamp has one-second resolution).",
+                )
+                .namespace(PREFIX)
+                .buckets(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+                ]),
+                &["signer"],
+            )?,
         )?;
-        let reconcile_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "reconcile_duration_seconds",
-                "Time spent in one reconcile of a CSR.",
-            )
-            .namespace(PREFIX)
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            ]),
+        let reconcile_duration = registered(
+            r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "reconcile_duration_seconds",
+                    "Time spent in one reconcile of a CSR.",
+                )
+                .namespace(PREFIX)
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]),
+            )?,
         )?;
-        let pending_csrs = GaugeVec::new(
-            opts("pending_csrs", "Kubelet CSRs currently pending, by signer."),
-            &["signer"],
+        let pending_csrs = registered(
+            r,
+            GaugeVec::new(
+                opts("pending_csrs", "Kubelet CSRs currently pending, by signer."),
+                &["signer"],
+            )?,
         )?;
-        let oldest_pending_age = Gauge::with_opts(opts(
-            "oldest_pending_csr_age_seconds",
-            "Age of the oldest pending kubelet CSR; 0 when none is pending.",
-        ))?;
-        let max_pending = IntGauge::with_opts(opts(
-            "max_pending_csrs",
-            "The flood-guard threshold in force: approvals stop above this many pending CSRs.",
-        ))?;
-        let max_new_nodes = IntGauge::with_opts(opts(
-            "max_new_nodes_per_hour",
-            "The hourly cap on new node identities in force (client.maxNewNodesPerHour).",
-        ))?;
-        let new_nodes_last_hour = IntGauge::with_opts(opts(
-            "new_nodes_approved_last_hour",
-            "New node identities (client certificates not requested by a node itself) approved in the last hour, by anyone; new nodes wait while this reaches the cap.",
-        ))?;
-        let recovery_pending = IntGauge::with_opts(opts(
-            "recovery_csrs_pending",
-            "Pending client CSRs in which a bootstrapper asks for the identity of a Node that exists: nodes recovering after their client certificate expired (or someone impersonating them). An admin approves them by hand unless client.recovery is on.",
-        ))?;
-        let policy_valid = IntGauge::with_opts(opts(
-            "policy_valid",
-            "1 when the policy in force is the ConfigMap's (or the defaults, without one); 0 when the last update was rejected (the last good policy stays in force) or, at start-up, when no valid policy has loaded yet (nothing is decided).",
-        ))?;
-        let policy_reloads = IntCounterVec::new(
+        let oldest_pending_age = registered(
+            r,
+            Gauge::with_opts(opts(
+                "oldest_pending_csr_age_seconds",
+                "Age of the oldest pending kubelet CSR; 0 when none is pending.",
+            ))?,
+        )?;
+        let max_pending = gauge(
+            r,
+            opts(
+                "max_pending_csrs",
+                "The flood-guard threshold in force: approvals stop above this many pending CSRs.",
+            ),
+        )?;
+        let max_new_nodes = gauge(
+            r,
+            opts(
+                "max_new_nodes_per_hour",
+                "The hourly cap on new node identities in force (client.maxNewNodesPerHour).",
+            ),
+        )?;
+        let new_nodes_last_hour = gauge(
+            r,
+            opts(
+                "new_nodes_approved_last_hour",
+                "New node identities (client certificates not requested by a node itself) approved in the last hour, by anyone; new nodes wait while this reaches the cap.",
+            ),
+        )?;
+        let recovery_pending = gauge(
+            r,
+            opts(
+                "recovery_csrs_pending",
+                "Pending client CSRs in which a bootstrapper asks for the identity of a Node that exists: nodes recovering after their client certificate expired (or someone impersonating them). An admin approves them by hand unless client.recovery is on.",
+            ),
+        )?;
+        let policy_valid = gauge(
+            r,
+            opts(
+                "policy_valid",
+                "1 when the policy in force is the ConfigMap's (or the defaults, without one); 0 when the last update was rejected (the last good policy stays in force) or, at start-up, when no valid policy has loaded yet (nothing is decided).",
+            ),
+        )?;
+        let policy_reloads = counters(
+            r,
             opts(
                 "policy_reloads_total",
                 "Policy loads from the ConfigMap, by result (valid, invalid, absent, deleted).",
             ),
             &["result"],
         )?;
-        let leader = IntGauge::with_opts(opts(
-            "leader",
-            "1 while this replica holds the Lease and renewed it recently enough to write approvals (within two thirds of the lease duration); 0 on a standby, and on a leader fenced because its renewals fail.",
-        ))?;
-        let kube_api_errors = IntCounterVec::new(
+        let leader = gauge(
+            r,
+            opts(
+                "leader",
+                "1 while this replica holds the Lease and renewed it recently enough to write approvals (within two thirds of the lease duration); 0 on a standby, and on a leader fenced because its renewals fail.",
+            ),
+        )?;
+        let kube_api_errors = counters(
+            r,
             opts(
                 "kube_api_errors_total",
                 "Failed Kubernetes API calls, by verb.",
             ),
             &["verb"],
         )?;
-        let write_failures = IntCounterVec::new(
+        let write_failures = counters(
+            r,
             opts(
                 "write_failures_total",
                 "Writes that failed, by what was written (approval: the Approved/Denied condition; event: an Event) and cause (forbidden, unauthorized, conflict, not_found, invalid, throttled, timeout, unavailable, server_error, other).",
             ),
             &["write", "cause"],
         )?;
-        registry.register(Box::new(decisions.clone()))?;
-        registry.register(Box::new(approval_latency.clone()))?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
-        registry.register(Box::new(pending_csrs.clone()))?;
-        registry.register(Box::new(oldest_pending_age.clone()))?;
-        registry.register(Box::new(max_pending.clone()))?;
-        registry.register(Box::new(max_new_nodes.clone()))?;
-        registry.register(Box::new(new_nodes_last_hour.clone()))?;
-        registry.register(Box::new(recovery_pending.clone()))?;
-        registry.register(Box::new(policy_valid.clone()))?;
-        registry.register(Box::new(policy_reloads.clone()))?;
-        registry.register(Box::new(leader.clone()))?;
-        registry.register(Box::new(kube_api_errors.clone()))?;
-        registry.register(Box::new(write_failures.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        for signer in [CLIENT_SIGNER, SERVING_SIGNER] {
+        for signer in Signer::ALL.map(Signer::name) {
             pending_csrs.with_label_values(&[signer]).set(0.0);
             approval_latency.with_label_values(&[signer]);
         }
@@ -220,9 +266,5 @@ impl Metrics {
 
 /// Signer names come from the cluster: only the two kubelet signers become label values.
 pub fn signer_label(signer: &str) -> &'static str {
-    match signer {
-        CLIENT_SIGNER => CLIENT_SIGNER,
-        SERVING_SIGNER => SERVING_SIGNER,
-        _ => "other",
-    }
+    Signer::of(signer).map_or("other", Signer::name)
 }

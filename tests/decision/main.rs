@@ -43,7 +43,7 @@ impl Expect {
         matches!(
             (self, verdict),
             (Expect::Approve, Verdict::Approve)
-                | (Expect::Wait, Verdict::Wait { .. })
+                | (Expect::Wait, Verdict::Wait)
                 | (Expect::Deny, Verdict::Deny)
                 | (Expect::Ignore, Verdict::Ignore)
         )

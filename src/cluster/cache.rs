@@ -1,0 +1,394 @@
+//! The cache: one `Inventory` shared by the watches (writers) and reconciles (readers),
+//! with the verdicts this replica wrote ahead of the watch, and the count of watches that
+//! have not listed yet.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use jiff::Timestamp;
+
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+
+use crate::decision::CsrFacts;
+use crate::facts;
+use crate::gather::Reading;
+use crate::inventory::{CsrState, Inventory};
+use crate::vocabulary::is_kubelet_signer;
+
+/// The inventory shared by the watches (writers) and reconciles (readers).
+#[derive(Debug, Default)]
+pub struct ClusterCache {
+    state: RwLock<CacheState>,
+}
+
+/// The inventory and the verdicts we wrote, under one lock: a watch event cannot slip
+/// between looking up our verdict and overwriting the CSR's state.
+#[derive(Debug, Default)]
+pub(super) struct CacheState {
+    pub(super) inventory: Inventory,
+    /// Verdicts we wrote that the CSR watch has not shown yet, by CSR name. An event or a
+    /// re-list older than our write still shows the CSR pending; without this the cache
+    /// would go back in time and the CSR would be judged again.
+    written: HashMap<String, OwnVerdict>,
+    /// The facts of each pending CSR as its latest watch event showed it (request parsed
+    /// and verified), by name, with that event's resourceVersion: a reconcile of the same
+    /// version reads them instead of parsing the request again.
+    pending_facts: HashMap<String, (Option<String>, CsrFacts)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnVerdict {
+    /// The CSR we decided: a CSR re-created under the same name is another request.
+    uid: Option<String>,
+    state: CsrState,
+    /// When we wrote it.
+    at: Timestamp,
+}
+
+impl CacheState {
+    /// Whether our verdict still stands over what the watch shows for CSR `name` with
+    /// `uid` in `state`; forgets it once it no longer does.
+    fn own_verdict(
+        &mut self,
+        name: &str,
+        uid: Option<&str>,
+        state: CsrState,
+    ) -> Option<OwnVerdict> {
+        let own = self.written.get(name)?;
+        if own.uid.as_deref() == uid && state == CsrState::Pending {
+            return Some(own.clone());
+        }
+        // Either the watch has caught up with a decision (ours or not) and is authoritative
+        // again, or the CSR was deleted and re-created: our verdict was about another one.
+        self.written.remove(name);
+        None
+    }
+
+    /// Stores what the CSR watch says about one CSR, keeping our own verdict over an
+    /// older view that still shows it pending.
+    pub(super) fn observe_csr(&mut self, seen: SeenCsr) {
+        let SeenCsr {
+            uid,
+            resource_version,
+            facts,
+        } = seen;
+        let summary = facts::csr_summary(&facts);
+        self.keep_facts(resource_version, facts);
+        let uid = uid.as_deref();
+        let own = self.own_verdict(&summary.name, uid, summary.state);
+        let name = summary.name.clone();
+        self.inventory.upsert_csr(summary);
+        if let Some(own) = own {
+            self.inventory.set_csr_state(&name, own.state, own.at);
+        }
+    }
+
+    /// Keeps a pending CSR's facts for its reconcile; a decided one needs none.
+    fn keep_facts(&mut self, resource_version: Option<String>, facts: CsrFacts) {
+        if facts.state == CsrState::Pending {
+            self.pending_facts
+                .insert(facts.name.clone(), (resource_version, facts));
+        } else {
+            self.pending_facts.remove(&facts.name);
+        }
+    }
+
+    pub(super) fn forget_csr(&mut self, name: &str) {
+        self.written.remove(name);
+        self.pending_facts.remove(name);
+        self.inventory.remove_csr(name);
+    }
+
+    /// Replaces every CSR, as after a (re-)list.
+    pub(super) fn replace_csrs(&mut self, listed: Vec<SeenCsr>) {
+        // A CSR missing from a list taken after our write was deleted meanwhile.
+        let names: HashSet<&str> = listed.iter().map(|c| c.facts.name.as_str()).collect();
+        self.written.retain(|name, _| names.contains(name.as_str()));
+        self.pending_facts.clear();
+        let mut kept = Vec::new();
+        let mut summaries = Vec::with_capacity(listed.len());
+        for seen in listed {
+            let summary = facts::csr_summary(&seen.facts);
+            if let Some(own) = self.own_verdict(&summary.name, seen.uid.as_deref(), summary.state) {
+                kept.push((summary.name.clone(), own));
+            }
+            self.keep_facts(seen.resource_version, seen.facts);
+            summaries.push(summary);
+        }
+        self.inventory.replace_csrs(summaries);
+        for (name, own) in kept {
+            self.inventory.set_csr_state(&name, own.state, own.at);
+        }
+    }
+}
+
+/// A CSR as one watch event showed it: read (and its request parsed) once, here.
+#[derive(Debug, Clone)]
+pub(super) struct SeenCsr {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    facts: CsrFacts,
+}
+
+impl SeenCsr {
+    pub(super) fn of(csr: &CertificateSigningRequest) -> SeenCsr {
+        SeenCsr {
+            uid: csr.metadata.uid.clone(),
+            resource_version: csr.metadata.resource_version.clone(),
+            facts: facts::csr_facts(csr),
+        }
+    }
+}
+
+/// Read access to the inventory.
+pub struct InventoryGuard<'a>(RwLockReadGuard<'a, CacheState>);
+
+impl Deref for InventoryGuard<'_> {
+    type Target = Inventory;
+
+    fn deref(&self) -> &Inventory {
+        &self.0.inventory
+    }
+}
+
+impl ClusterCache {
+    pub fn read(&self) -> InventoryGuard<'_> {
+        InventoryGuard(
+            self.state
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, CacheState> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a verdict we wrote before its watch event arrives, so the duplicate and
+    /// flood rules see it at once, and no older event or re-list can make it pending again.
+    pub fn mark_decided(&self, name: &str, uid: Option<&str>, state: CsrState) {
+        let at = Timestamp::now();
+        let mut cache = self.write();
+        cache.written.insert(
+            name.to_string(),
+            OwnVerdict {
+                uid: uid.map(str::to_string),
+                state,
+                at,
+            },
+        );
+        cache.inventory.set_csr_state(name, state, at);
+    }
+
+    /// The facts of `csr`: as its watch event read them when that event showed this
+    /// resourceVersion (the usual case: the watch feeds the reconciles), else read now.
+    /// Either way its request is parsed once per version, not once per reconcile.
+    pub fn csr_facts(&self, csr: &CertificateSigningRequest) -> CsrFacts {
+        let cache = self.state.read().unwrap_or_else(|p| p.into_inner());
+        match (csr.metadata.name.as_deref(), &csr.metadata.resource_version) {
+            (Some(name), Some(version)) => match cache.pending_facts.get(name) {
+                Some((Some(seen), facts)) if seen == version => facts.clone(),
+                _ => facts::csr_facts(csr),
+            },
+            _ => facts::csr_facts(csr),
+        }
+    }
+
+    #[cfg(test)]
+    fn read_facts(&self, name: &str) -> Option<CsrFacts> {
+        let cache = self.state.read().unwrap_or_else(|p| p.into_inner());
+        cache
+            .pending_facts
+            .get(name)
+            .map(|(_, facts)| facts.clone())
+    }
+
+    /// Changes the inventory directly, as a watch would.
+    #[cfg(test)]
+    pub(crate) fn edit(&self, change: impl FnOnce(&mut Inventory)) {
+        change(&mut self.write().inventory);
+    }
+
+    /// Records evidence read on demand (`gather`).
+    pub fn record(&self, reading: Reading) {
+        reading.record(self.write().inventory.observations_mut());
+    }
+
+    /// Whether CSR `name` (with `uid`) is decided: by our own write (possibly ahead of the
+    /// watch and of the reflector store) or as the watch last showed it.
+    pub fn is_decided(&self, name: &str, uid: Option<&str>) -> bool {
+        let cache = self.state.read().unwrap_or_else(|p| p.into_inner());
+        match cache.written.get(name) {
+            Some(own) if own.uid.as_deref() == uid => true,
+            _ => cache
+                .inventory
+                .csr_state(name)
+                .is_some_and(|s| s != CsrState::Pending),
+        }
+    }
+
+    /// Names of every pending kubelet CSR.
+    pub(super) fn all_pending(&self) -> Vec<String> {
+        self.read()
+            .pending_since(Timestamp::MIN)
+            .filter(|c| is_kubelet_signer(&c.signer))
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// Names of pending kubelet CSRs for any of `nodes`: what a change to them can unblock.
+    pub(super) fn pending_for(&self, nodes: &[String]) -> Vec<String> {
+        let inventory = self.read();
+        nodes
+            .iter()
+            .flat_map(|node| inventory.csrs_for_node(node))
+            .filter(|c| c.state == CsrState::Pending)
+            .filter(|c| is_kubelet_signer(&c.signer))
+            .map(|c| c.name.clone())
+            .collect()
+    }
+}
+
+/// Counts the watches that have not finished their first list; fires once when all have.
+pub struct SyncTracker {
+    remaining: AtomicUsize,
+    on_synced: Box<dyn Fn() + Send + Sync>,
+}
+
+impl SyncTracker {
+    pub fn new(watches: usize, on_synced: impl Fn() + Send + Sync + 'static) -> Arc<SyncTracker> {
+        Arc::new(SyncTracker {
+            remaining: AtomicUsize::new(watches),
+            on_synced: Box::new(on_synced),
+        })
+    }
+
+    pub(super) fn done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            (self.on_synced)();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::*;
+
+    use crate::decision::CLIENT_SIGNER;
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+
+    /// A CSR as the watch shows it: `approved` adds the Approved condition.
+    fn csr(name: &str, uid: &str, approved: bool) -> CertificateSigningRequest {
+        let conditions = if approved {
+            serde_json::json!([{"type": "Approved", "status": "True"}])
+        } else {
+            serde_json::json!([])
+        };
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "uid": uid, "resourceVersion": "1"},
+            "spec": {
+                "request": "",
+                "signerName": CLIENT_SIGNER,
+                "usages": ["digital signature", "client auth"]
+            },
+            "status": {"conditions": conditions}
+        }))
+        .unwrap()
+    }
+
+    fn observe(cache: &ClusterCache, csr: &CertificateSigningRequest) {
+        cache.write().observe_csr(SeenCsr::of(csr));
+    }
+
+    fn relist(cache: &ClusterCache, csrs: &[CertificateSigningRequest]) {
+        let listed = csrs.iter().map(SeenCsr::of).collect();
+        cache.write().replace_csrs(listed);
+    }
+
+    #[test]
+    fn our_verdict_survives_older_events_and_relists() {
+        let cache = ClusterCache::default();
+        let pending = csr("a", "uid-a", false);
+        observe(&cache, &pending);
+        assert!(!cache.is_decided("a", Some("uid-a")));
+
+        cache.mark_decided("a", Some("uid-a"), CsrState::Approved);
+        assert!(cache.is_decided("a", Some("uid-a")));
+        // A watch event sent before our write landed.
+        observe(&cache, &pending);
+        assert!(cache.is_decided("a", Some("uid-a")));
+        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Approved));
+        // A re-list taken before our write landed.
+        relist(&cache, std::slice::from_ref(&pending));
+        assert!(cache.is_decided("a", Some("uid-a")));
+        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Approved));
+        assert_eq!(cache.read().pending_since(jiff::Timestamp::MIN).count(), 0);
+
+        // The watch catches up: from now on it is the only source.
+        observe(&cache, &csr("a", "uid-a", true));
+        assert!(cache.write().written.is_empty());
+        assert!(cache.is_decided("a", Some("uid-a")));
+    }
+
+    #[test]
+    fn a_csr_recreated_under_the_same_name_is_a_new_request() {
+        let cache = ClusterCache::default();
+        observe(&cache, &csr("a", "uid-1", false));
+        cache.mark_decided("a", Some("uid-1"), CsrState::Denied);
+        cache.write().forget_csr("a");
+        assert!(!cache.is_decided("a", Some("uid-1")));
+
+        cache.mark_decided("a", Some("uid-1"), CsrState::Denied);
+        observe(&cache, &csr("a", "uid-2", false));
+        assert!(!cache.is_decided("a", Some("uid-2")));
+        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Pending));
+        assert!(cache.write().written.is_empty());
+
+        cache.mark_decided("a", Some("uid-2"), CsrState::Approved);
+        relist(&cache, &[csr("a", "uid-3", false)]);
+        assert!(!cache.is_decided("a", Some("uid-3")));
+        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Pending));
+    }
+
+    #[test]
+    fn a_relist_without_the_csr_forgets_our_verdict() {
+        let cache = ClusterCache::default();
+        observe(&cache, &csr("a", "uid-a", false));
+        cache.mark_decided("a", Some("uid-a"), CsrState::Approved);
+        relist(&cache, &[csr("b", "uid-b", false)]);
+        assert!(cache.write().written.is_empty());
+        assert!(!cache.is_decided("a", Some("uid-a")));
+        assert_eq!(cache.read().csr_state("b"), Some(CsrState::Pending));
+    }
+
+    #[test]
+    fn a_reconcile_reads_the_request_its_watch_event_parsed() {
+        let cache = ClusterCache::default();
+        let seen = csr("a", "uid-a", false);
+        observe(&cache, &seen);
+        let kept = cache.read_facts("a").unwrap();
+        // The same resourceVersion: the very parse the watch event made, not a new one.
+        assert!(Arc::ptr_eq(&cache.csr_facts(&seen).request, &kept.request));
+        // A newer version than the watch showed: read from the object, not from the cache.
+        let mut newer = seen.clone();
+        newer.metadata.resource_version = Some("2".to_string());
+        assert!(!Arc::ptr_eq(
+            &cache.csr_facts(&newer).request,
+            &kept.request
+        ));
+        // Decided: nothing kept for a reconcile.
+        observe(&cache, &csr("a", "uid-a", true));
+        assert!(cache.read_facts("a").is_none());
+        // Re-listed pending: kept again; deleted: forgotten.
+        relist(&cache, std::slice::from_ref(&seen));
+        assert!(cache.read_facts("a").is_some());
+        cache.write().forget_csr("a");
+        assert!(cache.read_facts("a").is_none());
+    }
+}

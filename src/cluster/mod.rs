@@ -1,0 +1,47 @@
+//! The controller's view of the cluster: watches on Nodes, Machines and CSRs keep one
+//! `Inventory` current (only the fields decisions read, so memory stays flat), and each
+//! change names the pending CSRs it can unblock so they are reconciled at once.
+//!
+//! - [`cache`]: the shared inventory, our own verdicts ahead of the watch, the sync count.
+//! - [`watch`]: the Node, Machine and Service watches that fill it.
+//! - [`csrs`]: the CSR summaries, from the controller's own CSR stream.
+//! - [`service`]: the Service `default/kubernetes`.
+//! - [`discovery`]: which Machine APIs exist.
+//! - [`backoff`]: how every watch retries.
+
+mod backoff;
+mod cache;
+mod csrs;
+mod discovery;
+mod service;
+mod watch;
+
+use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+
+pub use backoff::WatchBackoff;
+pub use cache::{ClusterCache, InventoryGuard, SyncTracker};
+pub use csrs::track_csrs;
+pub use discovery::{DiscoveryError, discover_machine_apis, discover_machine_apis_until_answered};
+pub use service::KubernetesService;
+pub use watch::{watch_kubernetes_service, watch_machines, watch_nodes};
+
+/// How every watch a decision reads lists: quorum reads (`MostRecent`, also kube's default,
+/// spelled out because it matters). A first list or a re-list is then never older than
+/// what this replica has already seen or written; `Any` would be served from the
+/// apiserver's watch cache, which may lag behind (a Node missing, a CSR still pending).
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent)
+}
+
+/// Which CSRs to reconcile because something they depend on changed.
+pub type Trigger = UnboundedSender<ObjectRef<CertificateSigningRequest>>;
+
+fn fire(trigger: &Trigger, names: Vec<String>) {
+    for name in names {
+        // A closed channel means the controller is shutting down.
+        let _ = trigger.unbounded_send(ObjectRef::new(&name));
+    }
+}

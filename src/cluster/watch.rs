@@ -1,0 +1,202 @@
+//! The watches on Nodes, Machines and the Service `default/kubernetes`: each keeps its
+//! compact records in the cache and triggers the pending CSRs a change concerns.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Service};
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+
+use super::{
+    ClusterCache, KubernetesService, SyncTracker, Trigger, WatchBackoff, fire, watch_config,
+};
+use crate::inventory::{Inventory, MachineInfo, NodeInfo};
+
+/// Turns a watch event about a full object into one about its compact form, so that a
+/// re-list holds thousands of compact records rather than thousands of full objects.
+fn compact<K, I>(event: Event<K>, to: impl Fn(&K) -> Option<I>) -> Option<Event<I>> {
+    match event {
+        Event::Apply(object) => to(&object).map(Event::Apply),
+        Event::Delete(object) => to(&object).map(Event::Delete),
+        Event::InitApply(object) => to(&object).map(Event::InitApply),
+        Event::Init => Some(Event::Init),
+        Event::InitDone => Some(Event::InitDone),
+    }
+}
+
+/// Which pending CSRs a change to the cache can unblock.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Concerns {
+    /// Those of these nodes.
+    Nodes(Vec<String>),
+    /// Any of them.
+    Everything,
+}
+
+/// What a watched kind contributes to the cache.
+pub(super) trait Cached: Debug + Sized {
+    const KIND: &'static str;
+    /// Stores one record; says which pending CSRs the change concerns.
+    fn apply(self, inventory: &mut Inventory) -> Concerns;
+    fn delete(self, inventory: &mut Inventory) -> Concerns;
+}
+
+impl Cached for NodeInfo {
+    const KIND: &'static str = "Node";
+    fn apply(self, inventory: &mut Inventory) -> Concerns {
+        let name = self.name.clone();
+        inventory.upsert_node(self);
+        Concerns::Nodes(vec![name])
+    }
+    fn delete(self, inventory: &mut Inventory) -> Concerns {
+        inventory.remove_node(&self.name);
+        Concerns::Nodes(vec![self.name])
+    }
+}
+
+impl Cached for MachineInfo {
+    const KIND: &'static str = "Machine";
+    fn apply(self, inventory: &mut Inventory) -> Concerns {
+        let nodes = self.node_names().collect();
+        inventory.upsert_machine(self);
+        Concerns::Nodes(nodes)
+    }
+    fn delete(self, inventory: &mut Inventory) -> Concerns {
+        inventory.remove_machine(&self.key());
+        Concerns::Nodes(self.node_names().collect())
+    }
+}
+
+/// Applies a compact watch stream to the cache and triggers the pending CSRs each change
+/// concerns. `replace` swaps in the records of a (re-)list.
+async fn drive<I, S>(
+    stream: S,
+    replace: impl Fn(Vec<I>, &mut Inventory),
+    cache: Arc<ClusterCache>,
+    trigger: Trigger,
+    tracker: Arc<SyncTracker>,
+) where
+    I: Cached,
+    S: Stream<Item = Result<Event<I>, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut relist: Vec<I> = Vec::new();
+    let mut synced = false;
+    while let Some(event) = stream.next().await {
+        let concerns = match event {
+            Ok(Event::Apply(record)) => record.apply(&mut cache.write().inventory),
+            Ok(Event::Delete(record)) => record.delete(&mut cache.write().inventory),
+            Ok(Event::Init) => {
+                relist.clear();
+                continue;
+            }
+            Ok(Event::InitApply(record)) => {
+                relist.push(record);
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                replace(std::mem::take(&mut relist), &mut cache.write().inventory);
+                if !synced {
+                    synced = true;
+                    tracker.done();
+                    tracing::info!(kind = I::KIND, "watch synced");
+                }
+                // A re-list (after an outage) may bring any change at all: look again at
+                // everything still pending rather than wait for its requeue.
+                Concerns::Everything
+            }
+            Err(error) => {
+                tracing::warn!(kind = I::KIND, %error, "watch error; retrying with backoff");
+                continue;
+            }
+        };
+        let pending = match concerns {
+            Concerns::Nodes(nodes) => cache.pending_for(&nodes),
+            Concerns::Everything => cache.all_pending(),
+        };
+        fire(&trigger, pending);
+    }
+}
+
+/// Watches Nodes into the cache.
+pub async fn watch_nodes(
+    client: Client,
+    cache: Arc<ClusterCache>,
+    trigger: Trigger,
+    tracker: Arc<SyncTracker>,
+) {
+    let stream = watcher::watcher(Api::<Node>::all(client), watch_config())
+        .backoff(WatchBackoff::default())
+        .filter_map(
+            |event| async move { event.map(|e| compact(e, NodeInfo::from_node)).transpose() },
+        );
+    drive(
+        stream,
+        |nodes, inventory| inventory.replace_nodes(nodes),
+        cache,
+        trigger,
+        tracker,
+    )
+    .await;
+}
+
+/// Watches the Service `default/kubernetes` (by name: RBAC grants only that one) into the
+/// cache. It counts for readiness like any other watch: an absent Service lists as none.
+pub async fn watch_kubernetes_service(
+    client: Client,
+    cache: Arc<ClusterCache>,
+    trigger: Trigger,
+    tracker: Arc<SyncTracker>,
+) {
+    let api: Api<Service> = Api::namespaced(client, KubernetesService::NAMESPACE);
+    let config = watch_config().fields(&format!("metadata.name={}", KubernetesService::NAME));
+    let stream = watcher::watcher(api, config)
+        .backoff(WatchBackoff::default())
+        .filter_map(|event| async move {
+            event
+                .map(|e| compact(e, |s| Some(KubernetesService::from_service(s))))
+                .transpose()
+        });
+    let replace = |listed: Vec<KubernetesService>, inventory: &mut Inventory| {
+        inventory.set_kubernetes_service_ips(listed.into_iter().flat_map(|s| s.cluster_ips));
+    };
+    drive(stream, replace, cache, trigger, tracker).await;
+}
+
+fn machine_info(object: &DynamicObject, resource: &ApiResource) -> Option<MachineInfo> {
+    let mut value = serde_json::to_value(object).ok()?;
+    if value.get("apiVersion").is_none() {
+        value["apiVersion"] = serde_json::Value::String(resource.api_version.clone());
+    }
+    MachineInfo::from_json(&value)
+}
+
+/// Watches one Machine API (OpenShift or Cluster API) into the cache.
+pub async fn watch_machines(
+    client: Client,
+    resource: ApiResource,
+    cache: Arc<ClusterCache>,
+    trigger: Trigger,
+    tracker: Arc<SyncTracker>,
+) {
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let group = resource.group.clone();
+    let stream = watcher::watcher(api, watch_config())
+        .backoff(WatchBackoff::default())
+        .filter_map(move |event| {
+            let resource = resource.clone();
+            async move {
+                event
+                    .map(|e| compact(e, |m| machine_info(m, &resource)))
+                    .transpose()
+            }
+        });
+    // One watch per API group: a re-list replaces only that group's Machines.
+    let replace =
+        move |machines, inventory: &mut Inventory| inventory.replace_machines(&group, machines);
+    drive(stream, replace, cache, trigger, tracker).await;
+}

@@ -1,0 +1,97 @@
+//! What one reconcile needs, built in one place: [`Context::new`] for `run`,
+//! [`Context::test`] for tests on a mocked API.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+
+use super::memory::Memory;
+use crate::approval;
+use crate::cluster::ClusterCache;
+use crate::decision::Reason;
+use crate::http::Readiness;
+use crate::leader::WriteGate;
+use crate::metrics::Metrics;
+use crate::policy_watch::PolicyHolder;
+
+pub(super) struct Context {
+    pub(super) client: Client,
+    pub(super) csrs: Api<CertificateSigningRequest>,
+    pub(super) cache: Arc<ClusterCache>,
+    pub(super) policy: Arc<PolicyHolder>,
+    pub(super) metrics: Metrics,
+    pub(super) recorder: Recorder,
+    /// Open while this replica holds the Lease and renewed it recently enough (the fence).
+    pub(super) leader: WriteGate,
+    /// Open once every watch the decision reads has listed and a policy is in force.
+    pub(super) readiness: Arc<Readiness>,
+    /// The last decision explained per CSR (by uid), so a requeue repeating it adds no
+    /// Event.
+    pub(super) explained: Memory<String, (&'static str, Reason)>,
+    /// The write failures explained per CSR (by uid) and cause: one Warning Event for each,
+    /// not one per 5-second retry.
+    pub(super) failed_writes: Memory<(String, &'static str), ()>,
+    /// Serialises verdict writes so the duplicate and flood rules see each write before
+    /// the next decision that depends on them.
+    pub(super) write_lock: tokio::sync::Mutex<()>,
+}
+
+impl Context {
+    /// `cache`, `policy`, `metrics`, `leader` and `readiness` are shared with the watches,
+    /// the policy watch, the Lease loop and the HTTP server.
+    pub(super) fn new(
+        client: Client,
+        cache: Arc<ClusterCache>,
+        policy: Arc<PolicyHolder>,
+        metrics: Metrics,
+        recorder: Recorder,
+        leader: WriteGate,
+        readiness: Arc<Readiness>,
+    ) -> Context {
+        Context {
+            csrs: Api::all(client.clone()),
+            client,
+            cache,
+            policy,
+            metrics,
+            recorder,
+            leader,
+            readiness,
+            explained: Memory::default(),
+            failed_writes: Memory::default(),
+            write_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The Event recorder every replica uses; `instance` names the replica.
+    pub(super) fn recorder(client: Client, instance: Option<String>) -> Recorder {
+        Recorder::new(
+            client,
+            Reporter {
+                controller: approval::CONTROLLER.to_string(),
+                instance,
+            },
+        )
+    }
+
+    /// A context on `client` (a `tower_test::mock` service in tests): always leading, an
+    /// empty cache, not ready and no policy until the test says so.
+    #[cfg(test)]
+    pub(super) fn test(client: Client) -> Context {
+        #[allow(clippy::unwrap_used)] // a registry that does not register fails the test
+        let metrics = Metrics::new().unwrap();
+        let recorder = Context::recorder(client.clone(), None);
+        Context::new(
+            client,
+            Arc::new(ClusterCache::default()),
+            Arc::new(PolicyHolder::default()),
+            metrics,
+            recorder,
+            WriteGate::always(),
+            Arc::new(Readiness::default()),
+        )
+    }
+}

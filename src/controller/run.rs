@@ -1,0 +1,246 @@
+//! `csr-approver run`: the wiring. HTTP first (probes answer while the API server is
+//! away), then the Lease, Machine API discovery, the watches and the policy, and last the
+//! controller that reconciles CSRs until SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::api::{Api, ApiResource};
+use kube::runtime::controller::Controller;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::context::Context;
+use super::gauges::refresh_gauges;
+use super::reconcile::{error_policy, reconcile};
+use super::{ControllerError, RunConfig, client};
+use crate::cluster::{self, ClusterCache, SyncTracker, Trigger};
+use crate::http::{self, Readiness};
+use crate::leader::{self, Leadership, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::policy_watch::{PolicyHolder, PolicyWatch};
+
+/// Whether the process was asked to stop (SIGTERM, Ctrl-C).
+#[derive(Clone)]
+struct StopSignal(watch::Receiver<bool>);
+
+impl StopSignal {
+    /// Resolves once the process is asked to stop.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut stopped = self.0.clone();
+        async move {
+            // An error means the sender is gone: nothing will ask any more.
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    }
+}
+
+/// `csr-approver run`.
+pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
+    let client = client(config.kubeconfig.as_deref()).await?;
+    let metrics = Metrics::new()?;
+    let readiness = Arc::new(Readiness::default());
+    let cache = Arc::new(ClusterCache::default());
+    let policy = Arc::new(PolicyHolder::default());
+    let recorder = Context::recorder(client.clone(), Some(config.identity.clone()));
+    let (trigger, triggered) = mpsc::unbounded();
+    let (reconcile_all, reconcile_all_requests) = mpsc::unbounded::<()>();
+    let stop_signal = stop_signal();
+
+    let http_task = serve_http(
+        config.http_addr,
+        http::router(metrics.clone(), readiness.clone(), {
+            let (cache, policy, metrics) = (cache.clone(), policy.clone(), metrics.clone());
+            Arc::new(move || refresh_gauges(&cache, &policy, &metrics))
+        }),
+        stop_signal.clone(),
+    )
+    .await?;
+
+    let leadership = if config.leader_election {
+        leader::elect(
+            client.clone(),
+            LeaseConfig {
+                namespace: config.namespace.clone(),
+                name: config.lease_name.clone(),
+                identity: config.identity.clone(),
+                duration_seconds: config.lease_duration_seconds,
+            },
+            metrics.clone(),
+            reconcile_all.clone(),
+        )
+    } else {
+        leader::always_leader(&metrics)
+    };
+
+    // Which Machine APIs exist decides once which watches run, so only a definitive answer
+    // will do — an unreachable API server is not "no Machine API", which would drop
+    // Machine evidence for good: ask until it answers (exiting instead would only restart
+    // the pod into CrashLoopBackOff during a control-plane restart). Meanwhile /healthz
+    // says alive and /readyz what it waits for.
+    readiness.set_discovering(true);
+    let machine_apis = tokio::select! {
+        apis = cluster::discover_machine_apis_until_answered(&client) => apis,
+        () = stop_signal.stopped() => return stop(leadership, http_task).await,
+    };
+    readiness.set_discovering(false);
+    // CSRs, Nodes, the Service default/kubernetes, and each Machine API.
+    let tracker = SyncTracker::new(3 + machine_apis.len(), {
+        let readiness = readiness.clone();
+        move || readiness.set_caches_synced()
+    });
+    // Reconciles before readiness decide nothing: look at every CSR once it is reached.
+    tokio::spawn({
+        let (readiness, reconcile_all) = (readiness.clone(), reconcile_all.clone());
+        async move {
+            readiness.ready().await;
+            tracing::info!("every watch has listed and a policy is in force: deciding");
+            let _ = reconcile_all.unbounded_send(());
+        }
+    });
+    watch_inventory(&client, machine_apis, &cache, &trigger, &tracker);
+    tokio::spawn(
+        PolicyWatch {
+            client: client.clone(),
+            namespace: config.namespace.clone(),
+            name: config.policy_configmap.clone(),
+            holder: policy.clone(),
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            recorder: recorder.clone(),
+            reconcile_all: reconcile_all.clone(),
+        }
+        .run(),
+    );
+
+    let (reader, writer) = reflector::store();
+    let csr_stream = cluster::track_csrs(
+        watcher::watcher(Api::all(client.clone()), cluster::watch_config())
+            .backoff(cluster::WatchBackoff::default())
+            .modify(|csr: &mut CertificateSigningRequest| csr.managed_fields_mut().clear())
+            .reflect(writer),
+        cache.clone(),
+        trigger,
+        tracker,
+    )
+    .applied_objects();
+
+    let context = Arc::new(Context::new(
+        client,
+        cache,
+        policy,
+        metrics,
+        recorder,
+        leadership.gate.clone(),
+        readiness,
+    ));
+    Controller::for_stream(csr_stream, reader)
+        .reconcile_on(triggered)
+        .reconcile_all_on(reconcile_all_requests)
+        .graceful_shutdown_on(stop_signal.stopped())
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+        .await;
+
+    // The controller has stopped: no reconcile runs any more; give the Lease up.
+    stop(leadership, http_task).await
+}
+
+/// Gives the Lease up and waits for the HTTP server to finish its graceful shutdown.
+async fn stop(leadership: Leadership, http_task: JoinHandle<()>) -> Result<(), ControllerError> {
+    leadership.release(Duration::from_secs(5)).await;
+    let _ = http_task.await;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C, listened for from the start: SIGTERM must stop a replica still
+/// waiting for the API server too.
+fn stop_signal() -> StopSignal {
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    StopSignal(stopped)
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: no more writes, releasing the Lease");
+}
+
+/// Binds `/metrics`, `/healthz` and `/readyz` before the first API call, so probes
+/// answer while the API server is away.
+async fn serve_http(
+    addr: std::net::SocketAddr,
+    app: axum::Router,
+    stop_signal: StopSignal,
+) -> Result<JoinHandle<()>, ControllerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ControllerError::Http { addr, source })?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop_signal.stopped())
+            .await
+        {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    }))
+}
+
+/// The watches that keep the inventory current: the Service default/kubernetes, Nodes,
+/// and each Machine API found.
+fn watch_inventory(
+    client: &Client,
+    machine_apis: Vec<ApiResource>,
+    cache: &Arc<ClusterCache>,
+    trigger: &Trigger,
+    tracker: &Arc<SyncTracker>,
+) {
+    tokio::spawn(cluster::watch_kubernetes_service(
+        client.clone(),
+        cache.clone(),
+        trigger.clone(),
+        tracker.clone(),
+    ));
+    tokio::spawn(cluster::watch_nodes(
+        client.clone(),
+        cache.clone(),
+        trigger.clone(),
+        tracker.clone(),
+    ));
+    for resource in machine_apis {
+        tokio::spawn(cluster::watch_machines(
+            client.clone(),
+            resource,
+            cache.clone(),
+            trigger.clone(),
+            tracker.clone(),
+        ));
+    }
+}
