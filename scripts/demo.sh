@@ -33,7 +33,7 @@ fi
 command -v kubectl >/dev/null || { echo "demo: kubectl is required (Debian: kubernetes-client)" >&2; exit 1; }
 
 # --- real kubelets, csr-approver as a Pod from its image and chart (root on Linux) ----------
-# examples/real_nodes_demo.rs runs the nodes of the tests (tests/support/node.rs, pod.rs):
+# examples/real_nodes_demo.rs runs the nodes of the tests (tests/harness/node.rs, pod.rs):
 # control-0 (approved by hand: the first node), `helm install` of charts/csr-approver with
 # the image of scripts/build-image.sh imported into control-0's containerd, then
 # DEMO_NODES (default 2) workers joining through the Pod, plus two rogue kubelets and a

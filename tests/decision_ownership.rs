@@ -4,9 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
+mod builders;
 
-use common::*;
+use builders::*;
 use csr_approver::decision::{Decision, Reason, Verdict};
 use csr_approver::inventory::Inventory;
 

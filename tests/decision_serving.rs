@@ -3,9 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
+mod builders;
 
-use common::*;
+use builders::*;
 use csr_approver::decision::{Reason, Verdict};
 
 fn serving(request: Request) -> Csr {

@@ -9,22 +9,22 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
-mod e2e;
-mod support;
+mod builders;
+mod harness;
+mod scene;
 
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::*;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, ListParams};
+use scene::*;
 
 const NODES: usize = 200;
-/// Lease duration of the scene's replicas (tests/e2e: `--lease-duration 4`).
+/// Lease duration of the scene's replicas (tests/scene: `--lease-duration 4`).
 const LEASE: Duration = Duration::from_secs(4);
 
 fn openshift() -> SceneOptions {
@@ -396,7 +396,7 @@ async fn watches_cut_every_few_seconds_lose_nothing() {
     let _serial = SERIAL.lock().await;
     // The apiserver ends every watch after 4–8 s (--min-request-timeout): each replica's
     // CSR, Node, Machine and policy watches re-list several times during the join.
-    let cp = support::ControlPlane::start_with_apiserver_flags(&["--min-request-timeout=4"]);
+    let cp = harness::ControlPlane::start_with_apiserver_flags(&["--min-request-timeout=4"]);
     let mut scene = Scene::on(cp, openshift()).await;
     two_replicas(&mut scene).await;
     scenario("watches_cut", &mut scene, 0, "120s", Fault::Nothing).await;

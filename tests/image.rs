@@ -13,18 +13,18 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
-mod e2e;
-mod support;
+mod builders;
+mod harness;
+mod scene;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::Request;
-use e2e::*;
-use support::process::Supervised;
+use builders::Request;
+use harness::process::Supervised;
+use scene::*;
 
 /// podman cannot raise these limits here (no CAP_SYS_RESOURCE); set them explicitly.
 const ULIMITS: [&str; 4] = [
