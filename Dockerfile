@@ -54,6 +54,8 @@ CMD ["run"]
 FROM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 WORKDIR /build
 # Static glibc binary, symbols stripped, without touching Cargo.toml's release profile.
+# --no-default-features: the image is the controller only, without the `tools` feature
+# (the join simulator and the benchmark helpers).
 ENV RUSTFLAGS="-C target-feature=+crt-static" \
     CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_TERM_COLOR=never
@@ -68,14 +70,14 @@ RUN triple="$(rustc -vV | sed -n 's/^host: //p')" \
  && mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && echo '' > src/lib.rs \
- && cargo build --release --locked --target "$triple" --bin csr-approver \
+ && cargo build --release --locked --target "$triple" --no-default-features --bin csr-approver \
  && rm -rf src target/"$triple"/release/csr-approver* target/"$triple"/release/deps/csr_approver* \
            target/"$triple"/release/deps/libcsr_approver* target/"$triple"/release/.fingerprint/csr-approver-*
 
 # 2. The crate itself; refused unless the result is static (no interpreter, no DT_NEEDED).
 COPY src ./src
 RUN triple="$(rustc -vV | sed -n 's/^host: //p')" \
- && cargo build --release --locked --target "$triple" --bin csr-approver \
+ && cargo build --release --locked --target "$triple" --no-default-features --bin csr-approver \
  && install -D -m 0755 target/"$triple"/release/csr-approver /out/csr-approver \
  && ! readelf -lW /out/csr-approver | grep -q 'Requesting program interpreter' \
  && ! readelf -dW /out/csr-approver | grep -q '(NEEDED)' \

@@ -19,7 +19,6 @@ pub mod objects;
 pub mod policy;
 pub mod policy_watch;
 pub mod request;
-pub mod simulate;
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
 //! The fault suite: on a real kube-apiserver + etcd, two controller replicas under the
-//! ServiceAccount and RBAC of deploy/ while `csr-approver simulate` joins 200 nodes (client
+//! ServiceAccount and RBAC of deploy/ while `csr-approver-simulate` joins 200 nodes (client
 //! then serving CSR each, retrying through outages as kubelets do). Each scenario injects
 //! one fault mid-join and asserts that every legitimate CSR is approved exactly once
 //! (Approved condition, one Approved Event), that nothing forged is approved, and measures
@@ -101,10 +101,9 @@ fn watch_progress(
     (progress, task)
 }
 
-/// `csr-approver simulate` as a separate process, as the admin.
+/// `csr-approver-simulate` as a separate process, as the admin.
 fn start_join(scene: &Scene, prefix: &str, forged: usize, timeout: &str) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_csr-approver"))
-        .arg("simulate")
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_csr-approver-simulate"))
         .arg("--kubeconfig")
         .arg(scene.cp.kubeconfig_path())
         .args([
