@@ -8,6 +8,7 @@
 //! Needs what the demo needs: kubectl (`$KUBECTL` or PATH), curl, openssl and the
 //! control-plane binaries (scripts/control-plane-assets.sh, cached after the first build).
 
+#![cfg(feature = "tools")] // runs csr-approver-simulate
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use std::net::TcpListener;

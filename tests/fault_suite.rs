@@ -7,6 +7,7 @@
 //! approval. Each scenario prints one `fault-suite:` line with its figures, recorded in
 //! docs/reliability.md.
 
+#![cfg(feature = "tools")] // runs csr-approver-simulate
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod builders;
