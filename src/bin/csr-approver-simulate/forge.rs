@@ -60,12 +60,9 @@ impl Forgery {
 impl Sim {
     /// Submits forgery number `index`; returns what it is, its CSR's name and how its wait
     /// ended.
-    pub async fn forge(
-        &self,
-        index: usize,
-        victim: &str,
-        neighbour: &str,
-    ) -> Result<(Forgery, String, Waited), String> {
+    pub async fn forge(&self, index: usize) -> Result<(Forgery, String, Waited), String> {
+        let victim = &format!("{}-0", self.run_id);
+        let neighbour = format!("{}-1", self.run_id);
         let name = format!("{}-forged-{index}", self.run_id);
         let forgery = Forgery::nth(index);
         let nodes = "system:nodes";

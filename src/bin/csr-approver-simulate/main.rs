@@ -43,8 +43,6 @@ pub enum SimulateError {
     NoConfig(#[from] kube::config::InferConfigError),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("generating a key or CSR: {0}")]
-    Crypto(#[from] rcgen::Error),
     #[error("{0}")]
     Failed(String),
 }

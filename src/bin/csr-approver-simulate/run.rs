@@ -107,26 +107,19 @@ pub async fn simulate(
     let (first_two_done, first_two) = tokio::sync::watch::channel(0usize);
     let joins = spawn_joins(&sim, &config, joined_so_far, first_two_done);
     let forgeries: Vec<JoinHandle<Forged>> = (0..config.forged)
-        .map(|i| {
+        .map(|index| {
             let sim = sim.clone();
             let mut first_two = first_two.clone();
             tokio::spawn(async move {
                 let _ = first_two.wait_for(|n| *n >= 2).await;
-                let (victim, neighbour) =
-                    (format!("{}-0", sim.run_id), format!("{}-1", sim.run_id));
-                sim.forge(i, &victim, &neighbour).await
+                sim.forge(index).await
             })
         })
         .collect();
 
     let mut failures = Vec::new();
-    let mut client_latencies = Vec::new();
-    let mut serving_latencies = Vec::new();
-    for joined in outcomes(joins, &mut failures).await {
-        let (client, serving) = joined;
-        client_latencies.push(client);
-        serving_latencies.push(serving);
-    }
+    let (client_latencies, serving_latencies): (Vec<_>, Vec<_>) =
+        outcomes(joins, &mut failures).await.into_iter().unzip();
     let wall = started.elapsed();
     eprintln!(
         "simulate: {} of {} nodes joined in {:.1?}{}",
