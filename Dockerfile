@@ -54,28 +54,33 @@ CMD ["run"]
 FROM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 WORKDIR /build
 # Static glibc binary, symbols stripped, without touching Cargo.toml's release profile.
+# --no-default-features: the image is the controller only, without the `tools` feature
+# (the join simulator and the benchmark helpers).
 ENV RUSTFLAGS="-C target-feature=+crt-static" \
     CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_TERM_COLOR=never
 
 # 1. Dependencies only, in their own layer: cached until Cargo.toml or Cargo.lock change.
 #    Stub sources stand in for the crate's own code; benches/ is copied because Cargo.toml
-#    declares a [[bench]] target whose file must exist for the manifest to load. An explicit
-#    --target keeps RUSTFLAGS off build scripts and proc macros (which cannot be static).
+#    declares a [[bench]] target whose file must exist for the manifest to load, and the
+#    [[example]]s it declares (tools, never built here) get stubs for the same reason. An
+#    explicit --target keeps RUSTFLAGS off build scripts and proc macros (which cannot be
+#    static).
 COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
 RUN triple="$(rustc -vV | sed -n 's/^host: //p')" \
- && mkdir -p src \
+ && mkdir -p src examples \
  && echo 'fn main() {}' > src/main.rs \
  && echo '' > src/lib.rs \
- && cargo build --release --locked --target "$triple" --bin csr-approver \
- && rm -rf src target/"$triple"/release/csr-approver* target/"$triple"/release/deps/csr_approver* \
+ && for example in approve_everything populate_cluster; do echo 'fn main() {}' > "examples/$example.rs"; done \
+ && cargo build --release --locked --target "$triple" --no-default-features --bin csr-approver \
+ && rm -rf src examples target/"$triple"/release/csr-approver* target/"$triple"/release/deps/csr_approver* \
            target/"$triple"/release/deps/libcsr_approver* target/"$triple"/release/.fingerprint/csr-approver-*
 
 # 2. The crate itself; refused unless the result is static (no interpreter, no DT_NEEDED).
 COPY src ./src
 RUN triple="$(rustc -vV | sed -n 's/^host: //p')" \
- && cargo build --release --locked --target "$triple" --bin csr-approver \
+ && cargo build --release --locked --target "$triple" --no-default-features --bin csr-approver \
  && install -D -m 0755 target/"$triple"/release/csr-approver /out/csr-approver \
  && ! readelf -lW /out/csr-approver | grep -q 'Requesting program interpreter' \
  && ! readelf -dW /out/csr-approver | grep -q '(NEEDED)' \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Join storm (DESIGN §9): N kubelets join a real local kube-apiserver at once
-# (`csr-approver simulate`: Machine → client CSR → Node → serving CSR), first with the floor
+# (`csr-approver-simulate`: Machine → client CSR → Node → serving CSR), first with the floor
 # (examples/approve_everything.rs: approve every kubelet CSR, no checks, same client
 # stack), then with csr-approver (release build, its ServiceAccount and deploy/ RBAC,
 # leader election on). Every number is printed beside the floor's from the same run.
@@ -65,7 +65,7 @@ measure_run() {
   sys0=$(busy_ticks)
   say "N=$n: $kind — simulate --nodes $n --concurrency $concurrency --prefix $prefix"
   /usr/bin/time -f '%e %U %S' -o "$work/time" \
-    "$bin" simulate --kubeconfig "$admin_kubeconfig" --nodes "$n" --prefix "$prefix" \
+    "$simulate_bin" --kubeconfig "$admin_kubeconfig" --nodes "$n" --prefix "$prefix" \
     --concurrency "$concurrency" --timeout "$timeout" -o json >"$work/sim.out" 2>"$work/sim.err" || rc=$?
   cpu1=$(cpu_seconds "$pid"); api1=$(cpu_seconds "$apiserver_pid"); etcd1=$(cpu_seconds "$etcd_pid")
   sys1=$(busy_ticks)
@@ -143,7 +143,7 @@ for n in "${sizes[@]}"; do
   if [ "$warmup" -gt 0 ]; then
     say "N=$n: warm-up (unmeasured): $warmup nodes join, approved by the floor"
     start_floor "$work/warmup.log"
-    "$bin" simulate --kubeconfig "$admin_kubeconfig" --nodes "$warmup" --prefix warmup \
+    "$simulate_bin" --kubeconfig "$admin_kubeconfig" --nodes "$warmup" --prefix warmup \
       --concurrency "$concurrency" --timeout "$timeout" >/dev/null
     stop_pid "$floor_pid"; floor_pid=""
     delete_simulated

@@ -13,13 +13,15 @@ die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
 
 clk_tck=$(getconf CLK_TCK)
 bin="$repo/target/release/csr-approver"
+# The load tools (cargo feature `tools`, on by default; never in the image).
+simulate_bin="$repo/target/release/csr-approver-simulate"
 floor_bin="$repo/target/release/examples/approve_everything"
 populate_bin="$repo/target/release/examples/populate_cluster"
 
 build_release() {
-  say "cargo build --release --locked (csr-approver, examples approve_everything + populate_cluster)"
+  say "cargo build --release --locked (csr-approver, csr-approver-simulate, examples approve_everything + populate_cluster)"
   (cd "$repo" && cargo build --release --locked --quiet --bin csr-approver \
-    --example approve_everything --example populate_cluster)
+    --bin csr-approver-simulate --example approve_everything --example populate_cluster)
 }
 
 # What was measured: the commit, and whether src/ had uncommitted changes.

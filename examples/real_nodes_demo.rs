@@ -4,7 +4,7 @@
 //!
 //!   DEMO_NODES=2 cargo run --example real_nodes_demo    # needs root, the assets below
 //!
-//! It reuses the test harness (tests/support: the control plane, `RealNode`, the chart
+//! It reuses the test harness (tests/harness: the control plane, `RealNode`, the chart
 //! install of tests/real_node_pod.rs), so the demo and the tests run the same nodes with the
 //! same configuration. Needs `CSR_APPROVER_NODE_ASSETS` (scripts/node-assets.sh),
 //! `CSR_APPROVER_IMAGE_ARCHIVE` (scripts/build-image.sh --save) and `HELM`
@@ -13,19 +13,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a demo: a failure ends it with the reason
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use harness::node::{BOOTSTRAPPERS_GROUP, KUBEADM_TOKEN_GROUP, RealNode};
+use harness::pod::{self, Workloads};
+use harness::{ControlPlane, KUBELET_CLIENT_SIGNER, Options};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, PostParams};
-use support::node::{BOOTSTRAPPERS_GROUP, KUBEADM_TOKEN_GROUP, RealNode};
-use support::pod::{self, Workloads};
-use support::{ControlPlane, KUBELET_CLIENT_SIGNER, Options};
 
 fn say(what: &str) {
     // Bold for a person at a terminal; a log file or a pipe gets plain text.
@@ -112,7 +112,7 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(2)
         .clamp(1, 8);
-    if let Some(why) = support::node::unsupported() {
+    if let Some(why) = harness::node::unsupported() {
         eprintln!("demo: {why}");
         std::process::exit(2);
     }
@@ -127,7 +127,7 @@ async fn main() {
         .enumerate()
         .map(|(i, name)| (name, ip(i as u8)))
         .collect();
-    let policy = support::node::inventory_policy(
+    let policy = harness::node::inventory_policy(
         &hosts
             .iter()
             .map(|(name, ip)| (name.as_str(), *ip))
@@ -194,7 +194,7 @@ async fn main() {
     Api::<CertificateSigningRequest>::all(forger)
         .create(
             &PostParams::default(),
-            &support::kubelet_client_csr("forged-intruder", "intruder"),
+            &harness::kubelet_client_csr("forged-intruder", "intruder"),
         )
         .await
         .unwrap();

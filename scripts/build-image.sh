@@ -12,7 +12,8 @@
 # 1. `cargo build --release --locked` of a **static** binary for the host's glibc target
 #    (`-C target-feature=+crt-static`; rustls + ring, no OpenSSL, nothing dlopen'ed), in its
 #    own target directory target/static/ (cached: a warm run only relinks what changed);
-#    checked to have no ELF interpreter and no shared-library dependency;
+#    checked to have no ELF interpreter and no shared-library dependency; without the
+#    default `tools` feature (the join simulator, the benchmark helpers: never shipped);
 # 2. the binary is staged as target/static/csr-approver (the one file .dockerignore lets in
 #    from target/);
 # 3. `podman build` of the Dockerfile's default stage: FROM scratch + that binary, UID
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --save) [ $# -ge 2 ] || die "--save needs a path"; save="$2"; shift 2 ;;
     --save=*) save="${1#--save=}"; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) [ -z "$image" ] || die "more than one IMAGE given"; image="$1"; shift ;;
   esac
@@ -56,12 +57,12 @@ case "$triple" in
   *) die "host target $triple: this script builds a static glibc binary (*-linux-gnu) only" ;;
 esac
 start=$(date +%s)
-log "cargo build --release --locked --target $triple (static, target/static/)"
+log "cargo build --release --locked --target $triple --no-default-features (static, target/static/)"
 # RUSTFLAGS with an explicit --target applies to the binary only, not to build scripts and
 # proc macros (which cannot be static). Symbols are stripped without touching Cargo.toml.
 RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=symbols \
   cargo build --release --locked --target "$triple" --target-dir target/static \
-  --bin csr-approver >&2 || die "cargo build failed"
+  --no-default-features --bin csr-approver >&2 || die "cargo build failed"
 built="target/static/$triple/release/csr-approver"
 [ -x "$built" ] || die "cargo did not produce $built"
 

@@ -12,7 +12,8 @@
 #   DEMO_NODES=20 DEMO_FORGED=12 scripts/demo.sh
 #   DEMO_KEEP=1 scripts/demo.sh   # leave it running afterwards (real nodes: until Ctrl-C;
 #                                 # simulator: it prints the one command that stops it all)
-#   DEMO_BIN=path/to/csr-approver  # the simulator with this binary instead of `cargo build`
+#   DEMO_BIN=path/to/csr-approver  # the simulator demo with this binary instead of `cargo build`,
+#                                  # and the csr-approver-simulate beside it (or DEMO_SIMULATOR_BIN)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -33,7 +34,7 @@ fi
 command -v kubectl >/dev/null || { echo "demo: kubectl is required (Debian: kubernetes-client)" >&2; exit 1; }
 
 # --- real kubelets, csr-approver as a Pod from its image and chart (root on Linux) ----------
-# examples/real_nodes_demo.rs runs the nodes of the tests (tests/support/node.rs, pod.rs):
+# examples/real_nodes_demo.rs runs the nodes of the tests (tests/harness/node.rs, pod.rs):
 # control-0 (approved by hand: the first node), `helm install` of charts/csr-approver with
 # the image of scripts/build-image.sh imported into control-0's containerd, then
 # DEMO_NODES (default 2) workers joining through the Pod, plus two rogue kubelets and a
@@ -61,13 +62,17 @@ if [ -z "$why_not_real" ]; then
 fi
 echo "demo: real kubelets cannot run here ($why_not_real): showing the simulator instead"
 
+# The controller, and the simulator: its own binary (cargo feature `tools`), never in the image.
 if [ -n "${DEMO_BIN:-}" ]; then
   bin="$DEMO_BIN"
+  simulator="${DEMO_SIMULATOR_BIN:-$(dirname "$DEMO_BIN")/csr-approver-simulate}"
 else
-  say "building csr-approver"
-  cargo build --quiet --locked
+  say "building csr-approver and csr-approver-simulate"
+  cargo build --quiet --locked --bin csr-approver --bin csr-approver-simulate
   bin="$repo/target/debug/csr-approver"
+  simulator="$repo/target/debug/csr-approver-simulate"
 fi
+[ -x "$simulator" ] || { echo "demo: no simulator at $simulator (cargo build --bin csr-approver-simulate, or set DEMO_SIMULATOR_BIN)" >&2; exit 1; }
 
 if [ -f "$state/csr-approver.pid" ] && kill -0 "$(cat "$state/csr-approver.pid")" 2>/dev/null; then
   echo "demo: a kept demo is still running in $state; stop it first: CSR_APPROVER_DEV_DIR=$state $repo/scripts/dev-cluster.sh down" >&2
@@ -131,7 +136,7 @@ curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null || { echo "controller 
 echo "controller ready (logs: $state/controller.log)"
 
 say "$nodes nodes join (Machine → client CSR → Node → serving CSR), then $forged forged CSRs"
-"$bin" simulate --kubeconfig "$KUBECONFIG" --nodes "$nodes" --forged "$forged" --prefix demo --timeout 30s
+"$simulator" --kubeconfig "$KUBECONFIG" --nodes "$nodes" --forged "$forged" --prefix demo --timeout 30s
 
 say "kubectl get csr"
 kubectl get csr --sort-by=.metadata.creationTimestamp

@@ -13,7 +13,7 @@
 # $CSR_APPROVER_DEV_DIR (default ${XDG_RUNTIME_DIR:-/tmp}/csr-approver-dev).
 # Ports: $DEV_ETCD_PORT (23790), $DEV_APISERVER_PORT (16443); peer port is etcd's + 1.
 #
-# The flags mirror tests/support/mod.rs (kept in sync by hand; keep both short).
+# The flags mirror tests/harness/mod.rs (kept in sync by hand; keep both short).
 # Certificates are made with openssl so this script does not need a Rust build.
 set -euo pipefail
 

@@ -20,7 +20,6 @@ pub mod objects;
 pub mod policy;
 pub mod policy_watch;
 pub mod request;
-pub mod simulate;
 pub mod vocabulary;
 
 use std::path::PathBuf;

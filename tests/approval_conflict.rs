@@ -4,9 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
+mod builders;
 
-use common::Request;
+use builders::Request;
 use csr_approver::approval::{Written, write_verdict};
 use csr_approver::decision::{Decision, Reason, Verdict};
 use http::{Method, Response, StatusCode};

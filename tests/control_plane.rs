@@ -1,11 +1,12 @@
-//! Smoke tests proving the test control plane (tests/support) is a real kube-apiserver:
+//! Smoke tests proving the test control plane (tests/harness) is a real kube-apiserver:
 //! it records requester identities on CSRs, enforces RBAC including the `approve` verb on
 //! `signers`, issues ServiceAccount tokens, and serves the Machine CRDs with status.
 
-mod support;
+mod harness;
 
 use std::time::{Duration, Instant};
 
+use harness::{KUBELET_CLIENT_SIGNER, bind_cluster_role, is_status, service_account_subject};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
@@ -13,7 +14,6 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::{KUBELET_CLIENT_SIGNER, bind_cluster_role, is_status, service_account_subject};
 
 const BOOTSTRAPPER: &str =
     "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
@@ -65,7 +65,7 @@ fn is_approved(csr: &CertificateSigningRequest) -> bool {
 
 #[tokio::test]
 async fn bootstrapper_csr_records_identity_and_admin_can_approve() {
-    let cp = support::shared();
+    let cp = harness::shared();
     let admin = cp.admin_client();
     bind_cluster_role(
         &admin,
@@ -87,7 +87,7 @@ async fn bootstrapper_csr_records_identity_and_admin_can_approve() {
         match as_bootstrapper
             .create(
                 &PostParams::default(),
-                &support::kubelet_client_csr(name, "worker-1"),
+                &harness::kubelet_client_csr(name, "worker-1"),
             )
             .await
         {
@@ -121,14 +121,14 @@ async fn bootstrapper_csr_records_identity_and_admin_can_approve() {
 
 #[tokio::test]
 async fn node_identity_creates_its_own_csr() {
-    let cp = support::shared();
+    let cp = harness::shared();
     let as_node: Api<CertificateSigningRequest> =
         Api::all(cp.impersonating_client("system:node:worker-2", &["system:nodes"]));
     let name = "smoke-node-worker-2";
     as_node
         .create(
             &PostParams::default(),
-            &support::kubelet_client_csr(name, "worker-2"),
+            &harness::kubelet_client_csr(name, "worker-2"),
         )
         .await
         .expect("the Node authorizer lets a node create CSRs");
@@ -141,7 +141,7 @@ async fn node_identity_creates_its_own_csr() {
 
 #[tokio::test]
 async fn approving_needs_approve_on_the_signer() {
-    let cp = support::shared();
+    let cp = harness::shared();
     let admin = cp.admin_client();
     let (namespace, account) = ("smoke-rbac", "approver");
     let approver = cp.service_account_client(namespace, account).await;
@@ -193,7 +193,7 @@ async fn approving_needs_approve_on_the_signer() {
     let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
     csrs.create(
         &PostParams::default(),
-        &support::kubelet_client_csr(name, "worker-3"),
+        &harness::kubelet_client_csr(name, "worker-3"),
     )
     .await
     .expect("admin creates CSR");
@@ -257,17 +257,17 @@ async fn approving_needs_approve_on_the_signer() {
 
 #[tokio::test]
 async fn machine_crds_serve_status() {
-    let cp = support::shared();
+    let cp = harness::shared();
     cp.install_machine_crds().await;
     let admin = cp.admin_client();
-    support::ensure_namespace(&admin, "openshift-machine-api").await;
+    harness::ensure_namespace(&admin, "openshift-machine-api").await;
 
     let machines: Api<DynamicObject> = Api::namespaced_with(
         admin.clone(),
         "openshift-machine-api",
-        &support::openshift_machine_resource(),
+        &harness::openshift_machine_resource(),
     );
-    let mut machine = DynamicObject::new("smoke-worker-4", &support::openshift_machine_resource());
+    let mut machine = DynamicObject::new("smoke-worker-4", &harness::openshift_machine_resource());
     machine.data = json!({"spec": {"providerID": "baremetalhost:///openshift-machine-api/h4"}});
     machines
         .create(&PostParams::default(), &machine)
@@ -319,10 +319,10 @@ async fn machine_crds_serve_status() {
         .expect("read Machine back");
     assert_eq!(back.data["status"]["phase"], "Provisioned");
 
-    support::ensure_namespace(&admin, "capi-smoke").await;
+    harness::ensure_namespace(&admin, "capi-smoke").await;
     let capi: Api<DynamicObject> =
-        Api::namespaced_with(admin, "capi-smoke", &support::capi_machine_resource());
-    let mut machine = DynamicObject::new("smoke-worker-5", &support::capi_machine_resource());
+        Api::namespaced_with(admin, "capi-smoke", &harness::capi_machine_resource());
+    let mut machine = DynamicObject::new("smoke-worker-5", &harness::capi_machine_resource());
     machine.data = json!({"spec": {"clusterName": "c1", "bootstrap": {"dataSecretName": "x"}}});
     capi.create(&PostParams::default(), &machine)
         .await
@@ -348,7 +348,7 @@ async fn machine_crds_serve_status() {
 
 #[test]
 fn kubeconfig_works_with_kubectl() {
-    let cp = support::shared();
+    let cp = harness::shared();
     let out = cp.kubectl(&["get", "--raw", "/readyz"]);
     assert!(
         out.status.success(),
@@ -367,7 +367,7 @@ fn kubeconfig_works_with_kubectl() {
 /// A private control plane is really gone after drop: port closed, directory removed.
 #[test]
 fn dropping_a_control_plane_stops_it() {
-    let cp = support::ControlPlane::start();
+    let cp = harness::ControlPlane::start();
     let dir = cp.dir().to_path_buf();
     let addr = cp.server_url().trim_start_matches("https://").to_owned();
     assert!(std::net::TcpStream::connect(&addr).is_ok());

@@ -4,14 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
-mod e2e;
-mod support;
+mod builders;
+mod harness;
+mod scene;
 
 use std::time::{Duration, Instant};
 
-use common::Request;
-use e2e::*;
+use builders::Request;
+use scene::*;
 
 const CLIENT_USAGES: [&str; 2] = ["digital signature", "client auth"];
 const SERVING_USAGES: [&str; 2] = ["digital signature", "server auth"];
@@ -240,7 +240,7 @@ async fn forged_csrs_stay_pending_then_are_denied_and_bad_policy_is_rejected() {
         .await;
 
     // A stranger allowed to create CSRs (as kubeadm's bootstrappers are) asks for worker-3.
-    support::bind_cluster_role(
+    harness::bind_cluster_role(
         &scene.admin,
         "mallory-csr",
         "system:node-bootstrapper",

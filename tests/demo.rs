@@ -8,6 +8,7 @@
 //! Needs what the demo needs: kubectl (`$KUBECTL` or PATH), curl, openssl and the
 //! control-plane binaries (scripts/control-plane-assets.sh, cached after the first build).
 
+#![cfg(feature = "tools")] // runs csr-approver-simulate
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use std::net::TcpListener;
@@ -83,6 +84,10 @@ fn demo_keep_leaves_everything_running_and_its_stop_command_stops_it_all() {
         .env("DEMO_SIMULATE", "1")
         .env("DEMO_KEEP", "1")
         .env("DEMO_BIN", env!("CARGO_BIN_EXE_csr-approver"))
+        .env(
+            "DEMO_SIMULATOR_BIN",
+            env!("CARGO_BIN_EXE_csr-approver-simulate"),
+        )
         .env("CSR_APPROVER_DEV_DIR", &state)
         .env("DEV_ETCD_PORT", free_port().to_string())
         .env("DEV_APISERVER_PORT", free_port().to_string())

@@ -9,16 +9,15 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
-mod e2e;
-mod support;
+mod builders;
+mod harness;
+mod scene;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Request;
-use e2e::*;
+use builders::Request;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -27,6 +26,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
+use scene::*;
 use serde_json::json;
 
 const SERVING_USAGES: [&str; 2] = ["digital signature", "server auth"];
@@ -41,7 +41,7 @@ fn bare_metal() -> SceneOptions {
 
 /// The Lease `kube-node-lease/<node>` as its kubelet leaves it, last renewed `ago` ago.
 async fn node_lease(scene: &Scene, node: &str, ago: Duration) {
-    support::ensure_namespace(&scene.admin, "kube-node-lease").await;
+    harness::ensure_namespace(&scene.admin, "kube-node-lease").await;
     let renewed = jiff::Timestamp::now() - jiff::SignedDuration::try_from(ago).unwrap();
     let lease = Lease {
         metadata: ObjectMeta {

@@ -6,14 +6,14 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
-mod e2e;
-mod support;
+mod builders;
+mod harness;
+mod scene;
 
 use std::time::{Duration, Instant};
 
-use common::Request;
-use e2e::*;
+use builders::Request;
+use scene::*;
 
 /// Enough Nodes that listing them takes the controller a noticeable while.
 const NODES: usize = 3000;

@@ -1,5 +1,5 @@
 //! The fault suite: on a real kube-apiserver + etcd, two controller replicas under the
-//! ServiceAccount and RBAC of deploy/ while `csr-approver simulate` joins 200 nodes (client
+//! ServiceAccount and RBAC of deploy/ while `csr-approver-simulate` joins 200 nodes (client
 //! then serving CSR each, retrying through outages as kubelets do). Each scenario injects
 //! one fault mid-join and asserts that every legitimate CSR is approved exactly once
 //! (Approved condition, one Approved Event), that nothing forged is approved, and measures
@@ -7,24 +7,25 @@
 //! approval. Each scenario prints one `fault-suite:` line with its figures, recorded in
 //! docs/reliability.md.
 
+#![cfg(feature = "tools")] // runs csr-approver-simulate
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
-mod e2e;
-mod support;
+mod builders;
+mod harness;
+mod scene;
 
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::*;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, ListParams};
+use scene::*;
 
 const NODES: usize = 200;
-/// Lease duration of the scene's replicas (tests/e2e: `--lease-duration 4`).
+/// Lease duration of the scene's replicas (tests/scene: `--lease-duration 4`).
 const LEASE: Duration = Duration::from_secs(4);
 
 fn openshift() -> SceneOptions {
@@ -101,10 +102,9 @@ fn watch_progress(
     (progress, task)
 }
 
-/// `csr-approver simulate` as a separate process, as the admin.
+/// `csr-approver-simulate` as a separate process, as the admin.
 fn start_join(scene: &Scene, prefix: &str, forged: usize, timeout: &str) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_csr-approver"))
-        .arg("simulate")
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_csr-approver-simulate"))
         .arg("--kubeconfig")
         .arg(scene.cp.kubeconfig_path())
         .args([
@@ -396,7 +396,7 @@ async fn watches_cut_every_few_seconds_lose_nothing() {
     let _serial = SERIAL.lock().await;
     // The apiserver ends every watch after 4–8 s (--min-request-timeout): each replica's
     // CSR, Node, Machine and policy watches re-list several times during the join.
-    let cp = support::ControlPlane::start_with_apiserver_flags(&["--min-request-timeout=4"]);
+    let cp = harness::ControlPlane::start_with_apiserver_flags(&["--min-request-timeout=4"]);
     let mut scene = Scene::on(cp, openshift()).await;
     two_replicas(&mut scene).await;
     scenario("watches_cut", &mut scene, 0, "120s", Fault::Nothing).await;

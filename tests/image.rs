@@ -13,18 +13,18 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
-mod e2e;
-mod support;
+mod builders;
+mod harness;
+mod scene;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::Request;
-use e2e::*;
-use support::process::Supervised;
+use builders::Request;
+use harness::process::Supervised;
+use scene::*;
 
 /// podman cannot raise these limits here (no CAP_SYS_RESOURCE); set them explicitly.
 const ULIMITS: [&str; 4] = [
@@ -182,6 +182,61 @@ fn the_image_is_the_static_binary_on_an_empty_base() {
         version.trim(),
         format!("csr-approver {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// The simulator's label on everything it creates: in its code, nowhere in the product's.
+const SIMULATOR_LABEL: &[u8] = b"csr-approver.io/simulation";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The join simulator impersonates nodes and creates Machines and Nodes: a tool for the
+/// demo, tests and benchmarks (`csr-approver-simulate`), which the image must not ship —
+/// neither as a subcommand nor as code linked into the binary.
+#[test]
+fn the_image_has_no_simulator() {
+    let Some(image) = image() else { return };
+    let mut args = vec!["run", "--rm"];
+    args.extend(ULIMITS);
+    args.extend([image, "simulate", "--help"]);
+    let out = podman(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("unrecognized subcommand 'simulate'"),
+        "the image's csr-approver has a simulate subcommand ({}):\n{}\n{stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let root = ok(podman(&["image", "mount", image]), "podman image mount");
+    let binary = std::fs::read(Path::new(root.trim()).join("usr/local/bin/csr-approver"));
+    let _ = podman(&["image", "unmount", image]);
+    assert!(
+        !contains(&binary.unwrap(), SIMULATOR_LABEL),
+        "the image's binary holds the simulator's code"
+    );
+}
+
+/// The same for the binary the tests run: the simulator is a binary of its own.
+#[test]
+fn the_controller_binary_has_no_simulator() {
+    let bin = env!("CARGO_BIN_EXE_csr-approver");
+    let out = Command::new(bin)
+        .args(["simulate", "--help"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("unrecognized subcommand 'simulate'"),
+        "csr-approver has a simulate subcommand: {stderr}"
+    );
+    assert!(!contains(&std::fs::read(bin).unwrap(), SIMULATOR_LABEL));
+    // The check would see it: the simulator's own binary holds the label.
+    #[cfg(feature = "tools")]
+    assert!(contains(
+        &std::fs::read(env!("CARGO_BIN_EXE_csr-approver-simulate")).unwrap(),
+        SIMULATOR_LABEL
+    ));
 }
 
 /// `args` of the csr-approver container in deploy/deployment.yaml.

@@ -1,12 +1,12 @@
 //! csr-approver as a kubectl (and oc) plugin, run through the real kubectl: the binary
 //! linked as `kubectl-csr_approver` in a directory first on PATH, found by kubectl's plugin
 //! lookup, reading the cluster from `$KUBECONFIG` as kubectl would (a plugin receives none
-//! of kubectl's flags), against the real test control plane of `tests/support/`.
+//! of kubectl's flags), against the real test control plane of `tests/harness/`.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
-mod support;
+mod builders;
+mod harness;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use common::Request;
-use support::{bind_cluster_role, ensure_namespace, is_status, service_account_subject};
+use builders::Request;
+use harness::{bind_cluster_role, ensure_namespace, is_status, service_account_subject};
 
 const BIN: &str = env!("CARGO_BIN_EXE_csr-approver");
 const BOOTSTRAPPER: &str =
@@ -280,7 +280,7 @@ fn kubeconfig_text(server: &str, name: &str) -> String {
 /// The harness's admin kubeconfig split in two files, as a `KUBECONFIG` list merges them:
 /// `contexts.yaml` holds the contexts (`plugin`, current, and `elsewhere`, whose server
 /// listens nowhere), `credentials.yaml` the clusters and users.
-fn split_kubeconfig(cp: &support::ControlPlane, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+fn split_kubeconfig(cp: &harness::ControlPlane, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let admin: Value =
         serde_json::from_str(&std::fs::read_to_string(cp.kubeconfig_path()).unwrap()).unwrap();
     let mut clusters = admin["clusters"].as_array().unwrap().clone();
@@ -315,7 +315,7 @@ fn client_csr(name: &str, pem: Vec<u8>) -> CertificateSigningRequest {
         },
         spec: CertificateSigningRequestSpec {
             request: ByteString(pem),
-            signer_name: support::KUBELET_CLIENT_SIGNER.to_owned(),
+            signer_name: harness::KUBELET_CLIENT_SIGNER.to_owned(),
             usages: Some(CLIENT_USAGES.iter().map(|u| (*u).to_owned()).collect()),
             ..Default::default()
         },
@@ -326,7 +326,7 @@ fn client_csr(name: &str, pem: Vec<u8>) -> CertificateSigningRequest {
 /// The cluster as an admin finds it mid-join: the policy ConfigMap expects host
 /// `plugin-worker-1`; its client CSR is pending, a forged one (`O=system:masters`) too, and
 /// an earlier CSR of another host is already approved.
-async fn mid_join(cp: &support::ControlPlane) {
+async fn mid_join(cp: &harness::ControlPlane) {
     let admin = cp.admin_client();
     ensure_namespace(&admin, "csr-approver").await;
     let policy = ConfigMap {
@@ -398,7 +398,7 @@ async fn mid_join(cp: &support::ControlPlane) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_csr_approver_check_explains_a_live_cluster() {
-    let cp = support::shared();
+    let cp = harness::shared();
     mid_join(cp).await;
     let dir = PluginDir::new();
     let (contexts, credentials, admin_kubeconfig) = split_kubeconfig(cp, dir.home.path());

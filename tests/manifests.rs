@@ -21,13 +21,13 @@ mod chart_values;
 mod docs;
 #[path = "manifests/drift.rs"]
 mod drift;
+mod harness;
 #[path = "manifests/monitoring.rs"]
 mod monitoring;
 #[path = "manifests/policy.rs"]
 mod policy;
 #[path = "manifests/rbac.rs"]
 mod rbac;
-mod support;
 #[path = "manifests/workload.rs"]
 mod workload;
 
@@ -69,14 +69,14 @@ fn ok(output: Output, what: &str) -> String {
 }
 
 /// `kubectl apply --dry-run=server -f -` of `manifests` against the shared control plane.
-fn server_dry_run(cp: &support::ControlPlane, manifests: &str) -> String {
+fn server_dry_run(cp: &harness::ControlPlane, manifests: &str) -> String {
     ok(
         dry_run_output(cp, manifests),
         "kubectl apply --dry-run=server",
     )
 }
 
-fn dry_run_output(cp: &support::ControlPlane, manifests: &str) -> Output {
+fn dry_run_output(cp: &harness::ControlPlane, manifests: &str) -> Output {
     let mut child = Command::new("kubectl")
         .args([
             "--kubeconfig",
@@ -101,9 +101,9 @@ fn dry_run_output(cp: &support::ControlPlane, manifests: &str) -> Output {
 }
 
 /// The namespace must exist for namespaced objects to dry-run; CRDs for the monitoring kinds.
-fn prepared() -> &'static support::ControlPlane {
+fn prepared() -> &'static harness::ControlPlane {
     static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    let cp = support::shared();
+    let cp = harness::shared();
     READY.get_or_init(|| {
         ok(
             cp.kubectl(&["apply", "-f", &repo("deploy/namespace.yaml")]),

@@ -10,13 +10,13 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
+mod builders;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use common::{
+use builders::{
     BOOTSTRAPPER, BOOTSTRAPPER_GROUPS, CLIENT_USAGES, Csr, SERVING_USAGES, World, fixture_bytes,
     joining_world, registered_world,
 };
@@ -260,9 +260,9 @@ impl Spec {
     fn csr(&self, der: &[u8]) -> (Csr, bool) {
         let (request, same_der) = self.request(der);
         let mut csr = match self.base {
-            Base::Client => Csr::client(&common::Request::node(NODE)),
-            Base::Renewal => Csr::renewal(NODE, &common::Request::node(NODE)),
-            Base::Serving => Csr::serving(NODE, &common::Request::node(NODE).ip(OWNED_IP)),
+            Base::Client => Csr::client(&builders::Request::node(NODE)),
+            Base::Renewal => Csr::renewal(NODE, &builders::Request::node(NODE)),
+            Base::Serving => Csr::serving(NODE, &builders::Request::node(NODE).ip(OWNED_IP)),
         }
         .raw_request(request);
         csr.0.signer_name = self.signer.clone();

@@ -9,7 +9,7 @@
 //! 2. The image archive is imported into control-0's containerd; `helm install` of
 //!    `charts/csr-approver` with `image.pullPolicy: Never`, `hostNetwork: true`, a
 //!    nodeSelector on control-0 and `extraEnv` pointing the in-cluster client at the
-//!    apiserver (see tests/support/pod.rs for what stands in for the scheduler, the
+//!    apiserver (see tests/harness/pod.rs for what stands in for the scheduler, the
 //!    Deployment controllers and the `kubernetes` Service). The Pod runs and is Ready, and
 //!    approves control-0's own serving CSR.
 //! 3. Node `worker-1` (in the policy's inventory) joins from nothing: csr-approver in the Pod
@@ -25,19 +25,19 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod support;
+mod harness;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use harness::node::{RealNode, inventory_policy, unsupported};
+use harness::pod::{self, NAMESPACE, Workloads};
+use harness::{ControlPlane, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, Options, wait_for};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::api::{Api, LogParams, PostParams};
-use support::node::{RealNode, inventory_policy, unsupported};
-use support::pod::{self, NAMESPACE, Workloads};
-use support::{ControlPlane, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, Options, wait_for};
 
 const CONTROL: &str = "control-0";
 const CONTROL_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 20);
@@ -282,11 +282,11 @@ async fn csr_approver_runs_as_a_pod_from_its_chart_and_approves_a_real_kubelet()
     let forger = cp.impersonating_client(
         "system:bootstrap:forged",
         &[
-            support::node::BOOTSTRAPPERS_GROUP,
-            support::node::KUBEADM_TOKEN_GROUP,
+            harness::node::BOOTSTRAPPERS_GROUP,
+            harness::node::KUBEADM_TOKEN_GROUP,
         ],
     );
-    let forged = support::kubelet_client_csr("forged-intruder", "intruder");
+    let forged = harness::kubelet_client_csr("forged-intruder", "intruder");
     Api::<CertificateSigningRequest>::all(forger)
         .create(&PostParams::default(), &forged)
         .await

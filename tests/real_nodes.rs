@@ -5,33 +5,33 @@
 //! join from nothing, both renewals (with a 2 min signing duration), strangers and
 //! impostors refused, a host re-provisioned under its name (the admin deletes the earlier
 //! CSR, or a new Machine starts a new generation), the OpenShift shape. See
-//! tests/support/node.rs.
+//! tests/harness/node.rs.
 //!
 //! Needs Linux and root (and scripts/node-packages.sh); elsewhere each test prints one line
 //! saying why it is skipped and passes. The tests run one at a time.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
-mod e2e;
-mod support;
+mod builders;
+mod harness;
+mod scene;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use e2e::{
-    BOOTSTRAPPER, BOOTSTRAPPER_GROUPS, CLIENT_SIGNER, SERIAL, SERVING_SIGNER, Scene, SceneOptions,
-    wait_for,
+use harness::node::{
+    Bootstrap, RealNode, SIGNING_DURATION, pause_image, restart_signer, unsupported,
 };
+use harness::{ControlPlane, Options, openshift_machine_resource};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, DynamicObject, LogParams, PostParams};
-use support::node::{
-    Bootstrap, RealNode, SIGNING_DURATION, pause_image, restart_signer, unsupported,
+use scene::{
+    BOOTSTRAPPER, BOOTSTRAPPER_GROUPS, CLIENT_SIGNER, SERIAL, SERVING_SIGNER, Scene, SceneOptions,
+    wait_for,
 };
-use support::{ControlPlane, Options, openshift_machine_resource};
 
 /// Bootstrap tokens may ask for new nodes; the inventory names the one expected host and
 /// its addresses; serving SANs are checked against the Node's own status (loopback IPs

@@ -2,9 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
+mod builders;
 
-use common::{
+use builders::{
     ECDSA_WITH_SHA256, Key, MD5_WITH_RSA, OIW_SHA1_WITH_RSA, Request, SHA256_WITH_RSA,
     fixture_bytes, relabel_signature_algorithm,
 };

@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-#[path = "../common/mod.rs"]
+#[path = "../builders/mod.rs"]
 mod builders;
 mod scenes;
 

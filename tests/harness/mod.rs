@@ -1,11 +1,11 @@
 //! A real Kubernetes control plane (etcd + kube-apiserver on loopback) for integration tests.
 //!
 //! ```ignore
-//! mod support;
+//! mod harness;
 //!
 //! #[tokio::test]
 //! async fn approves_something() {
-//!     let cp = support::shared();          // one control plane per test binary
+//!     let cp = harness::shared();          // one control plane per test binary
 //!     let admin = cp.admin_client();       // needs a tokio runtime (kube spawns a task)
 //!     let bootstrapper = cp.impersonating_client(
 //!         "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper",

@@ -1,5 +1,6 @@
-//! End-to-end scenery: a private control plane with the deploy/ RBAC, the controller binary
-//! running under its own ServiceAccount token, and kubelets played through impersonation.
+//! The scene of end-to-end tests: a private control plane with the deploy/ RBAC, the
+//! controller binary running under its own ServiceAccount token, and kubelets played through
+//! impersonation (`Scene`). Built on the control plane of tests/harness.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -19,8 +20,8 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::support::process::Supervised;
-use crate::support::{ControlPlane, bind_cluster_role, openshift_machine_resource};
+use crate::harness::process::Supervised;
+use crate::harness::{ControlPlane, bind_cluster_role, openshift_machine_resource};
 
 pub const NAMESPACE: &str = "csr-approver";
 pub const BOOTSTRAPPER: &str =
@@ -61,7 +62,7 @@ impl Scene {
         let admin = cp.admin_client();
         if options.machine_crds {
             cp.install_machine_crds().await;
-            crate::support::ensure_namespace(&admin, "openshift-machine-api").await;
+            crate::harness::ensure_namespace(&admin, "openshift-machine-api").await;
         }
         let out = cp.kubectl(&[
             "apply",
@@ -285,7 +286,7 @@ impl Scene {
             csr,
             CLIENT_SIGNER,
             &["digital signature", "client auth"],
-            crate::common::Request::node(node).pem(),
+            crate::builders::Request::node(node).pem(),
         )
         .await;
     }
@@ -523,7 +524,7 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
-pub use crate::support::wait_for;
+pub use crate::harness::wait_for;
 
 /// The value of a metric sample line `name{labels} value`, summed over matching lines.
 pub fn metric(text: &str, name_and_labels: &str) -> f64 {

@@ -2,7 +2,7 @@
 //! a bootstrap token, as `kubeadm join` does.
 //!
 //! ```ignore
-//! if let Some(why) = support::node::unsupported() { eprintln!("skipped: {why}"); return; }
+//! if let Some(why) = harness::node::unsupported() { eprintln!("skipped: {why}"); return; }
 //! let cp = ControlPlane::start_with(Options { real_nodes: true });
 //! let node = RealNode::start(&cp, "node-a", Ipv4Addr::new(127, 0, 0, 2)).await;
 //! // node.bootstrap_user() made its client CSR; kubelet serves on node.kubelet_url()

@@ -2,7 +2,7 @@
 //! chart (`charts/csr-approver`) from the image `scripts/build-image.sh` builds.
 //!
 //! ```ignore
-//! let image = support::pod::image_archive()?;            // None: CSR_APPROVER_IMAGE=skip
+//! let image = harness::pod::image_archive()?;            // None: CSR_APPROVER_IMAGE=skip
 //! let cp = ControlPlane::start_with(Options { real_nodes: true });
 //! let _workloads = Workloads::start(&cp);                 // Deployment → Pod, bound to its node
 //! let node = RealNode::start(&cp, "control-0", ip).await;
