@@ -4,10 +4,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use csr_approver::decision::{CLIENT_SIGNER, CsrFacts, SERVING_SIGNER, decide};
+use csr_approver::decision::{CsrFacts, decide};
 use csr_approver::inventory::{CsrState, Inventory, MachineInfo, NodeInfo, TypedAddress};
 use csr_approver::policy::Policy;
 use csr_approver::request::parse_request;
+use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER};
 use jiff::{SignedDuration, Timestamp};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::inventory::AddressValue;
+use crate::vocabulary::AddressValue;
 
 /// How long a reading stays evidence (and how far from the decision's instant it may be).
 pub const EVIDENCE_MAX_AGE: Duration = Duration::from_secs(30);

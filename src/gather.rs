@@ -17,11 +17,12 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::decision::{NODE_USER_PREFIX, NODES_GROUP, why_reserved};
+use crate::decision::why_reserved;
 use crate::evidence::{KubeletCertificate, NodeLease, Observations, Observed, Wanted};
 use crate::inventory::Inventory;
 use crate::policy::Policy;
 use crate::vocabulary::{AddressValue, canonical_dns_name, canonical_ip};
+use crate::vocabulary::{NODE_USER_PREFIX, NODES_GROUP};
 
 /// Where kubelets keep their Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";

@@ -103,21 +103,21 @@ fn pem_hint(text: &str, origin: &Path) -> Option<String> {
     let node = request
         .as_ref()
         .and_then(|r| r.common_names.first())
-        .and_then(|cn| cn.strip_prefix(crate::decision::NODE_USER_PREFIX))
+        .and_then(|cn| cn.strip_prefix(crate::vocabulary::NODE_USER_PREFIX))
         .unwrap_or("node");
     let serving = request
         .as_ref()
         .is_some_and(|r| !r.dns_names.is_empty() || !r.ip_addresses.is_empty());
     let (signer, username, groups, usages) = if serving {
         (
-            crate::decision::SERVING_SIGNER,
-            format!("{}{node}", crate::decision::NODE_USER_PREFIX),
+            crate::vocabulary::SERVING_SIGNER,
+            format!("{}{node}", crate::vocabulary::NODE_USER_PREFIX),
             "[system:nodes, system:authenticated]".to_string(),
             "[digital signature, server auth]",
         )
     } else {
         (
-            crate::decision::CLIENT_SIGNER,
+            crate::vocabulary::CLIENT_SIGNER,
             crate::policy::OPENSHIFT_NODE_BOOTSTRAPPER.to_string(),
             "[system:serviceaccounts, system:serviceaccounts:openshift-machine-config-operator, system:authenticated]".to_string(),
             "[digital signature, client auth]",
@@ -129,7 +129,7 @@ fn pem_hint(text: &str, origin: &Path) -> Option<String> {
     } else {
         format!(
             " (a client renewal is asked by {}{node} in [system:nodes, system:authenticated])",
-            crate::decision::NODE_USER_PREFIX
+            crate::vocabulary::NODE_USER_PREFIX
         )
     };
     Some(format!(
@@ -284,7 +284,7 @@ impl ObjectSet {
             ("Machine", v)
                 if v.starts_with("machine.openshift.io/") || v.starts_with("cluster.x-k8s.io/") =>
             {
-                let machine = MachineInfo::from_json(&object).ok_or(Unread::Other(
+                let machine = crate::facts::machine_info(&object).ok_or(Unread::Other(
                     "Machine without apiVersion or metadata.name".to_string(),
                 ))?;
                 self.machines.push(machine);

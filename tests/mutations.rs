@@ -20,9 +20,10 @@ use builders::{
     BOOTSTRAPPER, BOOTSTRAPPER_GROUPS, CLIENT_USAGES, Csr, SERVING_USAGES, World, fixture_bytes,
     joining_world, registered_world,
 };
-use csr_approver::decision::{CLIENT_SIGNER, Decision, SERVING_SIGNER, Verdict};
+use csr_approver::decision::{Decision, Verdict};
 use csr_approver::policy::DEFAULT_MAX_EXPIRATION_SECONDS;
 use csr_approver::vocabulary::canonical_ip;
+use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, SanType};

@@ -11,17 +11,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use arbitrary::{Arbitrary, Unstructured};
-use csr_approver::decision::{
-    CLIENT_SIGNER, CsrFacts, Decision, NODE_USER_PREFIX, NODES_GROUP, SERVING_SIGNER, Verdict,
-    decide,
-};
-use csr_approver::inventory::{
-    AddressValue, CsrState, Inventory, MachineInfo, NodeInfo, TypedAddress, canonical_dns_name,
-    normalize_dns_name,
-};
-use csr_approver::policy::{Policy, is_dns1123_subdomain};
+use csr_approver::decision::{CsrFacts, Decision, Verdict, decide};
+use csr_approver::inventory::{CsrState, Inventory, MachineInfo, NodeInfo, TypedAddress};
+use csr_approver::policy::Policy;
 use csr_approver::request::parse_request;
 use csr_approver::vocabulary::canonical_ip;
+use csr_approver::vocabulary::is_dns1123_subdomain;
+use csr_approver::vocabulary::{AddressValue, canonical_dns_name, normalize_dns_name};
+use csr_approver::vocabulary::{CLIENT_SIGNER, NODE_USER_PREFIX, NODES_GROUP, SERVING_SIGNER};
 use jiff::{SignedDuration, Timestamp};
 
 /// Named invariants, so that a known finding can be stepped over while fuzzing.
@@ -211,7 +208,7 @@ fn machine(
         },
         "status": status,
     });
-    MachineInfo::from_json(&object).expect("a well-formed Machine")
+    csr_approver::facts::machine_info(&object).expect("a well-formed Machine")
 }
 
 fn node(name: &str, addresses: &[(&str, &str)]) -> NodeInfo {

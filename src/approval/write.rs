@@ -91,7 +91,7 @@ pub async fn write_verdict(
             if fresh.metadata.uid != csr.metadata.uid {
                 return Ok(Written::Gone);
             }
-            match CsrState::of(&fresh) {
+            match crate::facts::csr_state(&fresh) {
                 CsrState::Pending => put(&fresh)
                     .await
                     .map(|_| Written::Done)

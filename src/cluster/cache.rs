@@ -280,7 +280,7 @@ mod tests {
 
     use super::*;
 
-    use crate::decision::CLIENT_SIGNER;
+    use crate::vocabulary::CLIENT_SIGNER;
     use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
     /// A CSR as the watch shows it: `approved` adds the Approved condition.

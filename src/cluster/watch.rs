@@ -131,9 +131,11 @@ pub async fn watch_nodes(
 ) {
     let stream = watcher::watcher(Api::<Node>::all(client), watch_config())
         .backoff(WatchBackoff::default())
-        .filter_map(
-            |event| async move { event.map(|e| compact(e, NodeInfo::from_node)).transpose() },
-        );
+        .filter_map(|event| async move {
+            event
+                .map(|e| compact(e, crate::facts::node_info))
+                .transpose()
+        });
     drive(
         stream,
         |nodes, inventory| inventory.replace_nodes(nodes),
@@ -167,14 +169,6 @@ pub async fn watch_kubernetes_service(
     drive(stream, replace, cache, trigger, tracker).await;
 }
 
-fn machine_info(object: &DynamicObject, resource: &ApiResource) -> Option<MachineInfo> {
-    let mut value = serde_json::to_value(object).ok()?;
-    if value.get("apiVersion").is_none() {
-        value["apiVersion"] = serde_json::Value::String(resource.api_version.clone());
-    }
-    MachineInfo::from_json(&value)
-}
-
 /// Watches one Machine API (OpenShift or Cluster API) into the cache.
 pub async fn watch_machines(
     client: Client,
@@ -191,7 +185,7 @@ pub async fn watch_machines(
             let resource = resource.clone();
             async move {
                 event
-                    .map(|e| compact(e, |m| machine_info(m, &resource)))
+                    .map(|e| compact(e, |m| crate::facts::machine_info_from_object(m, &resource)))
                     .transpose()
             }
         });

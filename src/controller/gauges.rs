@@ -4,13 +4,12 @@
 use jiff::Timestamp;
 
 use crate::cluster::ClusterCache;
-use crate::decision::{
-    CLIENT_SIGNER, NODE_USER_PREFIX, count_new_nodes_approved, max_new_nodes, max_pending,
-};
+use crate::decision::{count_new_nodes_approved, max_new_nodes, max_pending};
 use crate::inventory::CsrState;
 use crate::metrics::Metrics;
 use crate::policy_watch::PolicyHolder;
 use crate::vocabulary::Signer;
+use crate::vocabulary::{CLIENT_SIGNER, NODE_USER_PREFIX};
 
 /// Refreshes the gauges that describe the queue of pending CSRs.
 pub(super) fn refresh_gauges(cache: &ClusterCache, policy: &PolicyHolder, metrics: &Metrics) {

@@ -41,7 +41,6 @@ use crate::inventory::{CsrState, Inventory};
 use crate::policy::Policy;
 use crate::request::{ParsedRequest, RequestError};
 use crate::vocabulary::Signer;
-pub use crate::vocabulary::{CLIENT_SIGNER, NODE_USER_PREFIX, NODES_GROUP, SERVING_SIGNER};
 
 /// A Machine may be created slightly after the CSR its host sends (clock skew between the
 /// machine controller and the apiserver); no more than this.

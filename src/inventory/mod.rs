@@ -14,8 +14,7 @@ pub use records::{
 };
 
 use crate::evidence::Observations;
-use crate::vocabulary::canonical_ip;
-pub use crate::vocabulary::{AddressValue, canonical_dns_name, normalize_dns_name};
+use crate::vocabulary::{AddressValue, canonical_ip};
 
 /// Everything `decide` may consult besides the CSR itself. The controller keeps one up to
 /// date from its watches; `check` builds one from files. Indexed so that one decision costs

@@ -2,9 +2,6 @@
 //! what decisions read, so memory stays flat), and who claims an address.
 
 use jiff::Timestamp;
-use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::Node;
-use serde_json::Value;
 
 use crate::vocabulary::AddressValue;
 
@@ -39,12 +36,6 @@ pub struct NodeInfo {
     pub addresses: Vec<TypedAddress>,
 }
 
-impl NodeInfo {
-    pub fn from_node(node: &Node) -> Option<NodeInfo> {
-        crate::facts::node_info(node)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineInfo {
     /// `machine.openshift.io` or `cluster.x-k8s.io`.
@@ -60,10 +51,6 @@ pub struct MachineInfo {
 }
 
 impl MachineInfo {
-    pub fn from_json(object: &Value) -> Option<MachineInfo> {
-        crate::facts::machine_info(object)
-    }
-
     pub fn describe(&self) -> String {
         format!(
             "Machine {}/{} ({})",
@@ -110,14 +97,6 @@ pub enum CsrState {
 }
 
 impl CsrState {
-    pub fn of(csr: &CertificateSigningRequest) -> CsrState {
-        crate::facts::csr_state(csr)
-    }
-
-    pub fn approved_at(csr: &CertificateSigningRequest) -> Option<Timestamp> {
-        crate::facts::approved_at(csr)
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             CsrState::Pending => "Pending",

@@ -6,7 +6,6 @@ use serde::de::{self};
 use serde::{Deserialize, Serialize};
 
 use crate::vocabulary::canonical_dns_name;
-pub use crate::vocabulary::is_dns1123_subdomain;
 
 mod client;
 mod keys;

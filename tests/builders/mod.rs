@@ -6,13 +6,15 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use csr_approver::decision::{CLIENT_SIGNER, CsrFacts, Decision, SERVING_SIGNER, decide};
+use csr_approver::decision::{CsrFacts, Decision, decide};
 use csr_approver::evidence::{KubeletCertificate, NodeLease, Observed};
 use csr_approver::inventory::{
-    AddressValue, CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo, TypedAddress,
+    CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo, TypedAddress,
 };
 use csr_approver::policy::Policy;
 use csr_approver::request::parse_request;
+use csr_approver::vocabulary::AddressValue;
+use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER};
 use jiff::{SignedDuration, Timestamp};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 

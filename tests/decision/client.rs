@@ -3,8 +3,9 @@
 //! itself (a renewal); a new node is vouched for by a Machine in its join window or by an
 //! inventory entry; one identity per host generation.
 
-use csr_approver::decision::{CLIENT_SIGNER, Reason};
+use csr_approver::decision::Reason;
 use csr_approver::inventory::{CsrState, MachineInfo};
+use csr_approver::vocabulary::CLIENT_SIGNER;
 
 use crate::builders::*;
 use crate::scenes::*;

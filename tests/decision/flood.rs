@@ -3,8 +3,9 @@
 //! hour (`client.maxNewNodesPerHour`). Neither ever holds back a registered node's
 //! renewal or serving certificate.
 
-use csr_approver::decision::{CLIENT_SIGNER, Reason, SERVING_SIGNER};
+use csr_approver::decision::Reason;
 use csr_approver::inventory::{CsrState, CsrSummary};
+use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER};
 
 use crate::builders::*;
 use crate::scenes::*;

@@ -4,10 +4,11 @@
 //! refusal breaks one rule and stays pending for an admin, never denied, with the rule
 //! named; the approvals show what the rules let through.
 
-use csr_approver::decision::{CLIENT_SIGNER, Reason, ReasonClass};
+use csr_approver::decision::{Reason, ReasonClass};
 use csr_approver::evidence::{NodeLease, Observed, Wanted};
 use csr_approver::inventory::CsrState;
 use csr_approver::policy::Policy;
+use csr_approver::vocabulary::CLIENT_SIGNER;
 
 use crate::builders::*;
 use crate::scenes::*;

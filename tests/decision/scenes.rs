@@ -1,8 +1,8 @@
 //! Builders the tables share on top of `tests/common`: the CSRs and cluster objects most
 //! rows start from, so that a row says only what it changes.
 
-use csr_approver::decision::CLIENT_SIGNER;
 use csr_approver::inventory::{CsrState, CsrSummary, MachineInfo};
+use csr_approver::vocabulary::CLIENT_SIGNER;
 
 use crate::builders::{Csr, Request, ago, machine, summary};
 

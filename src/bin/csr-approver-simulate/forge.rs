@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use csr_approver::decision::{CLIENT_SIGNER, SERVING_SIGNER};
+use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;

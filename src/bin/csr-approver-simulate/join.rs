@@ -5,8 +5,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use csr_approver::decision::{CLIENT_SIGNER, SERVING_SIGNER};
 use csr_approver::inventory::CsrState;
+use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};

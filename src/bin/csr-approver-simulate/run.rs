@@ -260,7 +260,10 @@ async fn judge_forgeries(
     for name in explained {
         match csrs.get_opt(&name).await {
             Ok(Some(csr)) => {
-                if matches!(CsrState::of(&csr), CsrState::Approved | CsrState::Issued) {
+                if matches!(
+                    csr_approver::facts::csr_state(&csr),
+                    CsrState::Approved | CsrState::Issued
+                ) {
                     eprintln!("  {name}: APPROVED after it was explained");
                     approved.push(name);
                 }

@@ -100,7 +100,7 @@ pub async fn decisions(admin: Client, run_id: String, waits: Arc<Waits>) {
         Api::<CertificateSigningRequest>::all(admin),
         config,
         |csr| {
-            let state = CsrState::of(&csr);
+            let state = csr_approver::facts::csr_state(&csr);
             if state != CsrState::Pending {
                 waits.decided(csr.metadata.name.as_deref().unwrap_or_default(), state);
             }

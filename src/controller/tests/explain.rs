@@ -13,8 +13,8 @@ use super::super::explain::{explain_write_failure, explain_written};
 use super::super::reconcile::reconcile;
 use super::{ApiServer, EVENTS, Reply, context, decisions, metric, stranger};
 use crate::approval::{self, fixtures::approve};
-use crate::decision::CLIENT_SIGNER;
 use crate::policy::Policy;
+use crate::vocabulary::CLIENT_SIGNER;
 
 async fn assert_silent(ctx: Arc<super::Context>, server: &mut ApiServer) {
     let action = reconcile(stranger(), ctx.clone()).await.unwrap();

@@ -17,9 +17,9 @@ use kube::client::Body;
 use serde_json::{Value, json};
 
 use super::context::Context;
-use crate::decision::CLIENT_SIGNER;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::vocabulary::CLIENT_SIGNER;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 

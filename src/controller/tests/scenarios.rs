@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 
 use super::super::reconcile::reconcile;
 use super::{ApiServer, Scenario, decisions, ready, stranger};
-use crate::decision::{CLIENT_SIGNER, Reason, Verdict, decide};
+use crate::decision::{Reason, Verdict, decide};
 use crate::inventory::NodeInfo;
 use crate::leader::WriteGate;
 use crate::policy::{Mode, Policy};
+use crate::vocabulary::CLIENT_SIGNER;
 
 const NODE: &str = "worker-1";
 const NAME: &str = "worker-1-renewal";

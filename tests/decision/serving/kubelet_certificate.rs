@@ -5,8 +5,8 @@
 
 use csr_approver::decision::Reason;
 use csr_approver::evidence::{KubeletCertificate, Observed, Wanted};
-use csr_approver::inventory::AddressValue;
 use csr_approver::policy::Policy;
+use csr_approver::vocabulary::AddressValue;
 use jiff::SignedDuration;
 
 use crate::builders::*;
