@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Join storm (DESIGN §9): N kubelets join a real local kube-apiserver at once
+# Join storm (docs/design.md §9): N kubelets join a real local kube-apiserver at once
 # (`csr-approver-simulate`: Machine → client CSR → Node → serving CSR), first with the floor
 # (examples/approve_everything.rs: approve every kubelet CSR, no checks, same client
 # stack), then with csr-approver (release build, its ServiceAccount and deploy/ RBAC,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Steady-state memory (DESIGN §9): csr-approver's resident memory with 5000 Nodes and 5000
+# Steady-state memory (docs/design.md §9): csr-approver's resident memory with 5000 Nodes and 5000
 # Machines cached, beside two baselines measured in the same run on the same control plane:
 #   - csr-approver with no Nodes or Machines (what the caches cost is the difference);
 #   - the floor (examples/approve_everything.rs), which watches only CSRs, with the same
