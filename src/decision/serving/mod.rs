@@ -57,17 +57,7 @@ pub(super) fn decide_serving(
     check_requester(csr, node)?;
     check_usages(csr)?;
     let sans = canonical_sans(request)?;
-    for san in &sans {
-        if let Some(why) = reserved::why_reserved(&san.value, inventory, policy) {
-            return Err(refuse(
-                Reason::ReservedSan,
-                format!(
-                    "{} SAN {} is {why}; never a node's address",
-                    san.kind, san.value
-                ),
-            ));
-        }
-    }
+    check_not_reserved(&sans, inventory, policy)?;
     // Client before serving: the Node exists only once its client certificate was issued.
     if inventory.node(node).is_none() {
         return Err(refuse(
@@ -156,6 +146,23 @@ fn check_usages(csr: &CsrFacts) -> Result<(), Refusal> {
             csr.usages
         ),
     ))
+}
+
+/// Rule 4: no SAN is a name or address that is never a node's, whoever claims it.
+fn check_not_reserved(sans: &[San], inventory: &Inventory, policy: &Policy) -> Result<(), Refusal> {
+    let reserved = sans.iter().find_map(|san| {
+        reserved::why_reserved(&san.value, inventory, policy).map(|why| (san, why))
+    });
+    match reserved {
+        Some((san, why)) => Err(refuse(
+            Reason::ReservedSan,
+            format!(
+                "{} SAN {} is {why}; never a node's address",
+                san.kind, san.value
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Only DNS and IP SANs, at least one, each in canonical form.
