@@ -18,8 +18,7 @@ impl KubernetesService {
     pub const NAMESPACE: &'static str = "default";
     pub const NAME: &'static str = "kubernetes";
 
-    /// `spec.clusterIPs` (dual-stack), else `spec.clusterIP`; `None` (headless) and
-    /// unparsable values are not addresses.
+    /// Read as `facts::service_cluster_ips` reads any Service.
     pub fn from_service(service: &Service) -> KubernetesService {
         KubernetesService {
             cluster_ips: crate::facts::service_cluster_ips(service),

@@ -17,14 +17,12 @@ mod run;
 mod sim;
 mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use csr_approver::check::OutputFormat;
 use csr_approver::cli::{LogFormat, init_logging};
-use kube::Config;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::run::SimulateConfig;
 
@@ -34,13 +32,8 @@ pub const RUN_LABEL: &str = "csr-approver.io/simulation";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
-    #[error("{path}: {source}")]
-    Kubeconfig {
-        path: PathBuf,
-        source: kube::config::KubeconfigError,
-    },
-    #[error("no cluster configuration: {0}")]
-    NoConfig(#[from] kube::config::InferConfigError),
+    #[error(transparent)]
+    Config(csr_approver::controller::ControllerError),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("{0}")]
@@ -99,9 +92,9 @@ async fn main() -> ExitCode {
         timeout,
         machines: !no_machines,
     };
-    let report = match kube_config(kubeconfig.as_deref()).await {
+    let report = match csr_approver::controller::kube_config(kubeconfig.as_deref()).await {
         Ok(base) => run::simulate(base, config).await,
-        Err(e) => Err(e),
+        Err(e) => Err(SimulateError::Config(e)),
     };
     let report = match report {
         Ok(report) => report,
@@ -122,19 +115,4 @@ async fn main() -> ExitCode {
         eprintln!("error: simulation failed:\n{text}");
         ExitCode::FAILURE
     }
-}
-
-/// The admin's client configuration: this kubeconfig file, else as kubectl finds it.
-async fn kube_config(path: Option<&Path>) -> Result<Config, SimulateError> {
-    let Some(path) = path else {
-        return Ok(Config::infer().await?);
-    };
-    let with_path = |source| SimulateError::Kubeconfig {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = Kubeconfig::read_from(path).map_err(with_path)?;
-    Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-        .await
-        .map_err(with_path)
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use csr_approver::cluster::WatchBackoff;
 use csr_approver::inventory::CsrState;
 use futures::StreamExt;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -11,7 +12,7 @@ use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, ExponentialBackoff};
+use kube::runtime::watcher;
 use tokio::sync::oneshot;
 
 use crate::RUN_LABEL;
@@ -82,8 +83,7 @@ async fn for_each_applied<K>(api: Api<K>, config: watcher::Config, mut each: imp
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    let stream =
-        watcher::watcher(api, config).backoff(ExponentialBackoff::from(crate::retry::backoff()));
+    let stream = watcher::watcher(api, config).backoff(WatchBackoff::default());
     let mut stream = std::pin::pin!(stream.applied_objects());
     while let Some(applied) = stream.next().await {
         match applied {
