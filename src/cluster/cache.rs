@@ -14,7 +14,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use crate::decision::CsrFacts;
 use crate::facts;
 use crate::gather::Reading;
-use crate::inventory::{CsrState, Inventory};
+use crate::inventory::{CsrState, CsrSummary, Inventory};
 use crate::vocabulary::is_kubelet_signer;
 
 /// The inventory shared by the watches (writers) and reconciles (readers).
@@ -72,12 +72,11 @@ impl CacheState {
         let SeenCsr {
             uid,
             resource_version,
-            facts,
+            summary,
+            pending,
         } = seen;
-        let summary = facts::csr_summary(&facts);
-        self.keep_facts(resource_version, facts);
-        let uid = uid.as_deref();
-        let own = self.own_verdict(&summary.name, uid, summary.state);
+        self.keep_facts(&summary.name, resource_version, pending);
+        let own = self.own_verdict(&summary.name, uid.as_deref(), summary.state);
         let name = summary.name.clone();
         self.inventory.upsert_csr(summary);
         if let Some(own) = own {
@@ -86,12 +85,20 @@ impl CacheState {
     }
 
     /// Keeps a pending CSR's facts for its reconcile; a decided one needs none.
-    fn keep_facts(&mut self, resource_version: Option<String>, facts: CsrFacts) {
-        if facts.state == CsrState::Pending {
-            self.pending_facts
-                .insert(facts.name.clone(), (resource_version, facts));
-        } else {
-            self.pending_facts.remove(&facts.name);
+    fn keep_facts(
+        &mut self,
+        name: &str,
+        resource_version: Option<String>,
+        pending: Option<CsrFacts>,
+    ) {
+        match pending {
+            Some(facts) => {
+                self.pending_facts
+                    .insert(name.to_string(), (resource_version, facts));
+            }
+            None => {
+                self.pending_facts.remove(name);
+            }
         }
     }
 
@@ -104,17 +111,22 @@ impl CacheState {
     /// Replaces every CSR, as after a (re-)list.
     pub(super) fn replace_csrs(&mut self, listed: Vec<SeenCsr>) {
         // A CSR missing from a list taken after our write was deleted meanwhile.
-        let names: HashSet<&str> = listed.iter().map(|c| c.facts.name.as_str()).collect();
+        let names: HashSet<&str> = listed.iter().map(|c| c.summary.name.as_str()).collect();
         self.written.retain(|name, _| names.contains(name.as_str()));
         self.pending_facts.clear();
         let mut kept = Vec::new();
         let mut summaries = Vec::with_capacity(listed.len());
         for seen in listed {
-            let summary = facts::csr_summary(&seen.facts);
-            if let Some(own) = self.own_verdict(&summary.name, seen.uid.as_deref(), summary.state) {
+            let SeenCsr {
+                uid,
+                resource_version,
+                summary,
+                pending,
+            } = seen;
+            if let Some(own) = self.own_verdict(&summary.name, uid.as_deref(), summary.state) {
                 kept.push((summary.name.clone(), own));
             }
-            self.keep_facts(seen.resource_version, seen.facts);
+            self.keep_facts(&summary.name, resource_version, pending);
             summaries.push(summary);
         }
         self.inventory.replace_csrs(summaries);
@@ -124,20 +136,25 @@ impl CacheState {
     }
 }
 
-/// A CSR as one watch event showed it: read (and its request parsed) once, here.
+/// A CSR as one watch event showed it: read (and its request parsed) once, here. A re-list
+/// holds thousands of these until it is done, so a decided CSR keeps only its summary.
 #[derive(Debug, Clone)]
 pub(super) struct SeenCsr {
     uid: Option<String>,
     resource_version: Option<String>,
-    facts: CsrFacts,
+    summary: CsrSummary,
+    /// The facts of a pending CSR, for its reconcile.
+    pending: Option<CsrFacts>,
 }
 
 impl SeenCsr {
     pub(super) fn of(csr: &CertificateSigningRequest) -> SeenCsr {
+        let facts = facts::csr_facts(csr);
         SeenCsr {
             uid: csr.metadata.uid.clone(),
             resource_version: csr.metadata.resource_version.clone(),
-            facts: facts::csr_facts(csr),
+            summary: facts::csr_summary(&facts),
+            pending: (facts.state == CsrState::Pending).then_some(facts),
         }
     }
 }

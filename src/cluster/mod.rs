@@ -23,7 +23,7 @@ use kube::runtime::watcher;
 
 pub use backoff::WatchBackoff;
 pub use cache::{ClusterCache, InventoryGuard, SyncTracker};
-pub use csrs::track_csrs;
+pub use csrs::{keep_what_reconciles_read, track_csrs};
 pub use discovery::{DiscoveryError, discover_machine_apis, discover_machine_apis_until_answered};
 pub use service::KubernetesService;
 pub use watch::{watch_kubernetes_service, watch_machines, watch_nodes};

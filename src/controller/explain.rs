@@ -102,6 +102,19 @@ pub(super) async fn explain_write_failure(
 /// not list Events for the whole history of approved CSRs.
 const EXPLAIN_WRITTEN_WITHIN: Duration = Duration::from_secs(600);
 
+/// Whether a decision csr-approver wrote at `written.at` is recent enough to be explained
+/// now if no Event does.
+pub(super) fn explained_after_the_fact(
+    written: &approval::WrittenDecision,
+    now: Timestamp,
+) -> bool {
+    written.at.is_some_and(|at| {
+        now.duration_since(at)
+            .unsigned_abs()
+            .le(&EXPLAIN_WRITTEN_WITHIN)
+    })
+}
+
 /// Explains a decision csr-approver wrote but (its writer killed between the condition and
 /// the Event) may not have explained: once per CSR per process, for decisions of the last
 /// ten minutes, when no csr-approver Event about the CSR says it already. Decisions this
@@ -111,13 +124,7 @@ pub(super) async fn explain_written(
     csr: &CertificateSigningRequest,
     written: &approval::WrittenDecision,
 ) {
-    let recent = written.at.is_some_and(|at| {
-        Timestamp::now()
-            .duration_since(at)
-            .unsigned_abs()
-            .le(&EXPLAIN_WRITTEN_WITHIN)
-    });
-    if !recent {
+    if !explained_after_the_fact(written, Timestamp::now()) {
         return;
     }
     // The marker of a decision explained (or checked) after the fact; a decided CSR is

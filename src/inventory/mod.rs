@@ -3,11 +3,14 @@
 //! Kubernetes objects by the controller or from files by `check`; read by `decide`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sorted_set::SortedSet;
 use std::net::IpAddr;
 
 use jiff::Timestamp;
 
 mod records;
+mod sorted_set;
 
 pub use records::{
     Claimant, CsrState, CsrSummary, MachineInfo, MachineKey, NodeInfo, TypedAddress,
@@ -26,17 +29,17 @@ pub struct Inventory {
     machines: BTreeMap<MachineKey, MachineInfo>,
     csrs: BTreeMap<String, CsrSummary>,
     /// Host name (Hostname/InternalDNS address) or linked Node → Machines.
-    machines_by_node: HashMap<String, BTreeSet<MachineKey>>,
+    machines_by_node: HashMap<String, SortedSet<MachineKey>>,
     /// (API group, namespace) → how many Machines.
     machine_counts: HashMap<(String, String), usize>,
     /// Node name from the CN → CSRs.
-    csrs_by_node: HashMap<String, BTreeSet<String>>,
+    csrs_by_node: HashMap<String, SortedSet<String>>,
     /// Pending CSRs by creation time, for the flood guard's window.
     pending: BTreeSet<(Option<Timestamp>, String)>,
     /// ClusterIP(s) of the `default/kubernetes` Service: never a node's address.
     kubernetes_service_ips: Vec<IpAddr>,
     /// Address → everyone who claims it, so ownership is one lookup per SAN.
-    claims: HashMap<AddressValue, BTreeSet<Claimant>>,
+    claims: HashMap<AddressValue, SortedSet<Claimant>>,
     /// Evidence read on demand (Leases, kubelet certificates), with when it was read.
     observations: Observations,
 }
