@@ -220,7 +220,9 @@ load_note() {
 # Is another cargo/rustc (e.g. CI in /work/ci-check) running? Printed with the results.
 concurrent_builds() {
   local n
-  n=$(pgrep -c -x 'rustc|cargo|cc1|ld|go' 2>/dev/null || true)
+  # (Not pgrep: it refuses patterns longer than 15 characters and would count 0.)
+  # shellcheck disable=SC2009
+  n=$(ps -eo comm= | grep -cxE 'rustc|cargo|cc1|cc1plus|ld|go|compile|link' || true)
   echo "${n:-0}"
 }
 
