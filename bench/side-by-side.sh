@@ -20,6 +20,7 @@
 # ("floor csr-approver pf ah"), SIDE_DIR (/tmp/csr-approver-bench-side), SIDE_ETCD_PORT
 # (24990, peer +1), SIDE_APISERVER_PORT (17643), SIDE_HTTP_PORT (csr-approver, 18183),
 # SIDE_PF_METRICS_PORT (18184), SIDE_PF_HEALTH_PORT (18185). AH always binds :8080 and :9090.
+# Peers: PEER_PF_BIN / PEER_AH_BIN if either is set, else `bench/peers.sh --env`.
 # Results: bench/results/side-by-side.{json,md,png} and bench/results/side-by-side/ (the
 # per-run latency and RSS files); the table is printed at the end. bench/README.md
 # "Side by side".
@@ -58,9 +59,12 @@ controller_pid="" floor_pid="" pf_pid="" ah_pid="" sampler_pid="" extra_pids=""
 work=$(mktemp -d)
 if [ "$render_only" = 1 ]; then trap 'rm -rf "$work"' EXIT; else install_cleanup; fi
 
-# The contenders that can run: a missing peer is skipped with one line.
-PEER_PF_BIN="" PEER_AH_BIN=""
-[ "$render_only" = 1 ] || eval "$(bash "$repo/bench/peers.sh" --env 2>/dev/null)" || true
+# The contenders that can run: a missing peer is skipped with one line. The peers' binaries:
+# $PEER_PF_BIN / $PEER_AH_BIN if either is set, else bench/peers.sh (cached: ~0.1 s).
+if [ -z "${PEER_PF_BIN:-}${PEER_AH_BIN:-}" ] && [ "$render_only" = 0 ]; then
+  eval "$(bash "$repo/bench/peers.sh" --env 2>/dev/null)" || true
+fi
+PEER_PF_BIN="${PEER_PF_BIN:-}" PEER_AH_BIN="${PEER_AH_BIN:-}"
 contenders=()
 [ "$render_only" = 1 ] && wanted=()
 for c in "${wanted[@]}"; do
@@ -257,7 +261,8 @@ render() { # render JSON MD PNG
           row($title + ": CPU ms per approval"; [$by[] | map(.cpu_ms_per_approval) | median]; "ms/appr"),
           row($title + ": approver peak RSS (VmHWM)"; [$by[] | map(.peak_rss_mib) | median]; "MiB"),
           row($title + ": kube-apiserver CPU s"; [$by[] | map(.apiserver_cpu_seconds) | median]; "s"),
-          row($title + ": etcd CPU s"; [$by[] | map(.etcd_cpu_seconds) | median]; "s")
+          row($title + ": etcd CPU s"; [$by[] | map(.etcd_cpu_seconds) | median]; "s"),
+        row($title + ": other processes CPU s (interference)"; [$by[] | map(.other_cpu_seconds) | median]; "s")
         end;
       "| figure | floor | csr-approver | PF | AH |",
       "| --- | --- | --- | --- | --- |",
