@@ -72,10 +72,10 @@ for c in "${wanted[@]}"; do
     floor | csr-approver) contenders+=("$c") ;;
     pf)
       if [ -n "$PEER_PF_BIN" ] && [ -x "$PEER_PF_BIN" ]; then contenders+=(pf)
-      else echo "skipping PF: no binary from bench/peers.sh (run it to see why)" >&2; fi ;;
+      else echo "skipping PF: no executable binary (PEER_PF_BIN=${PEER_PF_BIN:-empty}; bench/peers.sh says why)" >&2; fi ;;
     ah)
       if [ -z "$PEER_AH_BIN" ] || [ ! -x "$PEER_AH_BIN" ]; then
-        echo "skipping AH: no binary from bench/peers.sh (run it to see why)" >&2
+        echo "skipping AH: no executable binary (PEER_AH_BIN=${PEER_AH_BIN:-empty}; bench/peers.sh says why)" >&2
       elif ports_busy 8080 9090; then
         echo "skipping AH: port 8080 or 9090 is in use (AH binds both, on all interfaces)" >&2
       else contenders+=(ah); fi ;;
