@@ -39,23 +39,6 @@ floor_pid=""
 work=$(mktemp -d)
 install_cleanup
 
-busy_ticks() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-
-# Deletes what a simulation created (CSRs, Nodes, Machines), so the second contender
-# starts from the same empty cluster as the first.
-delete_simulated() {
-  local sel="labelSelector=csr-approver.io/simulation"
-  kubectl delete --raw "/apis/certificates.k8s.io/v1/certificatesigningrequests?$sel" >/dev/null
-  kubectl delete --raw "/api/v1/nodes?$sel" >/dev/null
-  kubectl delete --raw "/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines?$sel" >/dev/null
-  local deadline=$((SECONDS + 120))
-  while [ "$(kubectl get csr,nodes -l csr-approver.io/simulation -o name | wc -l)" -gt 0 ] ||
-    [ "$(kubectl get machines.machine.openshift.io -A -l csr-approver.io/simulation -o name | wc -l)" -gt 0 ]; do
-    [ $SECONDS -lt $deadline ] || die "simulated objects not deleted after 120 s"
-    sleep 0.5
-  done
-}
-
 # One contender: measure_run KIND PID N PREFIX OUT.json. The process is already running
 # (started, ready); it is stopped here after the measurements.
 measure_run() {

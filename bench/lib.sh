@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034,SC2154
-# Shared by bench/join-storm.sh and bench/steady-state-rss.sh (sourced, not run).
+# Shared by bench/join-storm.sh, bench/steady-state-rss.sh and bench/side-by-side.sh (sourced,
+# not run).
 # Expects: $repo (repository root), CSR_APPROVER_DEV_DIR, DEV_ETCD_PORT, DEV_APISERVER_PORT
 # exported, and `set -euo pipefail`.
 
@@ -43,6 +44,29 @@ cpu_seconds() { # cpu_seconds PID
 # A /proc/PID/status memory line in MiB (VmRSS, VmHWM).
 mem_mib() { # mem_mib PID FIELD
   awk -v f="$2:" '$1 == f { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+# Machine-wide busy CPU ticks so far (/proc/stat: user, nice, system, irq, softirq, steal).
+busy_ticks() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+
+# Samples a process's VmRSS every 0.25 s into FILE ("seconds,MiB", seconds since the
+# sampler started) until the process ends or the sampler is stopped (stop_pid). Sets
+# $sampler_pid.
+sample_rss() { # sample_rss PID FILE
+  local pid=$1 file=$2
+  (
+    t0=$EPOCHREALTIME
+    echo "seconds,rss_mib"
+    while [ -r "/proc/$pid/status" ]; do
+      while read -r key value _; do
+        [ "$key" = VmRSS: ] || continue
+        awk -v a="$t0" -v b="$EPOCHREALTIME" -v kb="$value" 'BEGIN { printf "%.2f,%.1f\n", b - a, kb / 1024 }'
+        break
+      done <"/proc/$pid/status" 2>/dev/null || break
+      sleep 0.25
+    done
+  ) >"$file" &
+  sampler_pid=$!
 }
 
 # Stops a process we started and waits for it.
@@ -120,6 +144,73 @@ start_floor() { # start_floor LOG
   sleep 1 # its first list
 }
 
+# Deletes what csr-approver-simulate created (CSRs, Nodes, Machines, by its label), so the
+# next contender starts from the same cluster as the one before.
+delete_simulated() {
+  local sel="labelSelector=csr-approver.io/simulation"
+  kubectl delete --raw "/apis/certificates.k8s.io/v1/certificatesigningrequests?$sel" >/dev/null
+  kubectl delete --raw "/api/v1/nodes?$sel" >/dev/null
+  kubectl delete --raw "/apis/machine.openshift.io/v1beta1/namespaces/openshift-machine-api/machines?$sel" >/dev/null
+  local deadline=$((SECONDS + 120))
+  while [ "$(kubectl get csr,nodes -l csr-approver.io/simulation -o name | wc -l)" -gt 0 ] ||
+    [ "$(kubectl get machines.machine.openshift.io -A -l csr-approver.io/simulation -o name | wc -l)" -gt 0 ]; do
+    [ $SECONDS -lt $deadline ] || die "simulated objects not deleted after 120 s"
+    sleep 0.5
+  done
+}
+
+# Is anything listening on these TCP ports (any address)?
+ports_busy() { # ports_busy PORT...
+  local port
+  for port in "$@"; do
+    ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
+  done
+  return 1
+}
+
+# Waits until URL answers 2xx while PID lives; on failure shows LOG and dies.
+wait_http() { # wait_http NAME PID URL LOG TIMEOUT_S
+  local deadline=$((SECONDS + $5))
+  until curl -fsS "$3" >/dev/null 2>&1; do
+    kill -0 "$2" 2>/dev/null || { tail -n 30 "$4" >&2; die "$1 exited"; }
+    [ $SECONDS -lt "$deadline" ] || { tail -n 30 "$4" >&2; die "$1 not ready in $5 s"; }
+    sleep 0.05
+  done
+}
+
+# Waits until LOG has a line matching PATTERN (grep -E) while PID lives.
+wait_log() { # wait_log NAME PID LOG PATTERN TIMEOUT_S
+  local deadline=$((SECONDS + $5))
+  until grep -qE "$4" "$3" 2>/dev/null; do
+    kill -0 "$2" 2>/dev/null || { tail -n 30 "$3" >&2; die "$1 exited"; }
+    [ $SECONDS -lt "$deadline" ] || { tail -n 30 "$3" >&2; die "$1 did not log /$4/ in $5 s"; }
+    sleep 0.05
+  done
+}
+
+# The peers (bench/peers.sh; README "Peers"), as cluster admin, leader election off (their
+# default). Each waits for its health probe, then for controller-runtime's "Starting
+# workers" (its informer has synced, the reconciler runs). Set $pf_pid / $ah_pid.
+# PF: loopback ports for metrics and the probe (only /healthz: it adds no readiness
+# check); no DNS; every node name and IP allowed.
+start_pf() { # start_pf METRICS_PORT HEALTH_PORT LOG
+  "$PEER_PF_BIN" --kubeconfig "$admin_kubeconfig" \
+    --metrics-bind-address "127.0.0.1:$1" --health-probe-bind-address "127.0.0.1:$2" \
+    --bypass-dns-resolution --provider-regex '.*' --provider-ip-prefixes 0.0.0.0/0,::/0 \
+    >"$3" 2>&1 &
+  pf_pid=$!
+  wait_http PF "$pf_pid" "http://127.0.0.1:$2/healthz" "$3" 60
+  wait_log PF "$pf_pid" "$3" 'Starting workers' 60
+}
+# AH: kubeconfig only from $KUBECONFIG; :8080 (probes) and :9090 (metrics) on all
+# interfaces, hard-coded: the caller checks they are free (ports_busy 8080 9090).
+start_ah() { # start_ah LOG
+  KUBECONFIG="$admin_kubeconfig" "$PEER_AH_BIN" serve >"$1" 2>&1 &
+  ah_pid=$!
+  wait_http AH "$ah_pid" "http://127.0.0.1:8080/readyz" "$1" 60
+  wait_log AH "$ah_pid" "$1" 'Starting workers' 60
+}
+
 load_note() {
   local others
   others=$(ps -eo pid=,pcpu=,args= | awk '$2 > 20 && $3 !~ /(etcd|kube-apiserver|csr-approver|approve_everything|populate_cluster)/ { $1=""; print substr($0, 1, 100) }' | head -n 3 | tr '\n' ';')
@@ -129,15 +220,19 @@ load_note() {
 # Is another cargo/rustc (e.g. CI in /work/ci-check) running? Printed with the results.
 concurrent_builds() {
   local n
-  n=$(pgrep -c -x 'rustc|cargo|cc1|ld|go' 2>/dev/null || true)
+  # (Not pgrep: it refuses patterns longer than 15 characters and would count 0.)
+  # shellcheck disable=SC2009
+  n=$(ps -eo comm= | grep -cxE 'rustc|cargo|cc1|cc1plus|ld|go|compile|link' || true)
   echo "${n:-0}"
 }
 
-# Stops the contenders recorded in $controller_pid/$floor_pid, tears the cluster down and
-# removes $work, on any exit.
+# Stops the contenders recorded in $controller_pid/$floor_pid/$pf_pid/$ah_pid and the helpers
+# in $sampler_pid/$extra_pids, tears the cluster down and removes $work, on any exit.
 cleanup() {
-  [ -n "${controller_pid:-}" ] && stop_pid "$controller_pid"
-  [ -n "${floor_pid:-}" ] && stop_pid "$floor_pid"
+  local pid
+  for pid in ${sampler_pid:-} ${extra_pids:-} ${controller_pid:-} ${floor_pid:-} ${pf_pid:-} ${ah_pid:-}; do
+    stop_pid "$pid"
+  done
   cluster_down
   rm -rf "${work:?}"
 }

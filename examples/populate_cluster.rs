@@ -7,30 +7,46 @@
 //!   target/release/examples/populate_cluster --kubeconfig admin.kubeconfig --nodes 5000
 //!
 //! Flags: `--nodes N` (default 5000), `--machines M` (default N; Machines i < M are linked
-//! to Node i), `--prefix P` (default `steady`), `--concurrency C` (default 32).
+//! to Node i), `--approved-csrs K` (default 0: K decided `kubernetes.io/kubelet-serving`
+//! CSRs `<prefix>-<i>-serving` for node i, with a real request and an `Approved` condition
+//! set through `/approval`, as a cluster keeps them until they are garbage-collected),
+//! `--prefix P` (default `steady`), `--concurrency C` (default 32).
 //! The Machine CRD must be installed. Idempotent: objects that exist are left alone.
+//! Everything created is labelled `csr-approver.io/bench=steady-state`.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition, CertificateSigningRequestSpec,
+};
 use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, Config};
 use serde_json::json;
 
+// The simulator's PKCS#10 requests (the same key type and subject as a kubelet's).
+#[allow(dead_code)] // node_ip: the simulator's address plan, not this one's
+#[path = "../src/bin/csr-approver-simulate/request.rs"]
+mod request;
+
 const MACHINE_NAMESPACE: &str = "openshift-machine-api";
+const BENCH_LABEL: (&str, &str) = ("csr-approver.io/bench", "steady-state");
 
 struct Args {
     kubeconfig: PathBuf,
     nodes: usize,
     machines: Option<usize>,
+    approved_csrs: usize,
     prefix: String,
     concurrency: usize,
 }
 
-const USAGE: &str = "usage: populate_cluster --kubeconfig PATH [--nodes N] [--machines M] [--prefix P] [--concurrency C]";
+const USAGE: &str = "usage: populate_cluster --kubeconfig PATH [--nodes N] [--machines M] [--approved-csrs K] [--prefix P] [--concurrency C]";
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1);
@@ -39,6 +55,7 @@ fn parse_args() -> anyhow::Result<Args> {
         kubeconfig: PathBuf::new(),
         nodes: 5000,
         machines: None,
+        approved_csrs: 0,
         prefix: "steady".to_string(),
         concurrency: 32,
     };
@@ -51,6 +68,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--kubeconfig" => kubeconfig = Some(PathBuf::from(value()?)),
             "--nodes" => parsed.nodes = value()?.parse()?,
             "--machines" => parsed.machines = Some(value()?.parse()?),
+            "--approved-csrs" => parsed.approved_csrs = value()?.parse()?,
             "--prefix" => parsed.prefix = value()?,
             "--concurrency" => parsed.concurrency = value()?.parse::<usize>()?.max(1),
             _ => anyhow::bail!("unknown argument {flag}\n{USAGE}"),
@@ -100,7 +118,7 @@ fn node(name: &str, ip: Ipv4Addr) -> anyhow::Result<Node> {
                 "kubernetes.io/hostname": name,
                 "node-role.kubernetes.io/worker": "",
                 "node.openshift.io/os_id": "rhcos",
-                "csr-approver.io/bench": "steady-state",
+                BENCH_LABEL.0: BENCH_LABEL.1,
             },
             "annotations": {
                 "machine.openshift.io/machine": format!("{MACHINE_NAMESPACE}/{name}"),
@@ -176,7 +194,7 @@ async fn ensure_machine(
             ("machine.openshift.io/cluster-api-cluster", "bench"),
             ("machine.openshift.io/cluster-api-machine-role", "worker"),
             ("machine.openshift.io/cluster-api-machine-type", "worker"),
-            ("csr-approver.io/bench", "steady-state"),
+            BENCH_LABEL,
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .into(),
@@ -204,6 +222,62 @@ async fn ensure_machine(
         &Patch::Merge(json!({"status": status})),
     )
     .await?;
+    Ok(())
+}
+
+/// Node `name`'s serving CSR (its name and IP as SANs), approved; left alone if it exists
+/// and is decided.
+async fn ensure_approved_csr(
+    api: &Api<CertificateSigningRequest>,
+    name: String,
+    ip: Ipv4Addr,
+) -> anyhow::Result<()> {
+    let csr_name = format!("{name}-serving");
+    let pem = request::csr_pem(&name, std::slice::from_ref(&name), &[ip], "system:nodes")?;
+    let wanted = CertificateSigningRequest {
+        metadata: ObjectMeta {
+            name: Some(csr_name.clone()),
+            labels: Some(
+                [BENCH_LABEL]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .into(),
+            ),
+            ..Default::default()
+        },
+        spec: CertificateSigningRequestSpec {
+            request: ByteString(pem),
+            signer_name: "kubernetes.io/kubelet-serving".to_string(),
+            usages: Some(vec!["digital signature".into(), "server auth".into()]),
+            ..Default::default()
+        },
+        status: None,
+    };
+    let mut csr = match api.create(&PostParams::default(), &wanted).await {
+        Ok(created) => created,
+        Err(kube::Error::Api(s)) if s.code == 409 => api.get(&csr_name).await?,
+        Err(e) => return Err(e.into()),
+    };
+    let conditions = csr
+        .status
+        .get_or_insert_with(Default::default)
+        .conditions
+        .get_or_insert_with(Vec::new);
+    if conditions
+        .iter()
+        .any(|c| c.type_ == "Approved" || c.type_ == "Denied")
+    {
+        return Ok(());
+    }
+    conditions.push(CertificateSigningRequestCondition {
+        type_: "Approved".to_string(),
+        status: "True".to_string(),
+        reason: Some("PopulateCluster".to_string()),
+        message: Some("benchmark fixture: approved when created".to_string()),
+        last_update_time: Some(Time(jiff::Timestamp::now())),
+        ..Default::default()
+    });
+    api.replace_subresource("approval", &csr_name, &PostParams::default(), &csr)
+        .await?;
     Ok(())
 }
 
@@ -262,6 +336,26 @@ async fn main() -> anyhow::Result<()> {
         results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
         eprintln!(
             "populate_cluster: {machines} Machines in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    if args.approved_csrs > 0 {
+        let started = Instant::now();
+        let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+        let results: Vec<anyhow::Result<()>> =
+            futures::stream::iter((0..args.approved_csrs).map(|i| {
+                let api = api.clone();
+                let name = format!("{}-{i}", args.prefix);
+                async move { ensure_approved_csr(&api, name, ip(i)).await }
+            }))
+            .buffer_unordered(args.concurrency)
+            .collect()
+            .await;
+        results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        eprintln!(
+            "populate_cluster: {} approved serving CSRs in {:.1}s",
+            args.approved_csrs,
             started.elapsed().as_secs_f64()
         );
     }

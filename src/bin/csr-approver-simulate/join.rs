@@ -1,9 +1,10 @@
 //! One node joining, in the order a real one does: Machine (when a Machine API is
 //! installed) → client CSR as the bootstrapper → Node with addresses → Machine linked to
-//! it → serving CSR as `system:node:<name>`.
+//! it → serving CSR as `system:node:<name>`. In serving-only mode the node already holds
+//! its client certificate: the client CSR is skipped, the rest is the same.
 
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::{Instant, SystemTime};
 
 use csr_approver::inventory::CsrState;
 use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER};
@@ -13,32 +14,37 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use serde_json::json;
 
 use crate::MACHINE_NAMESPACE;
+use crate::report::Approval;
 use crate::request::csr_pem;
 use crate::retry::persist;
 use crate::sim::{CLIENT_USAGES, SERVING_USAGES, Sim, Submission};
 
 impl Sim {
-    /// Joins node `name`; returns how long its client and its serving CSR took to be
-    /// approved. Every step retries through outages until the run's timeout, as the machine
-    /// controller and the kubelet do.
-    pub async fn join(&self, name: String, ip: Ipv4Addr) -> Result<(Duration, Duration), String> {
+    /// Joins node `name`; returns when its client CSR (`None` in serving-only mode) and its
+    /// serving CSR were approved. Every step retries through outages until the run's
+    /// timeout, as the machine controller and the kubelet do.
+    pub async fn join(
+        &self,
+        name: String,
+        ip: Ipv4Addr,
+    ) -> Result<(Option<Approval>, Approval), String> {
         let deadline = Instant::now() + self.timeout;
         if let Some(resource) = &self.machine_api {
             self.create_machine(resource, &name, ip, deadline).await?;
         }
-        let client_latency = self
-            .approved(
-                &name,
-                "client",
-                Submission {
-                    client: &self.bootstrapper,
-                    name: &format!("{name}-client"),
-                    signer: CLIENT_SIGNER,
-                    usages: &CLIENT_USAGES,
-                    pem: csr_pem(&name, &[], &[], "system:nodes").map_err(|e| e.to_string())?,
-                },
-            )
-            .await?;
+        let client = if self.serving_only {
+            None
+        } else {
+            let pem = csr_pem(&name, &[], &[], "system:nodes").map_err(|e| e.to_string())?;
+            let csr = Submission {
+                client: &self.bootstrapper,
+                name: &format!("{name}-client"),
+                signer: CLIENT_SIGNER,
+                usages: &CLIENT_USAGES,
+                pem,
+            };
+            Some(self.approved(&name, "client", csr).await?)
+        };
         self.register_node(&name, ip, deadline).await?;
         if let Some(resource) = &self.machine_api {
             let node_ref =
@@ -49,7 +55,7 @@ impl Sim {
             })
             .await?;
         }
-        let serving_latency = self
+        let serving = self
             .approved(
                 &name,
                 "serving",
@@ -63,24 +69,26 @@ impl Sim {
                 },
             )
             .await?;
-        Ok((client_latency, serving_latency))
+        Ok((client, serving))
     }
 
-    /// Submits `node`'s `kind` CSR; how long it took to be approved, or why it was not.
+    /// Submits `node`'s `kind` CSR; how long it took to be approved and when it was, or why
+    /// it was not.
     async fn approved(
         &self,
         node: &str,
         kind: &str,
         csr: Submission<'_>,
-    ) -> Result<Duration, String> {
+    ) -> Result<Approval, String> {
         let (latency, state) = self.submit(csr).await?;
+        let at = SystemTime::now();
         if state != CsrState::Approved {
             return Err(format!(
                 "{kind} CSR of {node} is {} after {latency:?}",
                 state.as_str()
             ));
         }
-        Ok(latency)
+        Ok(Approval { latency, at })
     }
 
     fn machines(&self, resource: &ApiResource) -> Api<DynamicObject> {

@@ -1,7 +1,8 @@
 //! `csr-approver-simulate`: N kubelets joining a cluster, as the demo, the end-to-end tests
 //! and the benchmarks need them. Each node: Machine (when a Machine API is installed) →
 //! client CSR as the bootstrapper → Node with addresses → serving CSR as
-//! `system:node:<n>`. Optional forged CSRs must stay unapproved: each is done when it is
+//! `system:node:<n>` (`--serving-only`: nodes that already hold a client certificate, only
+//! the serving CSR). Optional forged CSRs must stay unapproved: each is done when it is
 //! decided (denied) or explained (csr-approver's Warning Event), not after a timeout, and
 //! all are read again at the end. Progress goes to stderr; per-phase latency is reported.
 //!
@@ -66,6 +67,16 @@ struct Args {
     /// Do not create Machines even if the Machine API is installed (inventory policies).
     #[arg(long)]
     no_machines: bool,
+    /// Nodes already hold a client certificate: each gets its Machine (unless
+    /// --no-machines) and its Node with addresses, then submits only its serving CSR as
+    /// `system:node:<n>` (approved by serving-only approvers too). The report then has only
+    /// the serving phase.
+    #[arg(long)]
+    serving_only: bool,
+    /// Write every approved CSR to FILE, one line each: `<phase> <create→Approved ms>
+    /// <approved at, Unix ms>` (phase `client` or `serving`).
+    #[arg(long, value_name = "FILE")]
+    latencies: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     output: OutputFormat,
@@ -81,6 +92,8 @@ async fn main() -> ExitCode {
         concurrency,
         timeout,
         no_machines,
+        serving_only,
+        latencies,
         output,
     } = Args::parse();
     init_logging(LogFormat::Text);
@@ -91,6 +104,8 @@ async fn main() -> ExitCode {
         concurrency,
         timeout,
         machines: !no_machines,
+        serving_only,
+        latencies,
     };
     let report = match csr_approver::controller::kube_config(kubeconfig.as_deref()).await {
         Ok(base) => run::simulate(base, config).await,

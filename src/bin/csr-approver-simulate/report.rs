@@ -1,9 +1,40 @@
 //! What a simulation reports: per-phase approval latency, throughput, and the forgeries
 //! that got through (there must be none).
 
-use std::time::Duration;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+
+/// One CSR approved: how long after its `create`, and when (the wall clock, so a script can
+/// relate it to when it started an approver).
+#[derive(Debug, Clone, Copy)]
+pub struct Approval {
+    pub latency: Duration,
+    pub at: SystemTime,
+}
+
+/// Writes one line per approved CSR, `<phase> <create→Approved ms> <approved at, Unix ms>`
+/// (for latency CDFs; `--latencies FILE`).
+pub fn write_latencies(path: &Path, phases: &[(&str, &[Approval])]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (phase, approvals) in phases {
+        for approval in *approvals {
+            let at = approval
+                .at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{phase} {:.3} {}",
+                approval.latency.as_secs_f64() * 1000.0,
+                at.as_millis()
+            )?;
+        }
+    }
+    out.flush()
+}
 
 /// Latency percentiles of one phase, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +74,8 @@ pub struct SimulationReport {
     pub nodes: usize,
     pub joined: usize,
     pub used_machines: bool,
+    /// Only serving CSRs were submitted (`--serving-only`): `phases` has only that one.
+    pub serving_only: bool,
     pub phases: Vec<PhaseStats>,
     pub wall_seconds: f64,
     pub approvals_per_second: f64,
@@ -99,6 +132,30 @@ impl SimulationReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latencies_are_one_line_per_csr() -> std::io::Result<()> {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let approval = |micros| Approval {
+            latency: Duration::from_micros(micros),
+            at,
+        };
+        let path = std::env::temp_dir().join(format!("latencies-{}.txt", std::process::id()));
+        write_latencies(
+            &path,
+            &[
+                ("client", &[approval(1500)]),
+                ("serving", &[approval(250), approval(2_000_000)]),
+            ],
+        )?;
+        let text = std::fs::read_to_string(&path)?;
+        std::fs::remove_file(&path)?;
+        assert_eq!(
+            text,
+            "client 1.500 1700000000123\nserving 0.250 1700000000123\nserving 2000.000 1700000000123\n"
+        );
+        Ok(())
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -1,6 +1,7 @@
 //! A whole simulation: N nodes joining at a bounded concurrency, forgeries racing them once
 //! the first two have joined, progress on stderr, and the report.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::forge::Forgery;
-use crate::report::{PhaseStats, SimulationReport};
+use crate::report::{Approval, PhaseStats, SimulationReport, write_latencies};
 use crate::request::node_ip;
 use crate::sim::{Sim, Waited, impersonating};
 use crate::watch::{self, AbortOnDrop, Waits};
@@ -31,9 +32,13 @@ pub struct SimulateConfig {
     pub timeout: Duration,
     /// Use Machines when the OpenShift Machine API is installed.
     pub machines: bool,
+    /// Nodes already hold a client certificate: each submits only its serving CSR.
+    pub serving_only: bool,
+    /// Where to write every approved CSR's latency (one line each), if anywhere.
+    pub latencies: Option<PathBuf>,
 }
 
-type Joined = Result<(Duration, Duration), String>;
+type Joined = Result<(Option<Approval>, Approval), String>;
 type Forged = Result<(Forgery, String, Waited), String>;
 
 pub async fn simulate(
@@ -84,13 +89,19 @@ pub async fn simulate(
         waits,
         machine_api,
         timeout: config.timeout,
+        serving_only: config.serving_only,
     });
 
     let started = Instant::now();
     eprintln!(
-        "simulate: {} nodes joining ({} at a time){}",
+        "simulate: {} nodes joining ({} at a time){}{}",
         config.nodes,
         config.concurrency.max(1),
+        if config.serving_only {
+            ", serving CSRs only (client certificates already held)"
+        } else {
+            ""
+        },
         match config.forged {
             0 => String::new(),
             n => format!(", {n} forged CSRs once the first two have joined"),
@@ -118,12 +129,13 @@ pub async fn simulate(
         .collect();
 
     let mut failures = Vec::new();
-    let (client_latencies, serving_latencies): (Vec<_>, Vec<_>) =
+    let (client, serving): (Vec<_>, Vec<_>) =
         outcomes(joins, &mut failures).await.into_iter().unzip();
+    let client: Vec<Approval> = client.into_iter().flatten().collect();
     let wall = started.elapsed();
     eprintln!(
         "simulate: {} of {} nodes joined in {:.1?}{}",
-        client_latencies.len(),
+        serving.len(),
         config.nodes,
         wall,
         match config.forged {
@@ -137,20 +149,33 @@ pub async fn simulate(
     let forged = outcomes(forgeries, &mut failures).await;
     let forged_approved = judge_forgeries(&sim.admin, forged, config.timeout).await;
 
-    let joined = serving_latencies.len();
+    if let Some(path) = &config.latencies {
+        write_latencies(path, &[("client", &client), ("serving", &serving)])
+            .map_err(|e| SimulateError::Failed(format!("--latencies {}: {e}", path.display())))?;
+    }
+    let latencies =
+        |approvals: &[Approval]| -> Vec<Duration> { approvals.iter().map(|a| a.latency).collect() };
+    let mut phases = Vec::new();
+    if !config.serving_only {
+        phases.push(PhaseStats::of("client CSR → approved", latencies(&client)));
+    }
+    phases.push(PhaseStats::of(
+        "serving CSR → approved",
+        latencies(&serving),
+    ));
+    let joined = serving.len();
+    let approvals = client.len() + serving.len();
     Ok(SimulationReport {
         nodes: config.nodes,
         joined,
         used_machines: sim.machine_api.is_some(),
-        phases: vec![
-            PhaseStats::of("client CSR → approved", client_latencies),
-            PhaseStats::of("serving CSR → approved", serving_latencies),
-        ],
+        serving_only: config.serving_only,
+        phases,
         wall_seconds: wall.as_secs_f64(),
         approvals_per_second: if wall.is_zero() {
             0.0
         } else {
-            (joined * 2) as f64 / wall.as_secs_f64()
+            approvals as f64 / wall.as_secs_f64()
         },
         forged: config.forged,
         forged_approved,

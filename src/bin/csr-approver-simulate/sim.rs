@@ -30,6 +30,8 @@ pub struct Sim {
     /// The OpenShift Machine API, when it is installed and Machines are wanted.
     pub machine_api: Option<ApiResource>,
     pub timeout: Duration,
+    /// Nodes already hold a client certificate: only their serving CSR is submitted.
+    pub serving_only: bool,
 }
 
 /// How the wait for a CSR ended.
