@@ -209,3 +209,38 @@ async fn a_written_decision_an_event_explains_or_an_old_one_gets_no_event() {
     explain_written(&ctx, &other, &approval::written_decision(&other).unwrap()).await;
     server.silence("an old decision is history").await;
 }
+
+/// Which CSRs are ever scheduled: with thousands decided, only those a reconcile can act on.
+#[test]
+fn only_csrs_a_reconcile_can_act_on_are_scheduled() {
+    use super::super::reconcile::worth_reconciling;
+    let now = Timestamp::now();
+    assert!(worth_reconciling(&stranger(), now), "pending kubelet CSR");
+    let mut other_signer = (*stranger()).clone();
+    other_signer.spec.signer_name = "example.com/other".to_string();
+    assert!(
+        !worth_reconciling(&other_signer, now),
+        "another signer's CSR"
+    );
+    assert!(
+        worth_reconciling(&approved_by_us(Duration::from_secs(60)), now),
+        "a recent decision of ours may lack its Event"
+    );
+    assert!(
+        !worth_reconciling(&approved_by_us(Duration::from_secs(3600)), now),
+        "an old decision of ours is explained or never will be"
+    );
+    let mut decided_by_an_admin = (*approved_by_us(Duration::from_secs(60))).clone();
+    if let Some(condition) = decided_by_an_admin
+        .status
+        .as_mut()
+        .and_then(|s| s.conditions.as_mut())
+        .and_then(|c| c.first_mut())
+    {
+        condition.reason = Some("KubectlApprove".to_string());
+    }
+    assert!(
+        !worth_reconciling(&decided_by_an_admin, now),
+        "decided by someone else"
+    );
+}
