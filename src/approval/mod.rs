@@ -12,7 +12,10 @@ mod written;
 
 pub use event::{event_for, failure_event, publish};
 pub use write::{Written, write_verdict};
-pub use written::{WrittenDecision, event_for_written, explained_already, written_decision};
+pub use written::{
+    EXPLAINED_AFTER_THE_FACT_WITHIN, WrittenDecision, event_for_written, explained_already,
+    written_decision,
+};
 
 /// The condition reason kubectl shows for our approvals.
 pub const APPROVED_REASON: &str = "AutoApproved";

@@ -19,6 +19,23 @@ pub struct WrittenDecision {
     pub at: Option<jiff::Timestamp>,
 }
 
+/// How long after a decision was written a new leader still explains it if no Event does:
+/// long enough for any takeover (a lease is seconds), short enough that a restart does
+/// not list Events for the whole history of approved CSRs.
+pub const EXPLAINED_AFTER_THE_FACT_WITHIN: std::time::Duration =
+    std::time::Duration::from_secs(600);
+
+impl WrittenDecision {
+    /// Whether it is recent enough at `now` to be explained if no Event does.
+    pub fn explained_after_the_fact(&self, now: jiff::Timestamp) -> bool {
+        self.at.is_some_and(|at| {
+            now.duration_since(at)
+                .unsigned_abs()
+                .le(&EXPLAINED_AFTER_THE_FACT_WITHIN)
+        })
+    }
+}
+
 /// The verdict csr-approver wrote into this CSR, if any: an `Approved` condition with
 /// reason [`APPROVED_REASON`], or a `Denied` one, whose message starts with
 /// [`MESSAGE_PREFIX`]. An admin's `kubectl certificate approve` (reason

@@ -11,6 +11,8 @@ use jiff::Timestamp;
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
+use super::recent::RecentDecisions;
+use crate::approval;
 use crate::decision::CsrFacts;
 use crate::facts;
 use crate::gather::Reading;
@@ -36,6 +38,8 @@ pub(super) struct CacheState {
     /// and verified), by name, with that event's resourceVersion: a reconcile of the same
     /// version reads them instead of parsing the request again.
     pending_facts: HashMap<String, (Option<String>, CsrFacts)>,
+    /// Decisions of ours of the last minutes, for a new leader to explain if unexplained.
+    recent: RecentDecisions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +78,13 @@ impl CacheState {
             resource_version,
             summary,
             pending,
+            ours_at,
         } = seen;
         self.keep_facts(&summary.name, resource_version, pending);
+        if let Some(at) = ours_at {
+            self.recent
+                .insert(at, &summary.name, uid.as_deref(), Timestamp::now());
+        }
         let own = self.own_verdict(&summary.name, uid.as_deref(), summary.state);
         let name = summary.name.clone();
         self.inventory.upsert_csr(summary);
@@ -105,6 +114,7 @@ impl CacheState {
     pub(super) fn forget_csr(&mut self, name: &str) {
         self.written.remove(name);
         self.pending_facts.remove(name);
+        self.recent.forget(name);
         self.inventory.remove_csr(name);
     }
 
@@ -114,6 +124,8 @@ impl CacheState {
         let names: HashSet<&str> = listed.iter().map(|c| c.summary.name.as_str()).collect();
         self.written.retain(|name, _| names.contains(name.as_str()));
         self.pending_facts.clear();
+        self.recent.clear();
+        let now = Timestamp::now();
         let mut kept = Vec::new();
         let mut summaries = Vec::with_capacity(listed.len());
         for seen in listed {
@@ -122,7 +134,11 @@ impl CacheState {
                 resource_version,
                 summary,
                 pending,
+                ours_at,
             } = seen;
+            if let Some(at) = ours_at {
+                self.recent.insert(at, &summary.name, uid.as_deref(), now);
+            }
             if let Some(own) = self.own_verdict(&summary.name, uid.as_deref(), summary.state) {
                 kept.push((summary.name.clone(), own));
             }
@@ -145,6 +161,8 @@ pub(super) struct SeenCsr {
     summary: CsrSummary,
     /// The facts of a pending CSR, for its reconcile.
     pending: Option<CsrFacts>,
+    /// When csr-approver wrote the decision it carries, if it does.
+    ours_at: Option<Timestamp>,
 }
 
 impl SeenCsr {
@@ -155,6 +173,7 @@ impl SeenCsr {
             resource_version: csr.metadata.resource_version.clone(),
             summary: facts::csr_summary(&facts),
             pending: (facts.state == CsrState::Pending).then_some(facts),
+            ours_at: approval::written_decision(csr).and_then(|w| w.at),
         }
     }
 }
@@ -224,6 +243,12 @@ impl ClusterCache {
             .map(|(_, facts)| facts.clone())
     }
 
+    /// Shows the cache one CSR event, as its watch would.
+    #[cfg(test)]
+    pub(crate) fn observe(&self, csr: &CertificateSigningRequest) {
+        self.write().observe_csr(SeenCsr::of(csr));
+    }
+
     /// Changes the inventory directly, as a watch would.
     #[cfg(test)]
     pub(crate) fn edit(&self, change: impl FnOnce(&mut Inventory)) {
@@ -246,6 +271,13 @@ impl ClusterCache {
                 .csr_state(name)
                 .is_some_and(|s| s != CsrState::Pending),
         }
+    }
+
+    /// Name and uid of each CSR carrying a decision of ours written within the last
+    /// minutes ([`approval::EXPLAINED_AFTER_THE_FACT_WITHIN`]), oldest first.
+    pub fn recent_decisions_of_ours(&self, now: Timestamp) -> Vec<(String, Option<String>)> {
+        let cache = self.state.read().unwrap_or_else(|p| p.into_inner());
+        cache.recent.list(now)
     }
 
     /// Names of every pending kubelet CSR.
@@ -292,120 +324,5 @@ impl SyncTracker {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
-
-    use super::*;
-
-    use crate::vocabulary::CLIENT_SIGNER;
-    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-
-    /// A CSR as the watch shows it: `approved` adds the Approved condition.
-    fn csr(name: &str, uid: &str, approved: bool) -> CertificateSigningRequest {
-        let conditions = if approved {
-            serde_json::json!([{"type": "Approved", "status": "True"}])
-        } else {
-            serde_json::json!([])
-        };
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "uid": uid, "resourceVersion": "1"},
-            "spec": {
-                "request": "",
-                "signerName": CLIENT_SIGNER,
-                "usages": ["digital signature", "client auth"]
-            },
-            "status": {"conditions": conditions}
-        }))
-        .unwrap()
-    }
-
-    fn observe(cache: &ClusterCache, csr: &CertificateSigningRequest) {
-        cache.write().observe_csr(SeenCsr::of(csr));
-    }
-
-    fn relist(cache: &ClusterCache, csrs: &[CertificateSigningRequest]) {
-        let listed = csrs.iter().map(SeenCsr::of).collect();
-        cache.write().replace_csrs(listed);
-    }
-
-    #[test]
-    fn our_verdict_survives_older_events_and_relists() {
-        let cache = ClusterCache::default();
-        let pending = csr("a", "uid-a", false);
-        observe(&cache, &pending);
-        assert!(!cache.is_decided("a", Some("uid-a")));
-
-        cache.mark_decided("a", Some("uid-a"), CsrState::Approved);
-        assert!(cache.is_decided("a", Some("uid-a")));
-        // A watch event sent before our write landed.
-        observe(&cache, &pending);
-        assert!(cache.is_decided("a", Some("uid-a")));
-        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Approved));
-        // A re-list taken before our write landed.
-        relist(&cache, std::slice::from_ref(&pending));
-        assert!(cache.is_decided("a", Some("uid-a")));
-        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Approved));
-        assert_eq!(cache.read().pending_since(jiff::Timestamp::MIN).count(), 0);
-
-        // The watch catches up: from now on it is the only source.
-        observe(&cache, &csr("a", "uid-a", true));
-        assert!(cache.write().written.is_empty());
-        assert!(cache.is_decided("a", Some("uid-a")));
-    }
-
-    #[test]
-    fn a_csr_recreated_under_the_same_name_is_a_new_request() {
-        let cache = ClusterCache::default();
-        observe(&cache, &csr("a", "uid-1", false));
-        cache.mark_decided("a", Some("uid-1"), CsrState::Denied);
-        cache.write().forget_csr("a");
-        assert!(!cache.is_decided("a", Some("uid-1")));
-
-        cache.mark_decided("a", Some("uid-1"), CsrState::Denied);
-        observe(&cache, &csr("a", "uid-2", false));
-        assert!(!cache.is_decided("a", Some("uid-2")));
-        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Pending));
-        assert!(cache.write().written.is_empty());
-
-        cache.mark_decided("a", Some("uid-2"), CsrState::Approved);
-        relist(&cache, &[csr("a", "uid-3", false)]);
-        assert!(!cache.is_decided("a", Some("uid-3")));
-        assert_eq!(cache.read().csr_state("a"), Some(CsrState::Pending));
-    }
-
-    #[test]
-    fn a_relist_without_the_csr_forgets_our_verdict() {
-        let cache = ClusterCache::default();
-        observe(&cache, &csr("a", "uid-a", false));
-        cache.mark_decided("a", Some("uid-a"), CsrState::Approved);
-        relist(&cache, &[csr("b", "uid-b", false)]);
-        assert!(cache.write().written.is_empty());
-        assert!(!cache.is_decided("a", Some("uid-a")));
-        assert_eq!(cache.read().csr_state("b"), Some(CsrState::Pending));
-    }
-
-    #[test]
-    fn a_reconcile_reads_the_request_its_watch_event_parsed() {
-        let cache = ClusterCache::default();
-        let seen = csr("a", "uid-a", false);
-        observe(&cache, &seen);
-        let kept = cache.read_facts("a").unwrap();
-        // The same resourceVersion: the very parse the watch event made, not a new one.
-        assert!(Arc::ptr_eq(&cache.csr_facts(&seen).request, &kept.request));
-        // A newer version than the watch showed: read from the object, not from the cache.
-        let mut newer = seen.clone();
-        newer.metadata.resource_version = Some("2".to_string());
-        assert!(!Arc::ptr_eq(
-            &cache.csr_facts(&newer).request,
-            &kept.request
-        ));
-        // Decided: nothing kept for a reconcile.
-        observe(&cache, &csr("a", "uid-a", true));
-        assert!(cache.read_facts("a").is_none());
-        // Re-listed pending: kept again; deleted: forgotten.
-        relist(&cache, std::slice::from_ref(&seen));
-        assert!(cache.read_facts("a").is_some());
-        cache.write().forget_csr("a");
-        assert!(cache.read_facts("a").is_none());
-    }
-}
+#[path = "cache_tests.rs"]
+mod tests;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::ResourceExt;
 use kube::runtime::watcher::{self, Event};
@@ -13,21 +12,30 @@ use super::cache::SeenCsr;
 use super::{ClusterCache, SyncTracker, Trigger, fire};
 use crate::facts;
 use crate::inventory::CsrState;
+use crate::vocabulary::is_kubelet_signer;
 
-/// What the controller's CSR store keeps of an object, applied after [`track_csrs`] has
-/// summarised the whole of it. A reconcile of a decided CSR reads only its metadata and
-/// status conditions (decided by whom, explained or not), so a decided CSR's request,
-/// certificate and requester's `extra` are dropped: with thousands of decided CSRs they
-/// were most of the store. Managed fields no reconcile reads.
-pub fn keep_what_reconciles_read(csr: &mut CertificateSigningRequest) {
-    csr.managed_fields_mut().clear();
-    if facts::csr_state(csr) == CsrState::Pending {
-        return;
-    }
-    csr.spec.request = ByteString(Vec::new());
-    csr.spec.extra = None;
-    if let Some(status) = csr.status.as_mut() {
-        status.certificate = None;
+/// What of the CSR watch reaches the controller's store, applied after [`track_csrs`] has
+/// summarised every event: only CSRs awaiting a decision (pending, of a kubelet signer),
+/// without managed fields. A decided CSR leaves the store (its update becomes a delete
+/// there) and a re-list does not put it back: no reconcile acts on it — its summary is in
+/// the cache, and a recent decision of ours that lacks its Event is explained from there
+/// (`controller::explain`). With thousands of decided CSRs they were most of the store.
+pub fn for_the_store(
+    event: Event<CertificateSigningRequest>,
+) -> Option<Event<CertificateSigningRequest>> {
+    let awaits_a_decision = |csr: &CertificateSigningRequest| {
+        is_kubelet_signer(&csr.spec.signer_name) && facts::csr_state(csr) == CsrState::Pending
+    };
+    let stripped = |mut csr: CertificateSigningRequest| {
+        csr.managed_fields_mut().clear();
+        csr
+    };
+    match event {
+        Event::Apply(csr) if awaits_a_decision(&csr) => Some(Event::Apply(stripped(csr))),
+        Event::Apply(csr) => Some(Event::Delete(csr)),
+        Event::InitApply(csr) if awaits_a_decision(&csr) => Some(Event::InitApply(stripped(csr))),
+        Event::InitApply(_) => None,
+        other @ (Event::Delete(_) | Event::Init | Event::InitDone) => Some(other),
     }
 }
 
@@ -78,60 +86,69 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
     use super::*;
-    use crate::approval::written_decision;
 
-    fn csr(conditions: serde_json::Value, certificate: Option<&str>) -> CertificateSigningRequest {
+    fn csr(signer: &str, conditions: serde_json::Value) -> CertificateSigningRequest {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "a", "uid": "uid-a", "resourceVersion": "7",
                 "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
-            "spec": {
-                "request": "LS0tLS1CRUdJTg==",
-                "signerName": crate::vocabulary::SERVING_SIGNER,
-                "username": "system:node:a",
-                "extra": {"authentication.kubernetes.io/credential-id": ["X509SHA256=ab"]},
-                "usages": ["digital signature", "server auth"]
-            },
-            "status": {"conditions": conditions, "certificate": certificate}
+            "spec": {"request": "LS0tLS1CRUdJTg==", "signerName": signer,
+                "usages": ["digital signature", "server auth"]},
+            "status": {"conditions": conditions}
         }))
         .unwrap()
     }
 
-    #[test]
-    fn a_pending_csr_is_kept_whole_but_its_managed_fields() {
-        let mut pending = csr(serde_json::json!([]), None);
-        let before = pending.clone();
-        keep_what_reconciles_read(&mut pending);
-        assert!(
-            pending
-                .metadata
-                .managed_fields
-                .unwrap_or_default()
-                .is_empty()
-        );
-        assert_eq!(pending.spec, before.spec);
-        assert_eq!(pending.status, before.status);
+    fn kind(event: &Option<Event<CertificateSigningRequest>>) -> &'static str {
+        match event {
+            Some(Event::Apply(_)) => "apply",
+            Some(Event::InitApply(_)) => "init-apply",
+            Some(Event::Delete(_)) => "delete",
+            Some(Event::Init) => "init",
+            Some(Event::InitDone) => "init-done",
+            None => "none",
+        }
     }
 
     #[test]
-    fn a_decided_csr_keeps_what_its_reconcile_reads_and_nothing_else() {
-        let approved = serde_json::json!([{"type": "Approved", "status": "True",
-            "reason": crate::approval::APPROVED_REASON,
-            "message": format!("{}the node's own", crate::approval::MESSAGE_PREFIX)}]);
-        for certificate in [None, Some("LS0tLS1DRVJU")] {
-            let mut decided = csr(approved.clone(), certificate);
-            let before = decided.clone();
-            keep_what_reconciles_read(&mut decided);
-            assert!(decided.spec.request.0.is_empty());
-            assert!(decided.spec.extra.is_none());
-            assert!(decided.status.as_ref().unwrap().certificate.is_none());
-            assert_eq!(decided.metadata.name, before.metadata.name);
-            assert_eq!(decided.metadata.uid, before.metadata.uid);
-            assert_eq!(
-                decided.status.as_ref().unwrap().conditions,
-                before.status.as_ref().unwrap().conditions
-            );
-            assert!(written_decision(&decided).is_some());
-            assert_eq!(written_decision(&decided), written_decision(&before));
+    fn the_store_holds_only_csrs_awaiting_a_decision() {
+        use crate::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER};
+        let approved = serde_json::json!([{"type": "Approved", "status": "True"}]);
+        let denied = serde_json::json!([{"type": "Denied", "status": "True"}]);
+        let pending = csr(SERVING_SIGNER, serde_json::json!([]));
+
+        let kept = for_the_store(Event::Apply(pending.clone()));
+        assert_eq!(kind(&kept), "apply");
+        if let Some(Event::Apply(kept)) = kept {
+            assert!(kept.metadata.managed_fields.unwrap_or_default().is_empty());
+            assert_eq!(kept.spec, pending.spec, "a pending CSR is kept whole");
         }
+        assert_eq!(
+            kind(&for_the_store(Event::InitApply(csr(
+                CLIENT_SIGNER,
+                serde_json::json!([])
+            )))),
+            "init-apply"
+        );
+        for decided in [
+            csr(SERVING_SIGNER, approved.clone()),
+            csr(CLIENT_SIGNER, denied),
+        ] {
+            assert_eq!(
+                kind(&for_the_store(Event::Apply(decided.clone()))),
+                "delete",
+                "a decision takes it out"
+            );
+            assert_eq!(
+                kind(&for_the_store(Event::InitApply(decided))),
+                "none",
+                "a re-list leaves it out"
+            );
+        }
+        let other = csr("example.com/other", serde_json::json!([]));
+        assert_eq!(kind(&for_the_store(Event::Apply(other.clone()))), "delete");
+        assert_eq!(kind(&for_the_store(Event::InitApply(other))), "none");
+        assert_eq!(kind(&for_the_store(Event::Delete(pending))), "delete");
+        assert_eq!(kind(&for_the_store(Event::Init)), "init");
+        assert_eq!(kind(&for_the_store(Event::InitDone)), "init-done");
     }
 }

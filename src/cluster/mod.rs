@@ -4,7 +4,9 @@
 //!
 //! - [`cache`]: the shared inventory, our own verdicts ahead of the watch, the sync count.
 //! - [`watch`]: the Node, Machine and Service watches that fill it.
-//! - [`csrs`]: the CSR summaries, from the controller's own CSR stream.
+//! - [`csrs`]: the CSR summaries, from the controller's own CSR stream, and what of it
+//!   the controller's store keeps (CSRs awaiting a decision).
+//! - [`recent`]: the decisions of ours of the last minutes, for a new leader to explain.
 //! - [`service`]: the Service `default/kubernetes`.
 //! - [`discovery`]: which Machine APIs exist.
 //! - [`backoff`]: how every watch retries.
@@ -13,6 +15,7 @@ mod backoff;
 mod cache;
 mod csrs;
 mod discovery;
+mod recent;
 mod service;
 mod watch;
 
@@ -23,7 +26,7 @@ use kube::runtime::watcher;
 
 pub use backoff::WatchBackoff;
 pub use cache::{ClusterCache, InventoryGuard, SyncTracker};
-pub use csrs::{keep_what_reconciles_read, track_csrs};
+pub use csrs::{for_the_store, track_csrs};
 pub use discovery::{DiscoveryError, discover_machine_apis, discover_machine_apis_until_answered};
 pub use service::KubernetesService;
 pub use watch::{watch_kubernetes_service, watch_machines, watch_nodes};

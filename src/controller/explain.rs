@@ -2,8 +2,6 @@
 //! one Warning Event per cause of a failing write, and the Event a killed writer did not
 //! get to publish.
 
-use std::time::Duration;
-
 use jiff::Timestamp;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::runtime::events::Event;
@@ -97,24 +95,6 @@ pub(super) async fn explain_write_failure(
     publish(ctx, csr, &approval::failure_event(decision, error)).await;
 }
 
-/// How long after a decision was written a new leader still explains it if no Event does:
-/// long enough for any takeover (a lease is seconds), short enough that a restart does
-/// not list Events for the whole history of approved CSRs.
-const EXPLAIN_WRITTEN_WITHIN: Duration = Duration::from_secs(600);
-
-/// Whether a decision csr-approver wrote at `written.at` is recent enough to be explained
-/// now if no Event does.
-pub(super) fn explained_after_the_fact(
-    written: &approval::WrittenDecision,
-    now: Timestamp,
-) -> bool {
-    written.at.is_some_and(|at| {
-        now.duration_since(at)
-            .unsigned_abs()
-            .le(&EXPLAIN_WRITTEN_WITHIN)
-    })
-}
-
 /// Explains a decision csr-approver wrote but (its writer killed between the condition and
 /// the Event) may not have explained: once per CSR per process, for decisions of the last
 /// ten minutes, when no csr-approver Event about the CSR says it already. Decisions this
@@ -124,7 +104,7 @@ pub(super) async fn explain_written(
     csr: &CertificateSigningRequest,
     written: &approval::WrittenDecision,
 ) {
-    if !explained_after_the_fact(written, Timestamp::now()) {
+    if !written.explained_after_the_fact(Timestamp::now()) {
         return;
     }
     // The marker of a decision explained (or checked) after the fact; a decided CSR is
@@ -150,6 +130,36 @@ pub(super) async fn explain_written(
             // Unknown: publishing could duplicate an Event; a missing one is the lesser harm.
             ctx.metrics.count_api_error("list");
             tracing::warn!(csr = name, %error, "cannot tell whether an Event explains the decision written; not publishing one");
+        }
+    }
+}
+
+/// After becoming ready or winning the Lease (every "look again"): the decisions of ours the
+/// CSR watch showed in the last ten minutes, each explained unless an Event does
+/// ([`explain_written`]). Decided CSRs are not in the controller's store, so no reconcile
+/// would find them; one read each, and none for a CSR this process has spoken of.
+pub(super) async fn explain_recent_decisions(ctx: &Context) {
+    if !ctx.leader.may_write() || !ctx.readiness.is_ready() {
+        return;
+    }
+    for (name, uid) in ctx.cache.recent_decisions_of_ours(Timestamp::now()) {
+        let said = uid
+            .as_ref()
+            .is_some_and(|uid| ctx.explained.get(uid).is_some());
+        if said {
+            continue;
+        }
+        match ctx.csrs.get_opt(&name).await {
+            Ok(Some(csr)) if csr.metadata.uid == uid => {
+                if let Some(written) = approval::written_decision(&csr) {
+                    explain_written(ctx, &csr, &written).await;
+                }
+            }
+            Ok(_) => {} // deleted, or re-created as another request
+            Err(error) => {
+                ctx.metrics.count_api_error("get");
+                tracing::warn!(csr = name, %error, "cannot read a recent decision to explain it; not publishing an Event");
+            }
         }
     }
 }

@@ -10,30 +10,13 @@ use kube::runtime::controller::Action;
 
 use super::context::Context;
 use super::effect::{self, Effect};
-use super::explain::{already_explained, explain_written, explained_after_the_fact};
+use super::explain::{already_explained, explain_written};
 use super::{ReconcileError, writer};
 use crate::approval;
 use crate::decision::{CsrFacts, Decision, Verdict, decide};
 use crate::evidence::Wanted;
-use crate::facts;
 use crate::gather::{self, Reading};
-use crate::inventory::CsrState;
 use crate::policy::Policy;
-use crate::vocabulary::is_kubelet_signer;
-
-/// Whether a reconcile of `csr` can do anything: decide a pending kubelet CSR, or explain a
-/// recent decision of ours that may lack its Event. Everything else (decided long ago, or
-/// another signer's) is never scheduled: with thousands of decided CSRs, scheduling each
-/// on every start, takeover and policy change cost 12 MiB of queue and their reconciles.
-pub(super) fn worth_reconciling(csr: &CertificateSigningRequest, now: Timestamp) -> bool {
-    if !is_kubelet_signer(&csr.spec.signer_name) {
-        return false;
-    }
-    match approval::written_decision(csr) {
-        Some(written) => explained_after_the_fact(&written, now),
-        None => facts::csr_state(csr) == CsrState::Pending,
-    }
-}
 
 pub(super) async fn reconcile(
     csr: Arc<CertificateSigningRequest>,

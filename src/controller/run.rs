@@ -6,19 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::{StreamExt, TryStreamExt, future, stream};
-use jiff::Timestamp;
+use futures::{StreamExt, TryStreamExt, future};
 use kube::Client;
 use kube::api::{Api, ApiResource};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::context::Context;
+use super::explain::explain_recent_decisions;
 use super::gauges::refresh_gauges;
-use super::reconcile::{error_policy, reconcile, worth_reconciling};
+use super::reconcile::{error_policy, reconcile};
 use super::{ControllerError, RunConfig, client};
 use crate::cluster::{self, ClusterCache, SyncTracker, Trigger};
 use crate::http::{self, Readiness};
@@ -132,25 +131,9 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         trigger,
         tracker,
     )
-    .modify(cluster::keep_what_reconciles_read)
+    .try_filter_map(|event| future::ready(Ok(cluster::for_the_store(event))))
     .reflect(writer)
-    .applied_objects()
-    .try_filter(|csr| future::ready(worth_reconciling(csr, Timestamp::now())));
-    // "Look at everything again" (ready, leadership won, policy changed) means every CSR
-    // a reconcile can act on, not every CSR in the store.
-    let look_again = reconcile_all_requests.flat_map({
-        let store = reader.clone();
-        move |()| {
-            let now = Timestamp::now();
-            let due: Vec<_> = store
-                .state()
-                .iter()
-                .filter(|csr| worth_reconciling(csr, now))
-                .map(|csr| ObjectRef::from_obj(&**csr))
-                .collect();
-            stream::iter(due)
-        }
-    });
+    .applied_objects();
 
     let context = Arc::new(Context::new(
         client,
@@ -161,10 +144,20 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         leadership.gate.clone(),
         readiness,
     ));
+    // "Look at everything again" (ready, leadership won, policy changed): every CSR in the
+    // store, which holds those awaiting a decision, and the recent decisions of ours that
+    // may lack their Event, which it does not hold.
+    let look_again = reconcile_all_requests.inspect({
+        let context = context.clone();
+        move |()| {
+            let context = context.clone();
+            tokio::spawn(async move { explain_recent_decisions(&context).await });
+        }
+    });
     Controller::for_stream(csr_stream, reader)
         .with_config(controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES))
         .reconcile_on(triggered)
-        .reconcile_on(look_again)
+        .reconcile_all_on(look_again)
         .graceful_shutdown_on(stop_signal.stopped())
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

@@ -9,9 +9,9 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
-use super::super::explain::{explain_write_failure, explain_written};
+use super::super::explain::{explain_recent_decisions, explain_write_failure, explain_written};
 use super::super::reconcile::reconcile;
-use super::{ApiServer, EVENTS, Reply, context, decisions, metric, stranger};
+use super::{ApiServer, CSRS, EVENTS, Reply, context, decisions, metric, stranger};
 use crate::approval::{self, fixtures::approve};
 use crate::policy::Policy;
 use crate::vocabulary::CLIENT_SIGNER;
@@ -210,37 +210,43 @@ async fn a_written_decision_an_event_explains_or_an_old_one_gets_no_event() {
     server.silence("an old decision is history").await;
 }
 
-/// Which CSRs are ever scheduled: with thousands decided, only those a reconcile can act on.
-#[test]
-fn only_csrs_a_reconcile_can_act_on_are_scheduled() {
-    use super::super::reconcile::worth_reconciling;
-    let now = Timestamp::now();
-    assert!(worth_reconciling(&stranger(), now), "pending kubelet CSR");
-    let mut other_signer = (*stranger()).clone();
-    other_signer.spec.signer_name = "example.com/other".to_string();
+#[tokio::test]
+async fn a_new_leader_explains_the_recent_decisions_of_ours_it_finds_unexplained() {
+    let (ctx, mut server) = context();
+    let ctx = Arc::new(ctx);
+    let csr = approved_by_us(Duration::from_secs(20));
+    ctx.cache.observe(&csr);
+    let mut old = (*approved_by_us(Duration::from_secs(3600))).clone();
+    old.metadata.name = Some("worker-0-client".into());
+    old.metadata.uid = Some("u-0".into());
+    ctx.cache.observe(&old);
+
+    // Not ready: nothing read, nothing said.
+    explain_recent_decisions(&ctx).await;
+    server.silence("nothing before ready").await;
+
+    ctx.policy.offer::<String>(Ok(Policy::default()));
+    ctx.readiness.set_policy_loaded();
+    ctx.readiness.set_caches_synced();
+    let task = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { explain_recent_decisions(&ctx).await })
+    };
+    let get = server
+        .answer(Reply::Json(serde_json::to_value(&*csr).unwrap()))
+        .await;
     assert!(
-        !worth_reconciling(&other_signer, now),
-        "another signer's CSR"
+        get.is("GET", &format!("{CSRS}/worker-1-client")),
+        "only the recent one is read: {get:?}"
     );
-    assert!(
-        worth_reconciling(&approved_by_us(Duration::from_secs(60)), now),
-        "a recent decision of ours may lack its Event"
-    );
-    assert!(
-        !worth_reconciling(&approved_by_us(Duration::from_secs(3600)), now),
-        "an old decision of ours is explained or never will be"
-    );
-    let mut decided_by_an_admin = (*approved_by_us(Duration::from_secs(60))).clone();
-    if let Some(condition) = decided_by_an_admin
-        .status
-        .as_mut()
-        .and_then(|s| s.conditions.as_mut())
-        .and_then(|c| c.first_mut())
-    {
-        condition.reason = Some("KubectlApprove".to_string());
-    }
-    assert!(
-        !worth_reconciling(&decided_by_an_admin, now),
-        "decided by someone else"
-    );
+    let list = server.answer(Reply::Json(json!({"items": []}))).await;
+    assert_eq!(list.method, "GET");
+    let post = server.answer(Reply::Json(json!({}))).await;
+    task.await.unwrap();
+    assert!(post.is("POST", EVENTS), "{post:?}");
+    assert_eq!(post.body["reason"], "Approved");
+
+    // The next "look again": spoken of already, not even read.
+    explain_recent_decisions(&ctx).await;
+    server.silence("explained once per process").await;
 }

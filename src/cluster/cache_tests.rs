@@ -1,0 +1,118 @@
+//! The cache's own tests: our verdicts over older events and re-lists, and the facts a
+//! reconcile reads.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use super::*;
+
+use crate::vocabulary::CLIENT_SIGNER;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+
+/// A CSR as the watch shows it: `approved` adds the Approved condition.
+fn csr(name: &str, uid: &str, approved: bool) -> CertificateSigningRequest {
+    let conditions = if approved {
+        serde_json::json!([{"type": "Approved", "status": "True"}])
+    } else {
+        serde_json::json!([])
+    };
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "uid": uid, "resourceVersion": "1"},
+        "spec": {
+            "request": "",
+            "signerName": CLIENT_SIGNER,
+            "usages": ["digital signature", "client auth"]
+        },
+        "status": {"conditions": conditions}
+    }))
+    .unwrap()
+}
+
+fn observe(cache: &ClusterCache, csr: &CertificateSigningRequest) {
+    cache.write().observe_csr(SeenCsr::of(csr));
+}
+
+fn relist(cache: &ClusterCache, csrs: &[CertificateSigningRequest]) {
+    let listed = csrs.iter().map(SeenCsr::of).collect();
+    cache.write().replace_csrs(listed);
+}
+
+#[test]
+fn our_verdict_survives_older_events_and_relists() {
+    let cache = ClusterCache::default();
+    let pending = csr("a", "uid-a", false);
+    observe(&cache, &pending);
+    assert!(!cache.is_decided("a", Some("uid-a")));
+
+    cache.mark_decided("a", Some("uid-a"), CsrState::Approved);
+    assert!(cache.is_decided("a", Some("uid-a")));
+    // A watch event sent before our write landed.
+    observe(&cache, &pending);
+    assert!(cache.is_decided("a", Some("uid-a")));
+    assert_eq!(cache.read().csr_state("a"), Some(CsrState::Approved));
+    // A re-list taken before our write landed.
+    relist(&cache, std::slice::from_ref(&pending));
+    assert!(cache.is_decided("a", Some("uid-a")));
+    assert_eq!(cache.read().csr_state("a"), Some(CsrState::Approved));
+    assert_eq!(cache.read().pending_since(jiff::Timestamp::MIN).count(), 0);
+
+    // The watch catches up: from now on it is the only source.
+    observe(&cache, &csr("a", "uid-a", true));
+    assert!(cache.write().written.is_empty());
+    assert!(cache.is_decided("a", Some("uid-a")));
+}
+
+#[test]
+fn a_csr_recreated_under_the_same_name_is_a_new_request() {
+    let cache = ClusterCache::default();
+    observe(&cache, &csr("a", "uid-1", false));
+    cache.mark_decided("a", Some("uid-1"), CsrState::Denied);
+    cache.write().forget_csr("a");
+    assert!(!cache.is_decided("a", Some("uid-1")));
+
+    cache.mark_decided("a", Some("uid-1"), CsrState::Denied);
+    observe(&cache, &csr("a", "uid-2", false));
+    assert!(!cache.is_decided("a", Some("uid-2")));
+    assert_eq!(cache.read().csr_state("a"), Some(CsrState::Pending));
+    assert!(cache.write().written.is_empty());
+
+    cache.mark_decided("a", Some("uid-2"), CsrState::Approved);
+    relist(&cache, &[csr("a", "uid-3", false)]);
+    assert!(!cache.is_decided("a", Some("uid-3")));
+    assert_eq!(cache.read().csr_state("a"), Some(CsrState::Pending));
+}
+
+#[test]
+fn a_relist_without_the_csr_forgets_our_verdict() {
+    let cache = ClusterCache::default();
+    observe(&cache, &csr("a", "uid-a", false));
+    cache.mark_decided("a", Some("uid-a"), CsrState::Approved);
+    relist(&cache, &[csr("b", "uid-b", false)]);
+    assert!(cache.write().written.is_empty());
+    assert!(!cache.is_decided("a", Some("uid-a")));
+    assert_eq!(cache.read().csr_state("b"), Some(CsrState::Pending));
+}
+
+#[test]
+fn a_reconcile_reads_the_request_its_watch_event_parsed() {
+    let cache = ClusterCache::default();
+    let seen = csr("a", "uid-a", false);
+    observe(&cache, &seen);
+    let kept = cache.read_facts("a").unwrap();
+    // The same resourceVersion: the very parse the watch event made, not a new one.
+    assert!(Arc::ptr_eq(&cache.csr_facts(&seen).request, &kept.request));
+    // A newer version than the watch showed: read from the object, not from the cache.
+    let mut newer = seen.clone();
+    newer.metadata.resource_version = Some("2".to_string());
+    assert!(!Arc::ptr_eq(
+        &cache.csr_facts(&newer).request,
+        &kept.request
+    ));
+    // Decided: nothing kept for a reconcile.
+    observe(&cache, &csr("a", "uid-a", true));
+    assert!(cache.read_facts("a").is_none());
+    // Re-listed pending: kept again; deleted: forgotten.
+    relist(&cache, std::slice::from_ref(&seen));
+    assert!(cache.read_facts("a").is_some());
+    cache.write().forget_csr("a");
+    assert!(cache.read_facts("a").is_none());
+}
