@@ -37,7 +37,14 @@ pub(super) struct Context {
     /// Serialises verdict writes so the duplicate and flood rules see each write before
     /// the next decision that depends on them.
     pub(super) write_lock: tokio::sync::Mutex<()>,
+    /// Turns to reconcile, first come first served (see `reconcile`).
+    pub(super) turns: tokio::sync::Semaphore,
 }
+
+/// Reconciles past their turn at once. Writes are serialised under `write_lock` anyway, so
+/// more only queue there; each running reconcile holds its whole state (≈ 5 KiB), so a
+/// thousand pending CSRs all running at once held megabytes of it.
+const MAX_CONCURRENT_RECONCILES: usize = 8;
 
 impl Context {
     /// `cache`, `policy`, `metrics`, `leader` and `readiness` are shared with the watches,
@@ -63,6 +70,7 @@ impl Context {
             explained: Memory::default(),
             failed_writes: Memory::default(),
             write_lock: tokio::sync::Mutex::new(()),
+            turns: tokio::sync::Semaphore::new(MAX_CONCURRENT_RECONCILES),
         }
     }
 

@@ -9,7 +9,7 @@ use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt, future};
 use kube::Client;
 use kube::api::{Api, ApiResource};
-use kube::runtime::controller::{self, Controller};
+use kube::runtime::controller::Controller;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,11 +24,6 @@ use crate::http::{self, Readiness};
 use crate::leader::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::policy_watch::{PolicyHolder, PolicyWatch};
-
-/// Reconciles running at once. Unbounded, becoming ready (or a re-list) spawns one task per
-/// CSR in the store at once (10 000 CSRs held 63 MiB of task state, heaptrack); writes are
-/// serialised under `Context::write_lock` anyway, so more than a few only queue there.
-const MAX_CONCURRENT_RECONCILES: u16 = 8;
 
 /// Whether the process was asked to stop (SIGTERM, Ctrl-C).
 #[derive(Clone)]
@@ -155,7 +150,6 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         }
     });
     Controller::for_stream(csr_stream, reader)
-        .with_config(controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES))
         .reconcile_on(triggered)
         .reconcile_all_on(look_again)
         .graceful_shutdown_on(stop_signal.stopped())
