@@ -73,6 +73,17 @@ impl CacheState {
     /// Stores what the CSR watch says about one CSR, keeping our own verdict over an
     /// older view that still shows it pending.
     pub(super) fn observe_csr(&mut self, seen: SeenCsr) {
+        let (summary, own) = self.take_in(seen, Timestamp::now());
+        let name = summary.name.clone();
+        self.inventory.upsert_csr(summary);
+        if let Some(own) = own {
+            self.inventory.set_csr_state(&name, own.state, own.at);
+        }
+    }
+
+    /// Keeps what one CSR event brings besides its summary (a pending CSR's facts, a recent
+    /// decision of ours); the summary to store, and our verdict if it still stands over it.
+    fn take_in(&mut self, seen: SeenCsr, now: Timestamp) -> (CsrSummary, Option<OwnVerdict>) {
         let SeenCsr {
             uid,
             resource_version,
@@ -82,15 +93,10 @@ impl CacheState {
         } = seen;
         self.keep_facts(&summary.name, resource_version, pending);
         if let Some(at) = ours_at {
-            self.recent
-                .insert(at, &summary.name, uid.as_deref(), Timestamp::now());
+            self.recent.insert(at, &summary.name, uid.as_deref(), now);
         }
         let own = self.own_verdict(&summary.name, uid.as_deref(), summary.state);
-        let name = summary.name.clone();
-        self.inventory.upsert_csr(summary);
-        if let Some(own) = own {
-            self.inventory.set_csr_state(&name, own.state, own.at);
-        }
+        (summary, own)
     }
 
     /// Keeps a pending CSR's facts for its reconcile; a decided one needs none.
@@ -129,20 +135,10 @@ impl CacheState {
         let mut kept = Vec::new();
         let mut summaries = Vec::with_capacity(listed.len());
         for seen in listed {
-            let SeenCsr {
-                uid,
-                resource_version,
-                summary,
-                pending,
-                ours_at,
-            } = seen;
-            if let Some(at) = ours_at {
-                self.recent.insert(at, &summary.name, uid.as_deref(), now);
-            }
-            if let Some(own) = self.own_verdict(&summary.name, uid.as_deref(), summary.state) {
+            let (summary, own) = self.take_in(seen, now);
+            if let Some(own) = own {
                 kept.push((summary.name.clone(), own));
             }
-            self.keep_facts(&summary.name, resource_version, pending);
             summaries.push(summary);
         }
         self.inventory.replace_csrs(summaries);
