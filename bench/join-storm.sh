@@ -123,14 +123,7 @@ for n in "${sizes[@]}"; do
   n_started=$SECONDS
   say "N=$n: fresh control plane in $CSR_APPROVER_DEV_DIR (apiserver :$DEV_APISERVER_PORT, etcd :$DEV_ETCD_PORT)"
   cluster_up
-  if [ "$warmup" -gt 0 ]; then
-    say "N=$n: warm-up (unmeasured): $warmup nodes join, approved by the floor"
-    start_floor "$work/warmup.log"
-    "$simulate_bin" --kubeconfig "$admin_kubeconfig" --nodes "$warmup" --prefix warmup \
-      --concurrency "$concurrency" --timeout "$timeout" >/dev/null
-    stop_pid "$floor_pid"; floor_pid=""
-    delete_simulated
-  fi
+  warm_up "$warmup"
   load_before=$(load_note)
   builds=$(concurrent_builds)
 

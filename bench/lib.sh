@@ -240,3 +240,16 @@ install_cleanup() {
   trap cleanup EXIT
   trap 'exit 130' INT TERM
 }
+
+# Warm-up, not measured: N nodes join under the floor, then everything they created is
+# deleted, so that the first contender does not pay for a cold apiserver.
+# Expects $simulate_bin, $admin_kubeconfig, $concurrency, $timeout and $work.
+warm_up() { # warm_up N
+  [ "$1" -gt 0 ] || return 0
+  say "warm-up (unmeasured): $1 nodes join, approved by the floor"
+  start_floor "$work/warmup.log"
+  "$simulate_bin" --kubeconfig "$admin_kubeconfig" --nodes "$1" --prefix warmup \
+    --concurrency "$concurrency" --timeout "$timeout" >/dev/null
+  stop_pid "$floor_pid"; floor_pid=""
+  delete_simulated
+}

@@ -347,39 +347,29 @@ load_before=$(load_note)
 say "side by side: ${contenders[*]}; serving N = ${sizes[*]}; join N = $join_nodes; steady $steady; $repeats repeats"
 say "fresh control plane in $CSR_APPROVER_DEV_DIR (apiserver :$DEV_APISERVER_PORT, etcd :$DEV_ETCD_PORT)"
 cluster_up
-if [ "$warmup" -gt 0 ]; then
-  say "warm-up (unmeasured): $warmup nodes join, approved by the floor"
-  start_floor "$work/warmup.log"
-  "$simulate_bin" --kubeconfig "$admin_kubeconfig" --nodes "$warmup" --prefix warmup \
-    --concurrency "$concurrency" --timeout "$timeout" >/dev/null
-  stop_pid "$floor_pid"; floor_pid=""
-  delete_simulated
-fi
+warm_up "$warmup"
 
-for n in "${sizes[@]}"; do
+# Every repeat of one storm, each contender in turn, the order rotating with the repeat.
+interleaved() { # interleaved PHASE N CONTENDER...
+  local phase=$1 n=$2 r pos kind order
+  shift 2
   for ((r = 1; r <= repeats; r++)); do
-    mapfile -t order < <(rotation "$r" "${contenders[@]}")
+    mapfile -t order < <(rotation "$r" "$@")
     pos=0
     for kind in "${order[@]}"; do
       pos=$((pos + 1))
       start_contender "$kind" "$work/$kind.log"
-      storm "$kind" serving "$n" "$r" "$pos"
+      storm "$kind" "$phase" "$n" "$r" "$pos"
     done
   done
-done
+}
+
+for n in "${sizes[@]}"; do interleaved serving "$n" "${contenders[@]}"; done
 
 join_contenders=()
 for c in "${contenders[@]}"; do case $c in floor | csr-approver) join_contenders+=("$c") ;; esac; done
 if [ "$join_nodes" -gt 0 ] && [ ${#join_contenders[@]} -gt 0 ]; then
-  for ((r = 1; r <= repeats; r++)); do
-    mapfile -t order < <(rotation "$r" "${join_contenders[@]}")
-    pos=0
-    for kind in "${order[@]}"; do
-      pos=$((pos + 1))
-      start_contender "$kind" "$work/$kind.log"
-      storm "$kind" join "$join_nodes" "$r" "$pos"
-    done
-  done
+  interleaved join "$join_nodes" "${join_contenders[@]}"
 fi
 
 populate_seconds=null
