@@ -3,19 +3,21 @@
 //! condition and the Event, left unexplained. Decided CSRs are not kept in the controller's
 //! store, so this is where they are found.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use jiff::Timestamp;
 
 use crate::approval::EXPLAINED_AFTER_THE_FACT_WITHIN;
 
-/// A decision of ours: when the condition says it was written, and the CSR's name and uid.
-type Recent = (Timestamp, String, Option<String>);
-
 /// Bounded by time: anything older than [`EXPLAINED_AFTER_THE_FACT_WITHIN`] is dropped on
-/// the next insert, so a leader approving for days keeps minutes of them, not days.
+/// the next insert, so a leader approving for days keeps minutes of them, not days. Ordered
+/// by time for pruning, and by name so that a newer event of the same CSR replaces its
+/// entry in one lookup (a storm brings thousands within the window).
 #[derive(Debug, Default)]
-pub(super) struct RecentDecisions(BTreeSet<Recent>);
+pub(super) struct RecentDecisions {
+    by_time: BTreeSet<(Timestamp, String)>,
+    by_name: HashMap<String, (Timestamp, Option<String>)>,
+}
 
 impl RecentDecisions {
     fn cutoff(now: Timestamp) -> Timestamp {
@@ -26,8 +28,10 @@ impl RecentDecisions {
 
     fn prune(&mut self, now: Timestamp) {
         let cutoff = Self::cutoff(now);
-        while self.0.first().is_some_and(|(at, _, _)| *at < cutoff) {
-            self.0.pop_first();
+        while self.by_time.first().is_some_and(|(at, _)| *at < cutoff) {
+            if let Some((_, name)) = self.by_time.pop_first() {
+                self.by_name.remove(&name);
+            }
         }
     }
 
@@ -36,26 +40,33 @@ impl RecentDecisions {
         self.prune(now);
         if at >= Self::cutoff(now) {
             self.forget(name);
-            self.0
-                .insert((at, name.to_string(), uid.map(str::to_string)));
+            self.by_time.insert((at, name.to_string()));
+            self.by_name
+                .insert(name.to_string(), (at, uid.map(str::to_string)));
         }
     }
 
     pub(super) fn forget(&mut self, name: &str) {
-        self.0.retain(|(_, n, _)| n != name);
+        if let Some((at, _)) = self.by_name.remove(name) {
+            self.by_time.remove(&(at, name.to_string()));
+        }
     }
 
     pub(super) fn clear(&mut self) {
-        self.0.clear();
+        self.by_time.clear();
+        self.by_name.clear();
     }
 
     /// Name and uid of each decision of ours still recent at `now`, oldest first.
     pub(super) fn list(&self, now: Timestamp) -> Vec<(String, Option<String>)> {
         let cutoff = Self::cutoff(now);
-        self.0
+        self.by_time
             .iter()
-            .filter(|(at, _, _)| *at >= cutoff)
-            .map(|(_, name, uid)| (name.clone(), uid.clone()))
+            .filter(|(at, _)| *at >= cutoff)
+            .filter_map(|(_, name)| {
+                let (_, uid) = self.by_name.get(name)?;
+                Some((name.clone(), uid.clone()))
+            })
             .collect()
     }
 }
@@ -88,6 +99,7 @@ mod tests {
         let later = now + jiff::SignedDuration::from_mins(20);
         assert!(recent.list(later).is_empty());
         recent.insert(later, "c", None, later);
-        assert_eq!(recent.0.len(), 1);
+        assert_eq!(recent.by_time.len(), 1);
+        assert_eq!(recent.by_name.len(), 1);
     }
 }

@@ -62,7 +62,7 @@ async fn reconcile_in_turn(
     }
     // The store may still hold the pending object we just approved; a reconcile queued
     // meanwhile must not judge it again (it would see its own Node and cry forgery). Asked
-    // before reading the request: the store keeps no request of a decided CSR.
+    // before reading the request, which a decided CSR need not have parsed.
     let name = csr.metadata.name.as_deref().unwrap_or_default();
     if ctx.cache.is_decided(name, csr.metadata.uid.as_deref()) {
         return Ok(Action::await_change());
