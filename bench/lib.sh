@@ -117,9 +117,9 @@ KUBECONFIG
 
 # Starts csr-approver (release) under its ServiceAccount; leader election ON (the default,
 # as deployed). Waits for /readyz and for it to hold the Lease. Sets $controller_pid.
-start_controller() { # start_controller HTTP_PORT LOG
-  local port=$1 log=$2
-  NO_COLOR=1 "$bin" run --kubeconfig "$controller_kubeconfig" --namespace csr-approver \
+start_controller() { # start_controller HTTP_PORT LOG [BINARY]
+  local port=$1 log=$2 binary=${3:-$bin}
+  NO_COLOR=1 "$binary" run --kubeconfig "$controller_kubeconfig" --namespace csr-approver \
     --http-addr "127.0.0.1:$port" --identity bench-replica >"$log" 2>&1 &
   controller_pid=$!
   local deadline=$((SECONDS + 180))

@@ -17,7 +17,10 @@
 # Environment: SIDE_REPEATS (3), SIDE_JOIN_NODES (2000, 0 skips), SIDE_STEADY_OBJECTS (5000,
 # 0 skips), SIDE_SETTLE (10 s), SIDE_CONCURRENCY (nodes joining at once, 50), SIDE_TIMEOUT
 # (per CSR, 60s), SIDE_WARMUP (nodes joined unmeasured first, 100), SIDE_CONTENDERS
-# ("floor csr-approver pf ah"), SIDE_DIR (/tmp/csr-approver-bench-side), SIDE_ETCD_PORT
+# ("floor csr-approver pf ah", + base when SIDE_BASE_BIN is set), SIDE_BASE_BIN (another
+# csr-approver binary, e.g. built at an earlier commit: contender `base`, run exactly as
+# csr-approver is, so one run shows before and after), SIDE_BASE_LABEL (its name in the
+# table, "base"), SIDE_DIR (/tmp/csr-approver-bench-side), SIDE_ETCD_PORT
 # (24990, peer +1), SIDE_APISERVER_PORT (17643), SIDE_HTTP_PORT (csr-approver, 18183),
 # SIDE_PF_METRICS_PORT (18184), SIDE_PF_HEALTH_PORT (18185). AH always binds :8080 and :9090.
 # Peers: PEER_PF_BIN / PEER_AH_BIN if either is set, else `bench/peers.sh --env`.
@@ -39,7 +42,9 @@ settle="${SIDE_SETTLE:-10}"
 concurrency="${SIDE_CONCURRENCY:-50}"
 timeout="${SIDE_TIMEOUT:-60s}"
 warmup="${SIDE_WARMUP:-100}"
-read -r -a wanted <<<"${SIDE_CONTENDERS:-floor csr-approver pf ah}"
+base_bin="${SIDE_BASE_BIN:-}"
+base_label="${SIDE_BASE_LABEL:-base}"
+read -r -a wanted <<<"${SIDE_CONTENDERS:-floor csr-approver pf ah${base_bin:+ base}}"
 results="$repo/bench/results"
 files="$results/side-by-side"
 # shellcheck source=bench/lib.sh
@@ -70,6 +75,9 @@ contenders=()
 for c in "${wanted[@]}"; do
   case $c in
     floor | csr-approver) contenders+=("$c") ;;
+    base)
+      if [ -n "$base_bin" ] && [ -x "$base_bin" ]; then contenders+=(base)
+      else echo "skipping base: no executable SIDE_BASE_BIN (${base_bin:-empty})" >&2; fi ;;
     pf)
       if [ -n "$PEER_PF_BIN" ] && [ -x "$PEER_PF_BIN" ]; then contenders+=(pf)
       else echo "skipping PF: no executable binary (PEER_PF_BIN=${PEER_PF_BIN:-empty}; bench/peers.sh says why)" >&2; fi ;;
@@ -79,13 +87,13 @@ for c in "${wanted[@]}"; do
       elif ports_busy 8080 9090; then
         echo "skipping AH: port 8080 or 9090 is in use (AH binds both, on all interfaces)" >&2
       else contenders+=(ah); fi ;;
-    *) die "unknown contender $c (SIDE_CONTENDERS: floor csr-approver pf ah)" ;;
+    *) die "unknown contender $c (SIDE_CONTENDERS: floor csr-approver base pf ah)" ;;
   esac
 done
 [ ${#contenders[@]} -gt 0 ] || [ "$render_only" = 1 ] || die "no contender to run"
 
 # Short names for object prefixes (lowercase DNS labels).
-short() { case $1 in floor) echo floor ;; csr-approver) echo ctl ;; pf) echo pf ;; ah) echo ah ;; esac; }
+short() { case $1 in floor) echo floor ;; csr-approver) echo ctl ;; base) echo base ;; pf) echo pf ;; ah) echo ah ;; esac; }
 
 # The contenders of LIST in the order of repeat R: rotated left by R-1.
 rotation() { # rotation R NAME...
@@ -100,6 +108,7 @@ start_contender() { # start_contender KIND LOG
   case $1 in
     floor) start_floor "$2"; contender_pid=$floor_pid ;;
     csr-approver) start_controller "$http_port" "$2"; contender_pid=$controller_pid ;;
+    base) start_controller "$http_port" "$2" "$base_bin"; contender_pid=$controller_pid ;;
     pf)
       ports_busy "$pf_metrics_port" "$pf_health_port" && die "PF's ports $pf_metrics_port/$pf_health_port are in use"
       start_pf "$pf_metrics_port" "$pf_health_port" "$2"; contender_pid=$pf_pid ;;
@@ -247,7 +256,8 @@ render() { # render JSON MD PNG
       def cell($v; $floor; $unit):
         fmt($v; $unit) + (if $v != null and $floor != null and $floor != 0
           then " (" + (($v / $floor * 100 | round / 100) | tostring) + "×)" else "" end);
-      . as $all | ["floor", "csr-approver", "pf", "ah"] as $cols |
+      . as $all | ["floor", "csr-approver", "base", "pf", "ah"] | map(select(. as $c | $all.contenders | index($c))) as $cols |
+      {"floor": "floor", "csr-approver": "csr-approver", "base": $all.base_label, "pf": "PF", "ah": "AH"} as $names |
       def row($name; $values; $unit):
         ($values[0]) as $f |
         "| " + $name + " | " + ([$values[] as $v | cell($v; $f; $unit)] | join(" | ")) + " |";
@@ -264,8 +274,8 @@ render() { # render JSON MD PNG
           row($title + ": etcd CPU s"; [$by[] | map(.etcd_cpu_seconds) | median]; "s"),
         row($title + ": other processes CPU s (interference)"; [$by[] | map(.other_cpu_seconds) | median]; "s")
         end;
-      "| figure | floor | csr-approver | PF | AH |",
-      "| --- | --- | --- | --- | --- |",
+      "| figure | " + ([$cols[] | $names[.]] | join(" | ")) + " |",
+      "| --- |" + ([$cols[] | " --- |"] | join("")),
       ($all.config.serving_nodes[] as $n | storm_rows("serving"; $n; "serving storm N=\($n)")),
       (if $all.config.join_nodes > 0 then storm_rows("join"; $all.config.join_nodes; "join storm N=\($all.config.join_nodes)") else empty end),
       (if ($all.steady | length) > 0 then
@@ -293,7 +303,7 @@ render() { # render JSON MD PNG
       tag="serving-$n_max-r$repeats-$c"
       [ -s "$files/latencies-$tag.txt" ] || continue
       awk '{ print $2 }' "$files/latencies-$tag.txt" | sort -g | awk '{ v[NR] = $1 } END { for (i = 1; i <= NR; i++) print v[i], i / NR }' >"$work/cdf-$c.dat"
-      title=$c; [ "$c" = pf ] && title=PF; [ "$c" = ah ] && title=AH
+      title=$c; [ "$c" = pf ] && title=PF; [ "$c" = ah ] && title=AH; [ "$c" = base ] && title=$(jq -r '.base_label' "$out")
       left+="${left:+, }'$work/cdf-$c.dat' using 1:2 with lines lw 2 title '$title'"
       right+="${right:+, }'$files/rss-$tag.csv' using 1:2 every ::1 with lines lw 2 title '$title'"
     done
@@ -367,7 +377,7 @@ interleaved() { # interleaved PHASE N CONTENDER...
 for n in "${sizes[@]}"; do interleaved serving "$n" "${contenders[@]}"; done
 
 join_contenders=()
-for c in "${contenders[@]}"; do case $c in floor | csr-approver) join_contenders+=("$c") ;; esac; done
+for c in "${contenders[@]}"; do case $c in floor | csr-approver | base) join_contenders+=("$c") ;; esac; done
 if [ "$join_nodes" -gt 0 ] && [ ${#join_contenders[@]} -gt 0 ]; then
   interleaved join "$join_nodes" "${join_contenders[@]}"
 fi
@@ -400,14 +410,14 @@ jq -n --arg version "$version" --arg started "$started_at" --arg finished "$(dat
   --argjson repeats "$repeats" --argjson join "$join_nodes" --argjson steady "$steady" --argjson settle "$settle" \
   --argjson concurrency "$concurrency" --arg timeout "$timeout" --argjson warmup "$warmup" \
   --argjson populate "$populate_seconds" \
-  --arg pf "${PEER_PF_BIN:-}" --arg ah "${PEER_AH_BIN:-}" \
+  --arg pf "${PEER_PF_BIN:-}" --arg ah "${PEER_AH_BIN:-}" --arg base "$base_bin" --arg base_label "$base_label" \
   --slurpfile runs "$work/runs.jsonl" --slurpfile steady_runs "$work/steady.jsonl" \
   '{csr_approver_version: $version, started_at: $started, finished_at: $finished, bench_seconds: $seconds,
     machine: {nproc: $nproc, load_before: $before, load_after: $after, concurrent_builds: $builds},
     config: {serving_nodes: $sizes, join_nodes: $join, steady_objects: $steady, repeats: $repeats,
              settle_seconds: $settle, concurrency: $concurrency, csr_timeout: $timeout, warmup_nodes: $warmup,
              csr_approver_leader_election: true, peers_leader_election: false},
-    contenders: $contenders, peer_binaries: {pf: $pf, ah: $ah},
+    contenders: $contenders, peer_binaries: {pf: $pf, ah: $ah}, base_binary: $base, base_label: $base_label,
     populate_seconds: $populate, storms: $runs, steady: $steady_runs}' >"$out"
 
 render "$out" "$results/side-by-side.md" "$results/side-by-side.png"

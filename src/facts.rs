@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::decision::CsrFacts;
 use crate::inventory::{CsrState, CsrSummary, MachineInfo, NodeInfo, TypedAddress};
-use crate::request::{ParsedRequest, RequestError, parse_request};
+use crate::request::{ParsedRequest, RequestError, decided_request_common_names, parse_request};
 use crate::vocabulary::{node_name_from_cn, normalize_dns_name};
 
 /// A CSR's facts, its request parsed and verified here: once per object seen, shared by
@@ -50,9 +50,32 @@ pub fn csr_summary(facts: &CsrFacts) -> CsrSummary {
     }
 }
 
+/// A decided CSR as the duplicate and flood rules see it, its request read without
+/// verifying it (see [`decided_request_common_names`] for why that is sound); only for a
+/// CSR whose `state` is not pending: a pending one is summarised from its verified facts.
+pub fn decided_csr_summary(csr: &CertificateSigningRequest, state: CsrState) -> CsrSummary {
+    let spec = &csr.spec;
+    let common_names = decided_request_common_names(&spec.request.0);
+    CsrSummary {
+        name: csr.metadata.name.clone().unwrap_or_default(),
+        signer: spec.signer_name.clone(),
+        created: csr.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        state,
+        node_name: common_names.ok().and_then(|cns| node_name_of(&cns)),
+        requester: spec.username.clone().unwrap_or_default(),
+        groups: spec.groups.clone().unwrap_or_default(),
+        approved_at: approved_at(csr),
+    }
+}
+
 /// Only a name `decide` could accept: garbage must not count as a request for a node.
 fn subject_node_name(request: &Result<ParsedRequest, RequestError>) -> Option<String> {
-    match request.as_ref().ok()?.common_names.as_slice() {
+    node_name_of(&request.as_ref().ok()?.common_names)
+}
+
+/// The node a subject names: exactly one CN, `system:node:<valid name>`.
+fn node_name_of(common_names: &[String]) -> Option<String> {
+    match common_names {
         [cn] => node_name_from_cn(cn).map(str::to_string),
         _ => None,
     }

@@ -101,20 +101,7 @@ impl ParsedRequest {
 /// Parses and verifies a PEM-encoded PKCS#10 request, as found in `spec.request`.
 pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
     let der = single_pem_block(pem)?;
-    // x509-parser reads leniently (a request whose outer tag has its class bits flipped still
-    // parses, and its signature still verifies): the signer, or any other reader, could see
-    // a different structure than we judged. Only canonical DER is accepted, checked by a
-    // strict decoder first.
-    CertReq::from_der(&der)
-        .map_err(|e| RequestError::Malformed(format!("not canonical DER: {e}")))?;
-    let (rest, csr) = X509CertificationRequest::from_der(&der)
-        .map_err(|e| RequestError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(RequestError::Malformed(format!(
-            "{} bytes after the DER structure",
-            rest.len()
-        )));
-    }
+    let csr = decode(&der)?;
     let info = &csr.certification_request_info;
     let key = key_algorithm(&csr)?;
     // Checked before verifying so a small key is reported as weak, not as a bad signature.
@@ -165,6 +152,44 @@ pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
         }
     }
     Ok(parsed)
+}
+
+/// The subject common names of a request that is **already decided**, read as
+/// [`parse_request`] reads them (one PEM block, canonical DER) but without judging the key
+/// or verifying the self-signature.
+///
+/// A decided CSR only counts against its node name (one identity per host generation, one
+/// recovery per window, the new-node caps): what an approval minted is the name the signer
+/// copies from the subject, whoever signed the request, so verifying it adds nothing there
+/// — and counting a name can only hold a later request back, never let one through. It
+/// spares the start-up of a cluster holding thousands of decided CSRs a signature
+/// verification each. Nothing read here reaches `decide`: it returns names, not a
+/// [`ParsedRequest`].
+pub fn decided_request_common_names(pem: &[u8]) -> Result<Vec<String>, RequestError> {
+    let der = single_pem_block(pem)?;
+    let csr = decode(&der)?;
+    attribute_strings(
+        csr.certification_request_info.subject.iter_common_name(),
+        "CN",
+    )
+}
+
+/// The DER of one request, read strictly. x509-parser reads leniently (a request whose
+/// outer tag has its class bits flipped still parses, and its signature still verifies):
+/// the signer, or any other reader, could see a different structure than we judged. Only
+/// canonical DER is accepted, checked by a strict decoder first.
+fn decode(der: &[u8]) -> Result<X509CertificationRequest<'_>, RequestError> {
+    CertReq::from_der(der)
+        .map_err(|e| RequestError::Malformed(format!("not canonical DER: {e}")))?;
+    let (rest, csr) = X509CertificationRequest::from_der(der)
+        .map_err(|e| RequestError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(RequestError::Malformed(format!(
+            "{} bytes after the DER structure",
+            rest.len()
+        )));
+    }
+    Ok(csr)
 }
 
 /// An allow-list, not a deny-list: the algorithms kubelets and Go's crypto/x509 produce,

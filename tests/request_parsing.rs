@@ -330,3 +330,46 @@ fn every_organization_and_common_name_is_reported() {
         ["system:node:worker-1", "system:node:worker-2"]
     );
 }
+
+/// A decided CSR is read for its subject only (`decided_request_common_names`): the same
+/// framing and DER rules as `parse_request`, no key or signature judgement.
+#[test]
+fn a_decided_request_is_read_for_its_subject_with_the_same_framing_rules() {
+    use csr_approver::request::decided_request_common_names;
+    let valid = Request::node("worker-1").pem();
+    assert_eq!(
+        decided_request_common_names(&valid).unwrap(),
+        parse_request(&valid).unwrap().common_names
+    );
+    // What `parse_request` refuses for its key or signature still names its subject.
+    let bad_signature = tamper(&valid, |der| {
+        let last = der.len() - 1;
+        der[last] ^= 0x01;
+    });
+    assert!(matches!(
+        parse_request(&bad_signature),
+        Err(RequestError::BadSignature(_))
+    ));
+    assert_eq!(
+        decided_request_common_names(&bad_signature).unwrap(),
+        ["system:node:worker-1"]
+    );
+    let weak = fixture_bytes("requests/rsa1024-client.csr");
+    assert!(matches!(
+        parse_request(&weak),
+        Err(RequestError::WeakKey { .. })
+    ));
+    assert_eq!(decided_request_common_names(&weak).unwrap().len(), 1);
+    // What is not one canonical request names nothing.
+    let not_canonical = tamper(&valid, |der| der[0] |= 0x80);
+    assert!(matches!(
+        decided_request_common_names(&not_canonical),
+        Err(RequestError::Malformed(m)) if m.contains("not canonical DER")
+    ));
+    let two_blocks = [valid.clone(), valid.clone()].concat();
+    assert_eq!(
+        decided_request_common_names(&two_blocks),
+        Err(RequestError::MultipleBlocks)
+    );
+    assert!(decided_request_common_names(b"not pem").is_err());
+}

@@ -66,10 +66,7 @@ pub async fn write_verdict(
             .conditions
             .get_or_insert_with(Vec::new)
             .push(condition.clone());
-        async move {
-            api.replace_subresource("approval", name, &PostParams::default(), &desired)
-                .await
-        }
+        async move { put_approval(api, name, &desired).await }
     };
     let write_error = |source| ApprovalError::Write {
         name: name.to_string(),
@@ -101,4 +98,22 @@ pub async fn write_verdict(
         }
         Err(source) => Err(write_error(source)),
     }
+}
+
+/// PUTs `desired` to the `/approval` subresource. The answer, the whole CSR as written, is
+/// read but not decoded: nothing here needs it (the CSR watch brings it anyway), and
+/// decoding it was a second full parse of every CSR approved.
+async fn put_approval(
+    api: &Api<CertificateSigningRequest>,
+    name: &str,
+    desired: &CertificateSigningRequest,
+) -> Result<(), kube::Error> {
+    let body = serde_json::to_vec(desired).map_err(kube::Error::SerdeError)?;
+    let mut request = kube::core::Request::new(api.resource_url())
+        .replace_subresource("approval", name, &PostParams::default(), body)
+        .map_err(kube::Error::BuildRequest)?;
+    // What kube's own `replace_subresource` marks its request with (its tracing span).
+    request.extensions_mut().insert("replace_subresource");
+    api.clone().into_client().request_text(request).await?;
+    Ok(())
 }

@@ -163,12 +163,20 @@ pub(super) struct SeenCsr {
 
 impl SeenCsr {
     pub(super) fn of(csr: &CertificateSigningRequest) -> SeenCsr {
-        let facts = facts::csr_facts(csr);
+        // Only a pending CSR is decided on, so only its request is verified; a decided one
+        // is summarised for the rules that count decisions.
+        let (summary, pending) = match facts::csr_state(csr) {
+            CsrState::Pending => {
+                let facts = facts::csr_facts(csr);
+                (facts::csr_summary(&facts), Some(facts))
+            }
+            decided => (facts::decided_csr_summary(csr, decided), None),
+        };
         SeenCsr {
             uid: csr.metadata.uid.clone(),
             resource_version: csr.metadata.resource_version.clone(),
-            summary: facts::csr_summary(&facts),
-            pending: (facts.state == CsrState::Pending).then_some(facts),
+            summary,
+            pending,
             ours_at: approval::written_decision(csr).and_then(|w| w.at),
         }
     }

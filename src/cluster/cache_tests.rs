@@ -116,3 +116,66 @@ fn a_reconcile_reads_the_request_its_watch_event_parsed() {
     cache.write().forget_csr("a");
     assert!(cache.read_facts("a").is_none());
 }
+
+/// A PEM request for `system:node:<node>`; `forged` breaks its self-signature.
+fn request_pem(node: &str, forged: bool) -> String {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut der = params.serialize_request(&key).unwrap().der().to_vec();
+    if forged {
+        let last = der.len() - 1;
+        der[last] ^= 0x01;
+    }
+    // base64 as the API carries bytes, cut into PEM lines.
+    let base64 = serde_json::to_value(k8s_openapi::ByteString(der)).unwrap();
+    let base64 = base64.as_str().unwrap();
+    let lines: Vec<&str> = base64
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+        lines.join("\n")
+    )
+}
+
+fn csr_requesting(name: &str, pem: &str, approved: bool) -> CertificateSigningRequest {
+    let mut csr = csr(name, &format!("uid-{name}"), approved);
+    csr.spec.request = k8s_openapi::ByteString(pem.as_bytes().to_vec());
+    csr
+}
+
+#[test]
+fn only_a_pending_request_must_verify_to_count_for_its_node() {
+    let cache = ClusterCache::default();
+    let valid = request_pem("worker-1", false);
+    let forged = request_pem("worker-9", true);
+    assert!(crate::request::parse_request(forged.as_bytes()).is_err());
+
+    observe(&cache, &csr_requesting("valid-pending", &valid, false));
+    observe(&cache, &csr_requesting("valid-decided", &valid, true));
+    observe(&cache, &csr_requesting("forged-pending", &forged, false));
+    observe(&cache, &csr_requesting("forged-decided", &forged, true));
+    let inventory = cache.read();
+    assert_eq!(inventory.csr_node("valid-pending"), Some("worker-1"));
+    assert_eq!(inventory.csr_node("valid-decided"), Some("worker-1"));
+    // Decided on, it would have to verify; it names no node and is refused as malformed.
+    assert_eq!(inventory.csr_node("forged-pending"), None);
+    // Decided already: what it minted (or would have) bears its subject's name, which it
+    // counts against — a later request for worker-9 is held back, never let through.
+    assert_eq!(inventory.csr_node("forged-decided"), Some("worker-9"));
+    drop(inventory);
+    assert!(cache.read_facts("forged-decided").is_none());
+    assert!(
+        cache
+            .read_facts("forged-pending")
+            .is_some_and(|facts| facts.request.is_err())
+    );
+}

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use kube::ResourceExt;
 use kube::runtime::watcher::{self, Event};
 
 use super::cache::SeenCsr;
@@ -15,8 +14,8 @@ use crate::inventory::CsrState;
 use crate::vocabulary::is_kubelet_signer;
 
 /// What of the CSR watch reaches the controller's store, applied after [`track_csrs`] has
-/// summarised every event: only CSRs awaiting a decision (pending, of a kubelet signer),
-/// without managed fields. A decided CSR leaves the store (its update becomes a delete
+/// summarised every event: only CSRs awaiting a decision (pending, of a kubelet signer;
+/// the watch read them without managed fields, `wire`). A decided CSR leaves the store (its update becomes a delete
 /// there) and a re-list does not put it back: no reconcile acts on it — its summary is in
 /// the cache, and a recent decision of ours that lacks its Event is explained from there
 /// (`controller::explain`). With thousands of decided CSRs they were most of the store.
@@ -26,14 +25,10 @@ pub fn for_the_store(
     let awaits_a_decision = |csr: &CertificateSigningRequest| {
         is_kubelet_signer(&csr.spec.signer_name) && facts::csr_state(csr) == CsrState::Pending
     };
-    let stripped = |mut csr: CertificateSigningRequest| {
-        csr.managed_fields_mut().clear();
-        csr
-    };
     match event {
-        Event::Apply(csr) if awaits_a_decision(&csr) => Some(Event::Apply(stripped(csr))),
+        Event::Apply(csr) if awaits_a_decision(&csr) => Some(Event::Apply(csr)),
         Event::Apply(csr) => Some(Event::Delete(csr)),
-        Event::InitApply(csr) if awaits_a_decision(&csr) => Some(Event::InitApply(stripped(csr))),
+        Event::InitApply(csr) if awaits_a_decision(&csr) => Some(Event::InitApply(csr)),
         Event::InitApply(_) => None,
         other @ (Event::Delete(_) | Event::Init | Event::InitDone) => Some(other),
     }
@@ -89,8 +84,7 @@ mod tests {
 
     fn csr(signer: &str, conditions: serde_json::Value) -> CertificateSigningRequest {
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "a", "uid": "uid-a", "resourceVersion": "7",
-                "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
+            "metadata": {"name": "a", "uid": "uid-a", "resourceVersion": "7"},
             "spec": {"request": "LS0tLS1CRUdJTg==", "signerName": signer,
                 "usages": ["digital signature", "server auth"]},
             "status": {"conditions": conditions}
@@ -119,8 +113,7 @@ mod tests {
         let kept = for_the_store(Event::Apply(pending.clone()));
         assert_eq!(kind(&kept), "apply");
         if let Some(Event::Apply(kept)) = kept {
-            assert!(kept.metadata.managed_fields.unwrap_or_default().is_empty());
-            assert_eq!(kept.spec, pending.spec, "a pending CSR is kept whole");
+            assert_eq!(kept, pending, "a pending CSR is kept whole");
         }
         assert_eq!(
             kind(&for_the_store(Event::InitApply(csr(

@@ -4,6 +4,7 @@
 //!
 //! - [`cache`]: the shared inventory, our own verdicts ahead of the watch, the sync count.
 //! - [`watch`]: the Node, Machine and Service watches that fill it.
+//! - [`wire`]: what the watches read of a Node, a Machine or a CSR (only what is kept).
 //! - [`csrs`]: the CSR summaries, from the controller's own CSR stream, and what of it
 //!   the controller's store keeps (CSRs awaiting a decision).
 //! - [`recent`]: the decisions of ours of the last minutes, for a new leader to explain.
@@ -18,6 +19,7 @@ mod discovery;
 mod recent;
 mod service;
 mod watch;
+mod wire;
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -30,6 +32,7 @@ pub use csrs::{for_the_store, track_csrs};
 pub use discovery::{DiscoveryError, discover_machine_apis, discover_machine_apis_until_answered};
 pub use service::KubernetesService;
 pub use watch::{watch_kubernetes_service, watch_machines, watch_nodes};
+pub use wire::WatchedCsr;
 
 /// How every watch a decision reads lists: quorum reads (`MostRecent`, also kube's default,
 /// spelled out because it matters). A first list or a re-list is then never older than

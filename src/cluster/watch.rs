@@ -5,12 +5,13 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
+use super::wire::{WatchedMachine, WatchedNode};
 use super::{
     ClusterCache, KubernetesService, SyncTracker, Trigger, WatchBackoff, fire, watch_config,
 };
@@ -129,11 +130,11 @@ pub async fn watch_nodes(
     trigger: Trigger,
     tracker: Arc<SyncTracker>,
 ) {
-    let stream = watcher::watcher(Api::<Node>::all(client), watch_config())
+    let stream = watcher::watcher(Api::<WatchedNode>::all(client), watch_config())
         .backoff(WatchBackoff::default())
         .filter_map(|event| async move {
             event
-                .map(|e| compact(e, crate::facts::node_info))
+                .map(|e| compact(e, |n: &WatchedNode| crate::facts::node_info(&n.0)))
                 .transpose()
         });
     drive(
@@ -177,7 +178,7 @@ pub async fn watch_machines(
     trigger: Trigger,
     tracker: Arc<SyncTracker>,
 ) {
-    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let api: Api<WatchedMachine> = Api::all_with(client, &resource);
     let group = resource.group.clone();
     let stream = watcher::watcher(api, watch_config())
         .backoff(WatchBackoff::default())
@@ -185,7 +186,11 @@ pub async fn watch_machines(
             let resource = resource.clone();
             async move {
                 event
-                    .map(|e| compact(e, |m| crate::facts::machine_info_from_object(m, &resource)))
+                    .map(|e| {
+                        compact(e, |m: &WatchedMachine| {
+                            crate::facts::machine_info_from_object(&m.0, &resource)
+                        })
+                    })
                     .transpose()
             }
         });

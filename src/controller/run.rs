@@ -19,7 +19,7 @@ use super::explain::explain_recent_decisions;
 use super::gauges::refresh_gauges;
 use super::reconcile::{error_policy, reconcile};
 use super::{ControllerError, RunConfig, client};
-use crate::cluster::{self, ClusterCache, SyncTracker, Trigger};
+use crate::cluster::{self, ClusterCache, SyncTracker, Trigger, WatchedCsr};
 use crate::http::{self, Readiness};
 use crate::leader::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
@@ -120,8 +120,12 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
 
     let (reader, writer) = reflector::store();
     let csr_stream = cluster::track_csrs(
-        watcher::watcher(Api::all(client.clone()), cluster::watch_config())
-            .backoff(cluster::WatchBackoff::default()),
+        watcher::watcher(
+            Api::<WatchedCsr>::all(client.clone()),
+            cluster::watch_config(),
+        )
+        .backoff(cluster::WatchBackoff::default())
+        .map_ok(WatchedCsr::unwrap_event),
         cache.clone(),
         trigger,
         tracker,
