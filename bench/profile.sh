@@ -9,7 +9,7 @@
 #   PROFILE_MODE=join bench/profile.sh 1000
 #
 # Environment: PROFILE_MODE (serving | join; serving = --serving-only), PROFILE_FREQ (sampling
-# Hz, 999), PROFILE_CONCURRENCY (50), PROFILE_BIN (the csr-approver binary to profile,
+# Hz, 999), PROFILE_CALL_GRAPH (dwarf: record stacks too, for `perf report --children`), PROFILE_CONCURRENCY (50), PROFILE_BIN (the csr-approver binary to profile,
 # target/release/csr-approver), PROFILE_DIR (/tmp/csr-approver-bench-profile),
 # PROFILE_ETCD_PORT (25090, peer +1), PROFILE_APISERVER_PORT (17743), PROFILE_HTTP_PORT (18186).
 # Needs `perf` (Debian's linux-perf). Results: bench/results/profile-<mode>-<N>.{txt,data}.
@@ -21,6 +21,8 @@ export DEV_APISERVER_PORT="${PROFILE_APISERVER_PORT:-17743}"
 http_port="${PROFILE_HTTP_PORT:-18186}"
 mode="${PROFILE_MODE:-serving}"
 freq="${PROFILE_FREQ:-999}"
+call_graph=()
+[ -n "${PROFILE_CALL_GRAPH:-}" ] && call_graph=(--call-graph "$PROFILE_CALL_GRAPH")
 concurrency="${PROFILE_CONCURRENCY:-50}"
 nodes="${1:-2000}"
 results="$repo/bench/results"
@@ -45,7 +47,7 @@ cluster_up
 warm_up 100
 start_controller "$http_port" "$work/controller.log" "$profiled_bin"
 cpu0=$(cpu_seconds "$controller_pid")
-perf record -e cpu-clock -F "$freq" -p "$controller_pid" -o "$data" 2>"$work/perf.err" &
+perf record -e cpu-clock -F "$freq" "${call_graph[@]}" -p "$controller_pid" -o "$data" 2>"$work/perf.err" &
 perf_pid=$!
 extra_pids=$perf_pid
 sleep 0.5

@@ -92,7 +92,9 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
+// One thread, as csr-approver runs: the floor must be the least an approver can spend, and on
+// a multi-threaded runtime both spent a share of their CPU waking each other's threads.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let path = kubeconfig_arg()?;
     let kubeconfig = kube::config::Kubeconfig::read_from(&path)?;

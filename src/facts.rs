@@ -21,6 +21,15 @@ use crate::vocabulary::{node_name_from_cn, normalize_dns_name};
 /// A CSR's facts, its request parsed and verified here: once per object seen, shared by
 /// every decision and summary made from it.
 pub fn csr_facts(csr: &CertificateSigningRequest) -> CsrFacts {
+    csr_facts_with_request(csr, Arc::new(parse_request(&csr.spec.request.0)))
+}
+
+/// A CSR's facts with its request as parsed from this very object before (same uid): the
+/// spec of a CSR never changes, so the parse holds for every later version of it.
+pub fn csr_facts_with_request(
+    csr: &CertificateSigningRequest,
+    request: Arc<Result<ParsedRequest, RequestError>>,
+) -> CsrFacts {
     let spec = &csr.spec;
     CsrFacts {
         name: csr.metadata.name.clone().unwrap_or_default(),
@@ -32,7 +41,7 @@ pub fn csr_facts(csr: &CertificateSigningRequest) -> CsrFacts {
         created: csr.metadata.creation_timestamp.as_ref().map(|t| t.0),
         state: csr_state(csr),
         approved_at: approved_at(csr),
-        request: Arc::new(parse_request(&spec.request.0)),
+        request,
     }
 }
 

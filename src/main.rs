@@ -3,7 +3,12 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 use csr_approver::cli::{Cli, plugin_bin_name};
 
-#[tokio::main]
+// One thread. The controller waits on the API server almost all the time and decides in
+// microseconds; a worker pool only adds cross-thread wake-ups (a serving storm spent a third
+// of its CPU in the kernel's task switching) and a malloc arena per thread. Measured in a
+// 1000-node serving storm (bench/side-by-side.sh): 14 % less CPU per approval, same latency.
+// `tokio::fs` and DNS still use tokio's blocking pool.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let mut command = Cli::command();
     // Run as `kubectl csr-approver …`, usage and errors name the command the admin typed.

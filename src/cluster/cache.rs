@@ -17,6 +17,7 @@ use crate::decision::CsrFacts;
 use crate::facts;
 use crate::gather::Reading;
 use crate::inventory::{CsrState, CsrSummary, Inventory};
+use crate::request::{ParsedRequest, RequestError};
 use crate::vocabulary::is_kubelet_signer;
 
 /// The inventory shared by the watches (writers) and reconciles (readers).
@@ -34,12 +35,19 @@ pub(super) struct CacheState {
     /// re-list older than our write still shows the CSR pending; without this the cache
     /// would go back in time and the CSR would be judged again.
     written: HashMap<String, OwnVerdict>,
-    /// The facts of each pending CSR as its latest watch event showed it (request parsed
-    /// and verified), by name, with that event's resourceVersion: a reconcile of the same
-    /// version reads them instead of parsing the request again.
-    pending_facts: HashMap<String, (Option<String>, CsrFacts)>,
+    /// The request of each pending CSR, parsed and verified, by name: a CSR's spec never
+    /// changes, so every later event and reconcile of the same object (its uid) reads this
+    /// parse instead of parsing and verifying again.
+    requests: HashMap<String, KnownRequest>,
     /// Decisions of ours of the last minutes, for a new leader to explain if unexplained.
     recent: RecentDecisions,
+}
+
+/// A pending CSR's request as first read, and the object it was read from.
+#[derive(Debug, Clone)]
+struct KnownRequest {
+    uid: String,
+    request: Arc<Result<ParsedRequest, RequestError>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +60,15 @@ struct OwnVerdict {
 }
 
 impl CacheState {
+    /// The request of `csr` as parsed when this object was first seen pending, if it was.
+    fn known_request(
+        &self,
+        csr: &CertificateSigningRequest,
+    ) -> Option<Arc<Result<ParsedRequest, RequestError>>> {
+        let known = self.requests.get(csr.metadata.name.as_deref()?)?;
+        (Some(known.uid.as_str()) == csr.metadata.uid.as_deref()).then(|| known.request.clone())
+    }
+
     /// Whether our verdict still stands over what the watch shows for CSR `name` with
     /// `uid` in `state`; forgets it once it no longer does.
     fn own_verdict(
@@ -86,12 +103,11 @@ impl CacheState {
     fn take_in(&mut self, seen: SeenCsr, now: Timestamp) -> (CsrSummary, Option<OwnVerdict>) {
         let SeenCsr {
             uid,
-            resource_version,
             summary,
             pending,
             ours_at,
         } = seen;
-        self.keep_facts(&summary.name, resource_version, pending);
+        self.keep_request(&summary.name, uid.as_deref(), pending);
         if let Some(at) = ours_at {
             self.recent.insert(at, &summary.name, uid.as_deref(), now);
         }
@@ -99,27 +115,26 @@ impl CacheState {
         (summary, own)
     }
 
-    /// Keeps a pending CSR's facts for its reconcile; a decided one needs none.
-    fn keep_facts(
-        &mut self,
-        name: &str,
-        resource_version: Option<String>,
-        pending: Option<CsrFacts>,
-    ) {
-        match pending {
-            Some(facts) => {
-                self.pending_facts
-                    .insert(name.to_string(), (resource_version, facts));
+    /// Keeps a pending CSR's parsed request for its later events and reconciles; a decided
+    /// one needs none.
+    fn keep_request(&mut self, name: &str, uid: Option<&str>, pending: Option<CsrFacts>) {
+        match (pending, uid) {
+            (Some(facts), Some(uid)) => {
+                let known = KnownRequest {
+                    uid: uid.to_string(),
+                    request: facts.request,
+                };
+                self.requests.insert(name.to_string(), known);
             }
-            None => {
-                self.pending_facts.remove(name);
+            _ => {
+                self.requests.remove(name);
             }
         }
     }
 
     pub(super) fn forget_csr(&mut self, name: &str) {
         self.written.remove(name);
-        self.pending_facts.remove(name);
+        self.requests.remove(name);
         self.recent.forget(name);
         self.inventory.remove_csr(name);
     }
@@ -129,7 +144,7 @@ impl CacheState {
         // A CSR missing from a list taken after our write was deleted meanwhile.
         let names: HashSet<&str> = listed.iter().map(|c| c.summary.name.as_str()).collect();
         self.written.retain(|name, _| names.contains(name.as_str()));
-        self.pending_facts.clear();
+        self.requests.clear();
         self.recent.clear();
         let now = Timestamp::now();
         let mut kept = Vec::new();
@@ -148,12 +163,12 @@ impl CacheState {
     }
 }
 
-/// A CSR as one watch event showed it: read (and its request parsed) once, here. A re-list
-/// holds thousands of these until it is done, so a decided CSR keeps only its summary.
+/// A CSR as one watch event showed it: read here, its request parsed only the first time
+/// the object is seen pending. A re-list holds thousands of these until it is done, so a
+/// decided CSR keeps only its summary.
 #[derive(Debug, Clone)]
 pub(super) struct SeenCsr {
     uid: Option<String>,
-    resource_version: Option<String>,
     summary: CsrSummary,
     /// The facts of a pending CSR, for its reconcile.
     pending: Option<CsrFacts>,
@@ -162,19 +177,31 @@ pub(super) struct SeenCsr {
 }
 
 impl SeenCsr {
-    pub(super) fn of(csr: &CertificateSigningRequest) -> SeenCsr {
+    /// `known`: the request of this very object (same uid) as parsed before, if it was.
+    pub(super) fn of(
+        csr: &CertificateSigningRequest,
+        known: Option<Arc<Result<ParsedRequest, RequestError>>>,
+    ) -> SeenCsr {
         // Only a pending CSR is decided on, so only its request is verified; a decided one
-        // is summarised for the rules that count decisions.
-        let (summary, pending) = match facts::csr_state(csr) {
-            CsrState::Pending => {
+        // is summarised for the rules that count decisions — from its verified parse if it
+        // was seen pending (its approval is the usual next event), else from its subject.
+        let (summary, pending) = match (facts::csr_state(csr), known) {
+            (CsrState::Pending, Some(request)) => {
+                let facts = facts::csr_facts_with_request(csr, request);
+                (facts::csr_summary(&facts), Some(facts))
+            }
+            (CsrState::Pending, None) => {
                 let facts = facts::csr_facts(csr);
                 (facts::csr_summary(&facts), Some(facts))
             }
-            decided => (facts::decided_csr_summary(csr, decided), None),
+            (_, Some(request)) if request.is_ok() => {
+                let facts = facts::csr_facts_with_request(csr, request);
+                (facts::csr_summary(&facts), None)
+            }
+            (decided, _) => (facts::decided_csr_summary(csr, decided), None),
         };
         SeenCsr {
             uid: csr.metadata.uid.clone(),
-            resource_version: csr.metadata.resource_version.clone(),
             summary,
             pending,
             ours_at: approval::written_decision(csr).and_then(|w| w.at),
@@ -224,33 +251,41 @@ impl ClusterCache {
         cache.inventory.set_csr_state(name, state, at);
     }
 
-    /// The facts of `csr`: as its watch event read them when that event showed this
-    /// resourceVersion (the usual case: the watch feeds the reconciles), else read now.
-    /// Either way its request is parsed once per version, not once per reconcile.
+    /// The facts of `csr`, its request as its watch parsed it when the object was first
+    /// seen pending (the usual case: the watch feeds the reconciles), else parsed now.
     pub fn csr_facts(&self, csr: &CertificateSigningRequest) -> CsrFacts {
-        let cache = self.state.read().unwrap_or_else(|p| p.into_inner());
-        match (csr.metadata.name.as_deref(), &csr.metadata.resource_version) {
-            (Some(name), Some(version)) => match cache.pending_facts.get(name) {
-                Some((Some(seen), facts)) if seen == version => facts.clone(),
-                _ => facts::csr_facts(csr),
-            },
-            _ => facts::csr_facts(csr),
+        match self.known_request(csr) {
+            Some(request) => facts::csr_facts_with_request(csr, request),
+            None => facts::csr_facts(csr),
         }
     }
 
-    #[cfg(test)]
-    fn read_facts(&self, name: &str) -> Option<CsrFacts> {
+    /// The request of `csr` as parsed when this object (its uid) was first seen pending.
+    pub(super) fn known_request(
+        &self,
+        csr: &CertificateSigningRequest,
+    ) -> Option<Arc<Result<ParsedRequest, RequestError>>> {
         let cache = self.state.read().unwrap_or_else(|p| p.into_inner());
-        cache
-            .pending_facts
-            .get(name)
-            .map(|(_, facts)| facts.clone())
+        cache.known_request(csr)
+    }
+
+    /// Takes in one CSR event, parsing its request only if this object was not seen
+    /// pending before.
+    pub(super) fn observe_event(&self, csr: &CertificateSigningRequest) {
+        let seen = SeenCsr::of(csr, self.known_request(csr));
+        self.write().observe_csr(seen);
+    }
+
+    #[cfg(test)]
+    fn read_request(&self, name: &str) -> Option<Arc<Result<ParsedRequest, RequestError>>> {
+        let cache = self.state.read().unwrap_or_else(|p| p.into_inner());
+        cache.requests.get(name).map(|known| known.request.clone())
     }
 
     /// Shows the cache one CSR event, as its watch would.
     #[cfg(test)]
     pub(crate) fn observe(&self, csr: &CertificateSigningRequest) {
-        self.write().observe_csr(SeenCsr::of(csr));
+        self.observe_event(csr);
     }
 
     /// Changes the inventory directly, as a watch would.

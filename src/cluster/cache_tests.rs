@@ -28,11 +28,14 @@ fn csr(name: &str, uid: &str, approved: bool) -> CertificateSigningRequest {
 }
 
 fn observe(cache: &ClusterCache, csr: &CertificateSigningRequest) {
-    cache.write().observe_csr(SeenCsr::of(csr));
+    cache.observe_event(csr);
 }
 
 fn relist(cache: &ClusterCache, csrs: &[CertificateSigningRequest]) {
-    let listed = csrs.iter().map(SeenCsr::of).collect();
+    let listed = csrs
+        .iter()
+        .map(|csr| SeenCsr::of(csr, cache.known_request(csr)))
+        .collect();
     cache.write().replace_csrs(listed);
 }
 
@@ -93,28 +96,58 @@ fn a_relist_without_the_csr_forgets_our_verdict() {
 }
 
 #[test]
-fn a_reconcile_reads_the_request_its_watch_event_parsed() {
+fn a_request_is_parsed_once_per_object() {
     let cache = ClusterCache::default();
     let seen = csr("a", "uid-a", false);
     observe(&cache, &seen);
-    let kept = cache.read_facts("a").unwrap();
-    // The same resourceVersion: the very parse the watch event made, not a new one.
-    assert!(Arc::ptr_eq(&cache.csr_facts(&seen).request, &kept.request));
-    // A newer version than the watch showed: read from the object, not from the cache.
+    let kept = cache.read_request("a").unwrap();
+    // The reconcile of the object the watch showed reads the watch's parse.
+    assert!(Arc::ptr_eq(&cache.csr_facts(&seen).request, &kept));
+    // A later version of the same object (its spec cannot change): the same parse, with
+    // what the later version says of the rest.
     let mut newer = seen.clone();
     newer.metadata.resource_version = Some("2".to_string());
-    assert!(!Arc::ptr_eq(
-        &cache.csr_facts(&newer).request,
-        &kept.request
-    ));
+    newer.metadata.labels = Some([("k".to_string(), "v".to_string())].into());
+    observe(&cache, &newer);
+    assert!(Arc::ptr_eq(&cache.read_request("a").unwrap(), &kept));
+    assert!(Arc::ptr_eq(&cache.csr_facts(&newer).request, &kept));
+    // Another object under the same name (deleted and re-created, the delete unseen): its
+    // own parse, for the reconcile and for the cache.
+    let other = csr("a", "uid-other", false);
+    assert!(!Arc::ptr_eq(&cache.csr_facts(&other).request, &kept));
+    observe(&cache, &other);
+    assert!(!Arc::ptr_eq(&cache.read_request("a").unwrap(), &kept));
+    observe(&cache, &seen);
+    let kept = cache.read_request("a").unwrap();
     // Decided: nothing kept for a reconcile.
     observe(&cache, &csr("a", "uid-a", true));
-    assert!(cache.read_facts("a").is_none());
+    assert!(cache.read_request("a").is_none());
     // Re-listed pending: kept again; deleted: forgotten.
     relist(&cache, std::slice::from_ref(&seen));
-    assert!(cache.read_facts("a").is_some());
+    assert!(cache.read_request("a").is_some());
+    assert!(!Arc::ptr_eq(&cache.read_request("a").unwrap(), &kept));
     cache.write().forget_csr("a");
-    assert!(cache.read_facts("a").is_none());
+    assert!(cache.read_request("a").is_none());
+}
+
+#[test]
+fn a_decided_csr_seen_pending_before_counts_by_its_verified_parse() {
+    let cache = ClusterCache::default();
+    let valid = request_pem("worker-1", false);
+    observe(&cache, &csr_requesting("a", &valid, false));
+    let mut approved = csr_requesting("a", &valid, true);
+    // What a decided CSR's own subject says is not read again: the verified parse of the
+    // same object is (a spec cannot change; the uid proves it is the same object).
+    approved.spec.request = k8s_openapi::ByteString(b"not read again".to_vec());
+    observe(&cache, &approved);
+    assert_eq!(cache.read().csr_node("a"), Some("worker-1"));
+    assert_eq!(cache.read().csr_state("a"), Some(CsrState::Approved));
+    // Another object under that name is read from its own request.
+    let mut other = csr_requesting("a", &valid, true);
+    other.metadata.uid = Some("uid-b".to_string());
+    other.spec.request = k8s_openapi::ByteString(request_pem("worker-2", false).into_bytes());
+    observe(&cache, &other);
+    assert_eq!(cache.read().csr_node("a"), Some("worker-2"));
 }
 
 /// A PEM request for `system:node:<node>`; `forged` breaks its self-signature.
@@ -172,10 +205,10 @@ fn only_a_pending_request_must_verify_to_count_for_its_node() {
     // counts against — a later request for worker-9 is held back, never let through.
     assert_eq!(inventory.csr_node("forged-decided"), Some("worker-9"));
     drop(inventory);
-    assert!(cache.read_facts("forged-decided").is_none());
+    assert!(cache.read_request("forged-decided").is_none());
     assert!(
         cache
-            .read_facts("forged-pending")
-            .is_some_and(|facts| facts.request.is_err())
+            .read_request("forged-pending")
+            .is_some_and(|request| request.is_err())
     );
 }

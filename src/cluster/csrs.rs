@@ -48,7 +48,7 @@ where
     let mut relist = Vec::new();
     let mut synced = false;
     stream.inspect(move |event| match event {
-        Ok(Event::Apply(csr)) => cache.write().observe_csr(SeenCsr::of(csr)),
+        Ok(Event::Apply(csr)) => cache.observe_event(csr),
         Ok(Event::Delete(csr)) => {
             if let Some(name) = csr.metadata.name.as_deref() {
                 // Its node, as summarised when it arrived: no second parse of the request.
@@ -63,7 +63,7 @@ where
             }
         }
         Ok(Event::Init) => relist.clear(),
-        Ok(Event::InitApply(csr)) => relist.push(SeenCsr::of(csr)),
+        Ok(Event::InitApply(csr)) => relist.push(SeenCsr::of(csr, cache.known_request(csr))),
         Ok(Event::InitDone) => {
             cache.write().replace_csrs(std::mem::take(&mut relist));
             if !synced {
