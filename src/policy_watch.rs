@@ -10,7 +10,7 @@ use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher::{self, Event as WatchEvent};
 use kube::{Client, Resource};
 
@@ -84,7 +84,7 @@ pub struct PolicyWatch {
     pub holder: Arc<PolicyHolder>,
     pub metrics: Metrics,
     pub readiness: Arc<Readiness>,
-    pub recorder: Recorder,
+    pub recorder: crate::approval::Publisher,
     /// Fired after each change of the policy in force: every CSR is reconciled again.
     pub reconcile_all: UnboundedSender<()>,
 }

@@ -2,9 +2,9 @@
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 
-use super::{ApprovalError, FAILURE_REASON};
+use super::{ApprovalError, FAILURE_REASON, Publisher};
 use crate::decision::{Decision, Verdict};
 
 /// The Event that explains a decision, as `kubectl describe csr` shows it.
@@ -20,9 +20,9 @@ pub fn event_for(decision: &Decision, dry_run: bool) -> Option<Event> {
     } else {
         ""
     };
-    // The Recorder folds Events that share type, reason and action into one series that
-    // keeps its first note: a CSR that waits for one reason, then another, must get a new
-    // Event saying the new one.
+    // The action names the reason too: kube's Recorder folds Events that share type, reason
+    // and action into one series keeping its first note, and `check` and readers of Events
+    // tell a new reason to wait by it.
     let action = match decision.verdict {
         Verdict::Wait => format!("{action}:{}", decision.reason.as_str()),
         _ => action.to_string(),
@@ -113,12 +113,12 @@ pub fn failure_event(decision: &Decision, error: &ApprovalError) -> Event {
 /// Publishes an Event about a CSR; failures are logged (and returned, to be counted), never
 /// fatal to the decision.
 pub async fn publish(
-    recorder: &Recorder,
+    publisher: &Publisher,
     csr: &CertificateSigningRequest,
     event: &Event,
 ) -> Result<(), kube::Error> {
     let reference = csr.object_ref(&());
-    recorder.publish(event, &reference).await.inspect_err(|error| {
+    publisher.publish(event, &reference).await.inspect_err(|error| {
         tracing::warn!(csr = csr.metadata.name.as_deref().unwrap_or_default(), %error, "could not publish Event");
     })
 }

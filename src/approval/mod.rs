@@ -3,14 +3,17 @@
 //!
 //! - [`write`]: the conditional write of a verdict, re-reading once on a conflict.
 //! - [`event`]: the Events that explain a decision or a failed write.
+//! - [`publisher`]: publishing an Event (kube's `Recorder`, without its cache).
 //! - [`written`]: decisions found written on a CSR, and whether an Event explains them.
 //! - here: the names every writer and reader agrees on, and the bounded failure causes.
 
 mod event;
+mod publisher;
 mod write;
 mod written;
 
 pub use event::{event_for, failure_event, publish};
+pub use publisher::Publisher;
 pub use write::{Written, write_verdict};
 pub use written::{
     EXPLAINED_AFTER_THE_FACT_WITHIN, WrittenDecision, event_for_written, explained_already,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::Client;
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 
 use super::memory::Memory;
 use crate::approval;
@@ -23,7 +23,7 @@ pub(super) struct Context {
     pub(super) cache: Arc<ClusterCache>,
     pub(super) policy: Arc<PolicyHolder>,
     pub(super) metrics: Metrics,
-    pub(super) recorder: Recorder,
+    pub(super) recorder: approval::Publisher,
     /// Open while this replica holds the Lease and renewed it recently enough (the fence).
     pub(super) leader: WriteGate,
     /// Open once every watch the decision reads has listed and a policy is in force.
@@ -54,7 +54,7 @@ impl Context {
         cache: Arc<ClusterCache>,
         policy: Arc<PolicyHolder>,
         metrics: Metrics,
-        recorder: Recorder,
+        recorder: approval::Publisher,
         leader: WriteGate,
         readiness: Arc<Readiness>,
     ) -> Context {
@@ -74,9 +74,9 @@ impl Context {
         }
     }
 
-    /// The Event recorder every replica uses; `instance` names the replica.
-    pub(super) fn recorder(client: Client, instance: Option<String>) -> Recorder {
-        Recorder::new(
+    /// The Event publisher every replica uses; `instance` names the replica.
+    pub(super) fn recorder(client: Client, instance: Option<String>) -> approval::Publisher {
+        approval::Publisher::new(
             client,
             Reporter {
                 controller: approval::CONTROLLER.to_string(),
