@@ -38,9 +38,19 @@ pub use wire::WatchedCsr;
 /// spelled out because it matters). A first list or a re-list is then never older than
 /// what this replica has already seen or written; `Any` would be served from the
 /// apiserver's watch cache, which may lag behind (a Node missing, a CSR still pending).
+/// Pages of [`LIST_PAGE_SIZE`].
 pub fn watch_config() -> watcher::Config {
-    watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent)
+    watcher::Config::default()
+        .list_semantic(watcher::ListSemantic::MostRecent)
+        .page_size(LIST_PAGE_SIZE)
 }
+
+/// Objects per list page (kube's default is 500). A page is read whole before it is
+/// decoded, and 500 kubelet Nodes are 3 MB of JSON, copied once more into text: glibc kept
+/// the heap those pages grew to. With 100, csr-approver's RSS after syncing 5000 Nodes +
+/// 5000 Machines + 5000 decided CSRs fell from 39 to 33 MiB (two starts each, one control
+/// plane, December 2026), for a few more list requests at start and after an outage.
+pub const LIST_PAGE_SIZE: u32 = 100;
 
 /// Which CSRs to reconcile because something they depend on changed.
 pub type Trigger = UnboundedSender<ObjectRef<CertificateSigningRequest>>;
