@@ -19,8 +19,8 @@ use k8s_openapi::api::certificates::v1::{
 };
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use kube::api::{ApiResource, DynamicObject};
-use kube::core::{DynamicResourceScope, Resource, TypeMeta};
+use kube::api::DynamicObject;
+use kube::core::{Resource, TypeMeta};
 use kube::runtime::watcher::Event;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -147,30 +147,6 @@ impl<'de> Deserialize<'de> for WatchedCsr {
     }
 }
 
-impl Resource for WatchedCsr {
-    type DynamicType = ();
-    type Scope = <CertificateSigningRequest as Resource>::Scope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        <CertificateSigningRequest as Resource>::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        <CertificateSigningRequest as Resource>::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        <CertificateSigningRequest as Resource>::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        <CertificateSigningRequest as Resource>::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.0.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.0.metadata
-    }
-}
-
 /// A Node as its watch reads it: metadata identity and `status.addresses`.
 #[derive(Debug, Clone)]
 pub struct WatchedNode(pub Node);
@@ -196,30 +172,6 @@ impl<'de> Deserialize<'de> for WatchedNode {
             }),
             ..Node::default()
         }))
-    }
-}
-
-impl Resource for WatchedNode {
-    type DynamicType = ();
-    type Scope = <Node as Resource>::Scope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        <Node as Resource>::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        <Node as Resource>::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        <Node as Resource>::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        <Node as Resource>::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.0.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.0.metadata
     }
 }
 
@@ -270,32 +222,42 @@ impl<'de> Deserialize<'de> for WatchedMachine {
     }
 }
 
-impl Resource for WatchedMachine {
-    type DynamicType = ApiResource;
-    type Scope = DynamicResourceScope;
+/// `Resource` for a watched form: the API of the type it stands for (so a watch on it lists
+/// and watches that type's endpoint), the metadata it holds.
+macro_rules! resource_as {
+    ($watched:ty, $whole:ty) => {
+        impl Resource for $watched {
+            type DynamicType = <$whole as Resource>::DynamicType;
+            type Scope = <$whole as Resource>::Scope;
 
-    fn kind(dt: &ApiResource) -> Cow<'_, str> {
-        <DynamicObject as Resource>::kind(dt)
-    }
-    fn group(dt: &ApiResource) -> Cow<'_, str> {
-        <DynamicObject as Resource>::group(dt)
-    }
-    fn version(dt: &ApiResource) -> Cow<'_, str> {
-        <DynamicObject as Resource>::version(dt)
-    }
-    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
-        <DynamicObject as Resource>::api_version(dt)
-    }
-    fn plural(dt: &ApiResource) -> Cow<'_, str> {
-        <DynamicObject as Resource>::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.0.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.0.metadata
-    }
+            fn kind(dt: &Self::DynamicType) -> Cow<'_, str> {
+                <$whole as Resource>::kind(dt)
+            }
+            fn group(dt: &Self::DynamicType) -> Cow<'_, str> {
+                <$whole as Resource>::group(dt)
+            }
+            fn version(dt: &Self::DynamicType) -> Cow<'_, str> {
+                <$whole as Resource>::version(dt)
+            }
+            fn api_version(dt: &Self::DynamicType) -> Cow<'_, str> {
+                <$whole as Resource>::api_version(dt)
+            }
+            fn plural(dt: &Self::DynamicType) -> Cow<'_, str> {
+                <$whole as Resource>::plural(dt)
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.0.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.0.metadata
+            }
+        }
+    };
 }
+
+resource_as!(WatchedCsr, CertificateSigningRequest);
+resource_as!(WatchedNode, Node);
+resource_as!(WatchedMachine, DynamicObject);
 
 #[cfg(test)]
 mod tests {
@@ -303,6 +265,7 @@ mod tests {
 
     use super::*;
     use crate::facts::{machine_info_from_object, node_info};
+    use kube::api::ApiResource;
     use serde_json::json;
 
     /// A Node as a kubelet writes it, with everything the record does not keep.
@@ -407,6 +370,20 @@ mod tests {
         let put = serde_json::to_value(&watched.0).unwrap();
         assert_eq!(put["metadata"]["annotations"]["note"], "kept");
         assert!(put["metadata"].get("managedFields").is_none());
+    }
+
+    #[test]
+    fn a_watched_form_lists_and_watches_the_endpoint_of_its_type() {
+        assert_eq!(WatchedNode::url_path(&(), None), "/api/v1/nodes");
+        assert_eq!(
+            WatchedCsr::url_path(&(), None),
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+        );
+        assert_eq!(
+            WatchedMachine::url_path(&machine_resource(), None),
+            "/apis/machine.openshift.io/v1beta1/machines"
+        );
+        assert_eq!(WatchedNode::kind(&()), "Node");
     }
 
     fn machine_resource() -> ApiResource {
