@@ -20,9 +20,9 @@ pub fn event_for(decision: &Decision, dry_run: bool) -> Option<Event> {
     } else {
         ""
     };
-    // The action names the reason too: kube's Recorder folds Events that share type, reason
-    // and action into one series keeping its first note, and `check` and readers of Events
-    // tell a new reason to wait by it.
+    // The action names the reason too, so a CSR that waits for one reason, then another,
+    // gets an Event saying the new one even where Events sharing type, reason and action
+    // are folded into one series keeping its first note (as kube's Recorder folds them).
     let action = match decision.verdict {
         Verdict::Wait => format!("{action}:{}", decision.reason.as_str()),
         _ => action.to_string(),

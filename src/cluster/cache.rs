@@ -186,12 +186,8 @@ impl SeenCsr {
         // is summarised for the rules that count decisions — from its verified parse if it
         // was seen pending (its approval is the usual next event), else from its subject.
         let (summary, pending) = match (facts::csr_state(csr), known) {
-            (CsrState::Pending, Some(request)) => {
-                let facts = facts::csr_facts_with_request(csr, request);
-                (facts::csr_summary(&facts), Some(facts))
-            }
-            (CsrState::Pending, None) => {
-                let facts = facts::csr_facts(csr);
+            (CsrState::Pending, known) => {
+                let facts = facts_reusing(csr, known);
                 (facts::csr_summary(&facts), Some(facts))
             }
             (_, Some(request)) if request.is_ok() => {
@@ -206,6 +202,17 @@ impl SeenCsr {
             pending,
             ours_at: approval::written_decision(csr).and_then(|w| w.at),
         }
+    }
+}
+
+/// The facts of `csr`, with its request as parsed before (`known`, same object) or now.
+fn facts_reusing(
+    csr: &CertificateSigningRequest,
+    known: Option<Arc<Result<ParsedRequest, RequestError>>>,
+) -> CsrFacts {
+    match known {
+        Some(request) => facts::csr_facts_with_request(csr, request),
+        None => facts::csr_facts(csr),
     }
 }
 
@@ -254,10 +261,7 @@ impl ClusterCache {
     /// The facts of `csr`, its request as its watch parsed it when the object was first
     /// seen pending (the usual case: the watch feeds the reconciles), else parsed now.
     pub fn csr_facts(&self, csr: &CertificateSigningRequest) -> CsrFacts {
-        match self.known_request(csr) {
-            Some(request) => facts::csr_facts_with_request(csr, request),
-            None => facts::csr_facts(csr),
-        }
+        facts_reusing(csr, self.known_request(csr))
     }
 
     /// The request of `csr` as parsed when this object (its uid) was first seen pending.

@@ -14,11 +14,12 @@ use crate::inventory::CsrState;
 use crate::vocabulary::is_kubelet_signer;
 
 /// What of the CSR watch reaches the controller's store, applied after [`track_csrs`] has
-/// summarised every event: only CSRs awaiting a decision (pending, of a kubelet signer;
-/// the watch read them without managed fields, `wire`). A decided CSR leaves the store (its update becomes a delete
-/// there) and a re-list does not put it back: no reconcile acts on it — its summary is in
-/// the cache, and a recent decision of ours that lacks its Event is explained from there
-/// (`controller::explain`). With thousands of decided CSRs they were most of the store.
+/// summarised every event: only CSRs awaiting a decision (pending, of a kubelet signer; the
+/// watch read them without managed fields, `wire`). A decided CSR leaves the store (its
+/// update becomes a delete there) and a re-list does not put it back: no reconcile acts on
+/// it — its summary is in the cache, and a recent decision of ours that lacks its Event is
+/// explained from there (`controller::explain`). With thousands of decided CSRs they were
+/// most of the store.
 pub fn for_the_store(
     event: Event<CertificateSigningRequest>,
 ) -> Option<Event<CertificateSigningRequest>> {
