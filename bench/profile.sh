@@ -9,7 +9,8 @@
 #   PROFILE_MODE=join bench/profile.sh 1000
 #
 # Environment: PROFILE_MODE (serving | join; serving = --serving-only), PROFILE_FREQ (sampling
-# Hz, 999), PROFILE_CALL_GRAPH (dwarf: record stacks too, for `perf report --children`), PROFILE_CONCURRENCY (50), PROFILE_BIN (the csr-approver binary to profile,
+# Hz, 999), PROFILE_CALL_GRAPH (dwarf: record stacks too, for `perf report --children`),
+# PROFILE_CONCURRENCY (50), PROFILE_BIN (the csr-approver binary to profile,
 # target/release/csr-approver), PROFILE_DIR (/tmp/csr-approver-bench-profile),
 # PROFILE_ETCD_PORT (25090, peer +1), PROFILE_APISERVER_PORT (17743), PROFILE_HTTP_PORT (18186).
 # Needs `perf` (Debian's linux-perf). Results: bench/results/profile-<mode>-<N>.{txt,data}.
@@ -60,27 +61,30 @@ kill -INT "$perf_pid"; wait "$perf_pid" || true; extra_pids=""
 approvals=$(grep -h '^{' "$work/sim.out" | tail -n 1 | jq --arg m "$mode" '.joined * (if $m == "join" then 2 else 1 end)')
 
 # Symbols → the work they belong to (first match wins; a symbol's crate path names it).
-perf report -i "$data" --no-children --sort symbol --stdio 2>/dev/null |
-  awk '/^ +[0-9.]+%/ { pct = $1; sub(/%/, "", pct); $1 = ""; $2 = ""; $3 = ""; print pct "\t" $0 }' >"$work/symbols.tsv"
+# Lines read "  12.34%  [.] symbol   -  -" (columns padded; [k] = kernel): keep the share,
+# the symbol and whether it is the kernel's.
+perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null |
+  sed -nE 's/^ +([0-9.]+)% +\[([.k])\] (.*[^ -]) *( +-)* *$/\1\t\3\t\2/p' >"$work/symbols.tsv"
 {
   echo "csr-approver $(source_version), $mode storm, $nodes nodes, $approvals approvals; controller CPU $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }') s ($(awk -v a="$cpu0" -v b="$cpu1" -v n="$approvals" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }') ms per approval); perf cpu-clock at $freq Hz"
   echo
   echo "share of samples by kind of work:"
   awk -F '\t' '
-    function kind(s) {
+    function kind(s, mark) {
+      if (mark == "k") return "runtime and kernel"
       if (s ~ /serde_json|serde::de|k8s_openapi.*[Dd]eserial|Visitor|deserialize/) return "JSON decoding"
       if (s ~ /serde::ser|[Ss]erializ|to_vec|to_value/) return "JSON encoding"
-      if (s ~ /ring::|rustls|aes|gcm|chacha|sha256|p256|ecdsa|bn_|x25519|GFp_/) return "TLS and signatures (ring, rustls)"
+      if (s ~ /ring::|ring_core|rustls|aes|gcm|chacha|sha256|p256|nistz256|ecdsa|bn_|x25519|GFp_/) return "TLS and signatures (ring, rustls)"
       if (s ~ /x509_parser|der_parser|asn1_rs|x509_cert|der::|nom::|request::/) return "CSR request parsing"
       if (s ~ /hyper|h2::|http::|httparse|tower|kube_client/) return "HTTP client (hyper, kube-client)"
       if (s ~ /tracing|fmt::|core::fmt|Formatter|write_str|write_fmt/) return "logging and formatting"
       if (s ~ /malloc|free|realloc|calloc|memcpy|memmove|memset|_int_|alloc::|RawVec|drop_in_place/) return "allocation, copying, dropping"
       if (s ~ /csr_approver::decision|csr_approver::inventory|csr_approver::facts|csr_approver::cluster/) return "csr-approver: cache and decisions"
       if (s ~ /csr_approver::/) return "csr-approver: other"
-      if (s ~ /tokio|futures|mio|epoll|parking_lot|__lll|pthread|syscall|entry_SYSCALL|\[k\]/) return "runtime and kernel"
+      if (s ~ /tokio|futures|mio|epoll|parking_lot|__lll|pthread|syscall/) return "runtime and kernel"
       return "other"
     }
-    { share[kind($2)] += $1 }
+    { share[kind($2, $3)] += $1 }
     END { for (k in share) printf "  %5.1f%%  %s\n", share[k], k }' "$work/symbols.tsv" | sort -rn
   echo
   echo "top symbols:"
