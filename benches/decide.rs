@@ -73,7 +73,7 @@ fn inventory(now: Timestamp) -> Inventory {
         });
         if registered {
             nodes.push(NodeInfo {
-                name: name.clone(),
+                name: name.as_str().into(),
                 addresses: vec![
                     TypedAddress::new("InternalIP", &ip),
                     TypedAddress::new("Hostname", &name),

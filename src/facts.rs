@@ -48,7 +48,7 @@ pub fn csr_facts_with_request(
 /// A CSR as the duplicate and flood rules see it, from its facts.
 pub fn csr_summary(facts: &CsrFacts) -> CsrSummary {
     CsrSummary {
-        name: facts.name.clone(),
+        name: facts.name.as_str().into(),
         signer: facts.signer_name.clone(),
         created: facts.created,
         state: facts.state,
@@ -66,7 +66,7 @@ pub fn decided_csr_summary(csr: &CertificateSigningRequest, state: CsrState) -> 
     let spec = &csr.spec;
     let common_names = decided_request_common_names(&spec.request.0);
     CsrSummary {
-        name: csr.metadata.name.clone().unwrap_or_default(),
+        name: csr.metadata.name.as_deref().unwrap_or_default().into(),
         signer: spec.signer_name.clone(),
         created: csr.metadata.creation_timestamp.as_ref().map(|t| t.0),
         state,
@@ -143,42 +143,68 @@ pub fn node_info(node: &Node) -> Option<NodeInfo> {
                 .collect()
         })
         .unwrap_or_default();
-    Some(NodeInfo { name, addresses })
+    Some(NodeInfo {
+        name: name.into(),
+        addresses,
+    })
 }
 
 /// A Machine of either API as the API server returns it: list items may lack
-/// `apiVersion`, which `resource` supplies.
+/// `apiVersion`, which `resource` supplies. Read from the typed metadata and the status
+/// as decoded, not through a JSON copy of the object: the Machine watch does this for every
+/// event.
 pub fn machine_info_from_object(
     object: &DynamicObject,
     resource: &ApiResource,
 ) -> Option<MachineInfo> {
-    let mut value = serde_json::to_value(object).ok()?;
-    if value.get("apiVersion").is_none() {
-        value["apiVersion"] = Value::String(resource.api_version.clone());
-    }
-    machine_info(&value)
+    let metadata = &object.metadata;
+    machine_record(MachineFields {
+        api_version: object
+            .types
+            .as_ref()
+            .map_or(resource.api_version.as_str(), |t| t.api_version.as_str()),
+        name: metadata.name.as_deref()?,
+        namespace: metadata.namespace.as_deref().unwrap_or_default(),
+        created: metadata.creation_timestamp.as_ref().map(|t| t.0),
+        deleting: metadata.deletion_timestamp.is_some(),
+        status: object.data.get("status"),
+    })
 }
 
 /// A Machine of either API from its JSON form. Both APIs share the shape this needs:
 /// `status.addresses[{type,address}]` and `status.nodeRef.name`.
 pub fn machine_info(object: &Value) -> Option<MachineInfo> {
-    let api_version = object.get("apiVersion")?.as_str()?;
-    let api_group = api_version.split('/').next()?.to_string();
     let metadata = object.get("metadata")?;
-    let name = metadata.get("name")?.as_str()?.to_string();
-    let namespace = metadata
-        .get("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let created = metadata
-        .get("creationTimestamp")
-        .and_then(Value::as_str)
-        .and_then(|t| t.parse::<Timestamp>().ok());
-    let deleting = metadata
-        .get("deletionTimestamp")
-        .is_some_and(|t| !t.is_null());
-    let status = object.get("status");
+    machine_record(MachineFields {
+        api_version: object.get("apiVersion")?.as_str()?,
+        name: metadata.get("name")?.as_str()?,
+        namespace: metadata
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        created: metadata
+            .get("creationTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<Timestamp>().ok()),
+        deleting: metadata
+            .get("deletionTimestamp")
+            .is_some_and(|t| !t.is_null()),
+        status: object.get("status"),
+    })
+}
+
+/// What a Machine record is made of, however the object was read.
+struct MachineFields<'a> {
+    api_version: &'a str,
+    name: &'a str,
+    namespace: &'a str,
+    created: Option<Timestamp>,
+    deleting: bool,
+    status: Option<&'a Value>,
+}
+
+fn machine_record(fields: MachineFields<'_>) -> Option<MachineInfo> {
+    let status = fields.status;
     let addresses = status
         .and_then(|s| s.get("addresses"))
         .and_then(Value::as_array)
@@ -199,13 +225,13 @@ pub fn machine_info(object: &Value) -> Option<MachineInfo> {
         .filter(|n| !n.is_empty())
         .map(normalize_dns_name);
     Some(MachineInfo {
-        api_group,
-        namespace,
-        name,
-        created,
+        api_group: fields.api_version.split('/').next()?.to_string(),
+        namespace: fields.namespace.to_string(),
+        name: fields.name.to_string(),
+        created: fields.created,
         addresses,
         node_ref,
-        deleting,
+        deleting: fields.deleting,
     })
 }
 

@@ -213,7 +213,7 @@ fn machine(
 
 fn node(name: &str, addresses: &[(&str, &str)]) -> NodeInfo {
     NodeInfo {
-        name: name.to_string(),
+        name: name.into(),
         addresses: addresses
             .iter()
             .map(|(k, v)| TypedAddress::new(k, v))

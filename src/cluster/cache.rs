@@ -142,7 +142,7 @@ impl CacheState {
     /// Replaces every CSR, as after a (re-)list.
     pub(super) fn replace_csrs(&mut self, listed: Vec<SeenCsr>) {
         // A CSR missing from a list taken after our write was deleted meanwhile.
-        let names: HashSet<&str> = listed.iter().map(|c| c.summary.name.as_str()).collect();
+        let names: HashSet<&str> = listed.iter().map(|c| &*c.summary.name).collect();
         self.written.retain(|name, _| names.contains(name.as_str()));
         self.requests.clear();
         self.recent.clear();
@@ -328,7 +328,7 @@ impl ClusterCache {
         self.read()
             .pending_since(Timestamp::MIN)
             .filter(|c| is_kubelet_signer(&c.signer))
-            .map(|c| c.name.clone())
+            .map(|c| c.name.to_string())
             .collect()
     }
 
@@ -340,7 +340,7 @@ impl ClusterCache {
             .flat_map(|node| inventory.csrs_for_node(node))
             .filter(|c| c.state == CsrState::Pending)
             .filter(|c| is_kubelet_signer(&c.signer))
-            .map(|c| c.name.clone())
+            .map(|c| c.name.to_string())
             .collect()
     }
 }

@@ -51,11 +51,11 @@ impl Cached for NodeInfo {
     fn apply(self, inventory: &mut Inventory) -> Concerns {
         let name = self.name.clone();
         inventory.upsert_node(self);
-        Concerns::Nodes(vec![name])
+        Concerns::Nodes(vec![name.to_string()])
     }
     fn delete(self, inventory: &mut Inventory) -> Concerns {
         inventory.remove_node(&self.name);
-        Concerns::Nodes(vec![self.name])
+        Concerns::Nodes(vec![self.name.to_string()])
     }
 }
 

@@ -264,7 +264,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
     use super::*;
-    use crate::facts::{machine_info_from_object, node_info};
+    use crate::facts::{machine_info, machine_info_from_object, node_info};
     use kube::api::ApiResource;
     use serde_json::json;
 
@@ -426,6 +426,7 @@ mod tests {
             Some(json!({
                 "addresses": [{"type": "InternalIP", "address": "10.0.0.7"},
                               {"type": "Hostname", "address": "Worker-1."},
+                              {"type": "VIP", "address": "10.0.0.8"},
                               {"type": 7, "address": "10.0.0.9"}],
                 "nodeRef": {"kind": "Node", "name": "worker-1", "uid": "n-1"},
                 "phase": "Running",
@@ -442,9 +443,13 @@ mod tests {
                 for api_version in [false, true] {
                     let object = machine(status.clone(), deleting, api_version);
                     let whole: DynamicObject = serde_json::from_value(object.clone()).unwrap();
+                    let mut as_in_a_file = object.clone();
+                    as_in_a_file["apiVersion"] = json!(resource.api_version);
                     let watched: WatchedMachine = serde_json::from_value(object).unwrap();
                     let expected = machine_info_from_object(&whole, &resource);
                     assert!(expected.is_some());
+                    // The watch reads typed metadata, `check` reads JSON: the same record.
+                    assert_eq!(machine_info(&as_in_a_file), expected);
                     assert_eq!(machine_info_from_object(&watched.0, &resource), expected);
                     assert_eq!(watched.0.metadata.resource_version.as_deref(), Some("7"));
                     assert!(watched.0.data.get("spec").is_none(), "spec is not kept");

@@ -124,7 +124,7 @@ fn check_duplicate(
             .unwrap_or(t)
     });
     let Some(other) = inventory.csrs_for_node(node).find(|other| {
-        other.name != csr.name
+        *other.name != *csr.name
             && other.signer == CLIENT_SIGNER
             && matches!(other.state, CsrState::Approved | CsrState::Issued)
             && other

@@ -77,7 +77,7 @@ pub fn count_pending(
 ) -> usize {
     inventory
         .pending_since(window_start(now))
-        .filter(|c| Some(c.name.as_str()) != except)
+        .filter(|c| Some(&*c.name) != except)
         .filter(|c| could_become_new_node(c, inventory, policy))
         .count()
 }
@@ -115,7 +115,7 @@ pub fn count_new_nodes_approved(inventory: &Inventory, now: Timestamp, except: &
     let since = window_start(now);
     inventory
         .csrs()
-        .filter(|c| c.name != except && c.signer == CLIENT_SIGNER)
+        .filter(|c| &*c.name != except && c.signer == CLIENT_SIGNER)
         .filter(|c| matches!(c.state, CsrState::Approved | CsrState::Issued))
         .filter(|c| !c.requester.starts_with(NODE_USER_PREFIX))
         .filter(|c| c.approved_at.or(c.created).is_some_and(|t| t >= since))

@@ -144,7 +144,7 @@ fn check_once_per_window(
     now: Timestamp,
 ) -> Result<(), Refusal> {
     let earlier = inventory.csrs_for_node(node).find(|other| {
-        other.name != csr.name
+        *other.name != *csr.name
             && other.signer == CLIENT_SIGNER
             && !other.requester.starts_with(NODE_USER_PREFIX)
             && matches!(other.state, CsrState::Approved | CsrState::Issued)

@@ -3,6 +3,7 @@
 //! Kubernetes objects by the controller or from files by `check`; read by `decide`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use sorted_set::SortedSet;
 use std::net::IpAddr;
@@ -13,7 +14,7 @@ mod records;
 mod sorted_set;
 
 pub use records::{
-    Claimant, CsrState, CsrSummary, MachineInfo, MachineKey, NodeInfo, TypedAddress,
+    AddressKind, Claimant, CsrState, CsrSummary, MachineInfo, MachineKey, NodeInfo, TypedAddress,
 };
 
 use crate::evidence::Observations;
@@ -21,21 +22,23 @@ use crate::vocabulary::{AddressValue, canonical_ip};
 
 /// Everything `decide` may consult besides the CSR itself. The controller keeps one up to
 /// date from its watches; `check` builds one from files. Indexed so that one decision costs
-/// the same in a cluster of ten machines or ten thousand.
+/// the same in a cluster of ten machines or ten thousand. The indexes share one copy of
+/// each Node, Machine and CSR name (`Arc`): with thousands of each, separate copies were
+/// most of the allocations the cache holds.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
-    nodes: HashMap<String, NodeInfo>,
+    nodes: HashMap<Arc<str>, NodeInfo>,
     // Ordered, so that decisions and their messages are deterministic.
-    machines: BTreeMap<MachineKey, MachineInfo>,
-    csrs: BTreeMap<String, CsrSummary>,
+    machines: BTreeMap<Arc<MachineKey>, MachineInfo>,
+    csrs: BTreeMap<Arc<str>, CsrSummary>,
     /// Host name (Hostname/InternalDNS address) or linked Node → Machines.
-    machines_by_node: HashMap<String, SortedSet<MachineKey>>,
+    machines_by_node: HashMap<String, SortedSet<Arc<MachineKey>>>,
     /// (API group, namespace) → how many Machines.
     machine_counts: HashMap<(String, String), usize>,
     /// Node name from the CN → CSRs.
-    csrs_by_node: HashMap<String, SortedSet<String>>,
+    csrs_by_node: HashMap<String, SortedSet<Arc<str>>>,
     /// Pending CSRs by creation time, for the flood guard's window.
-    pending: BTreeSet<(Option<Timestamp>, String)>,
+    pending: BTreeSet<(Option<Timestamp>, Arc<str>)>,
     /// ClusterIP(s) of the `default/kubernetes` Service: never a node's address.
     kubernetes_service_ips: Vec<IpAddr>,
     /// Address → everyone who claims it, so ownership is one lookup per SAN.
@@ -46,7 +49,7 @@ pub struct Inventory {
 
 fn node_claims(node: &NodeInfo) -> impl Iterator<Item = (AddressValue, Claimant)> + '_ {
     std::iter::once((
-        AddressValue::Dns(node.name.clone()),
+        AddressValue::Dns(node.name.to_string()),
         Claimant::NodeName(node.name.clone()),
     ))
     .chain(
@@ -56,11 +59,14 @@ fn node_claims(node: &NodeInfo) -> impl Iterator<Item = (AddressValue, Claimant)
     )
 }
 
-fn machine_claims(machine: &MachineInfo) -> impl Iterator<Item = (AddressValue, Claimant)> + '_ {
+fn machine_claims<'a>(
+    machine: &'a MachineInfo,
+    key: &'a Arc<MachineKey>,
+) -> impl Iterator<Item = (AddressValue, Claimant)> + 'a {
     machine
         .addresses
         .iter()
-        .map(|a| (a.value.clone(), Claimant::Machine(machine.key())))
+        .map(|a| (a.value.clone(), Claimant::Machine(key.clone())))
 }
 
 impl Inventory {
@@ -123,7 +129,7 @@ impl Inventory {
     /// Pending CSRs created at or after `since` (or in the future), oldest first.
     pub fn pending_since(&self, since: Timestamp) -> impl Iterator<Item = &CsrSummary> {
         self.pending
-            .range((Some(since), String::new())..)
+            .range((Some(since), Arc::<str>::from(""))..)
             .filter_map(|(_, name)| self.csrs.get(name))
     }
 
@@ -181,7 +187,7 @@ impl Inventory {
     }
 
     pub fn upsert_node(&mut self, node: NodeInfo) {
-        self.remove_node(&node.name.clone());
+        self.remove_node(&node.name);
         self.add_claims(node_claims(&node).collect());
         self.nodes.insert(node.name.clone(), node);
     }
@@ -194,7 +200,7 @@ impl Inventory {
 
     /// Replaces every Node, as after a watch re-list.
     pub fn replace_nodes(&mut self, nodes: impl IntoIterator<Item = NodeInfo>) {
-        let old: Vec<String> = self.nodes.keys().cloned().collect();
+        let old: Vec<Arc<str>> = self.nodes.keys().cloned().collect();
         for name in old {
             self.remove_node(&name);
         }
@@ -204,7 +210,7 @@ impl Inventory {
     }
 
     pub fn upsert_machine(&mut self, machine: MachineInfo) {
-        let key = machine.key();
+        let key = Arc::new(machine.key());
         self.remove_machine(&key);
         for name in machine.node_names() {
             self.machines_by_node
@@ -216,15 +222,15 @@ impl Inventory {
             .machine_counts
             .entry((key.0.clone(), key.1.clone()))
             .or_default() += 1;
-        self.add_claims(machine_claims(&machine).collect());
+        self.add_claims(machine_claims(&machine, &key).collect());
         self.machines.insert(key, machine);
     }
 
     pub fn remove_machine(&mut self, key: &MachineKey) {
-        let Some(old) = self.machines.remove(key) else {
+        let Some((shared_key, old)) = self.machines.remove_entry(key) else {
             return;
         };
-        self.remove_claims(machine_claims(&old).collect());
+        self.remove_claims(machine_claims(&old, &shared_key).collect());
         for name in old.node_names() {
             if let Some(keys) = self.machines_by_node.get_mut(&name) {
                 keys.remove(key);
@@ -248,7 +254,7 @@ impl Inventory {
         api_group: &str,
         machines: impl IntoIterator<Item = MachineInfo>,
     ) {
-        let stale: Vec<MachineKey> = self
+        let stale: Vec<Arc<MachineKey>> = self
             .machines
             .keys()
             .filter(|key| key.0 == api_group)
@@ -263,7 +269,7 @@ impl Inventory {
     }
 
     pub fn upsert_csr(&mut self, csr: CsrSummary) {
-        self.remove_csr(&csr.name.clone());
+        self.remove_csr(&csr.name);
         if let Some(node) = &csr.node_name {
             self.csrs_by_node
                 .entry(node.clone())
@@ -294,7 +300,7 @@ impl Inventory {
         if let Some(node) = &old.node_name
             && let Some(names) = self.csrs_by_node.get_mut(node)
         {
-            names.remove(name);
+            names.remove::<str>(name);
             if names.is_empty() {
                 self.csrs_by_node.remove(node);
             }

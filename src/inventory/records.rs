@@ -1,38 +1,86 @@
 //! The records the inventory keeps: compact facts about Nodes, Machines and CSRs (only
 //! what decisions read, so memory stays flat), and who claims an address.
 
+use std::fmt;
+use std::sync::Arc;
+
 use jiff::Timestamp;
 
 use crate::vocabulary::AddressValue;
 
+/// The type of a Node or Machine address. Kubernetes leaves the field open, so a type it
+/// does not define is kept as written (and names no host); the five it defines take no
+/// allocation, which is most of what 5000 cached Nodes and Machines hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressKind {
+    Hostname,
+    InternalIP,
+    ExternalIP,
+    InternalDNS,
+    ExternalDNS,
+    Other(Box<str>),
+}
+
+impl AddressKind {
+    pub fn parse(kind: &str) -> AddressKind {
+        match kind {
+            "Hostname" => AddressKind::Hostname,
+            "InternalIP" => AddressKind::InternalIP,
+            "ExternalIP" => AddressKind::ExternalIP,
+            "InternalDNS" => AddressKind::InternalDNS,
+            "ExternalDNS" => AddressKind::ExternalDNS,
+            other => AddressKind::Other(other.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            AddressKind::Hostname => "Hostname",
+            AddressKind::InternalIP => "InternalIP",
+            AddressKind::ExternalIP => "ExternalIP",
+            AddressKind::InternalDNS => "InternalDNS",
+            AddressKind::ExternalDNS => "ExternalDNS",
+            AddressKind::Other(other) => other,
+        }
+    }
+
+    /// Whether an address of this type names its machine's host (its node's name).
+    pub fn names_a_host(&self) -> bool {
+        matches!(self, AddressKind::Hostname | AddressKind::InternalDNS)
+    }
+}
+
+impl fmt::Display for AddressKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A Node or Machine address, typed as Kubernetes types them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypedAddress {
-    /// `InternalIP`, `ExternalIP`, `Hostname`, `InternalDNS`, `ExternalDNS`.
-    pub kind: String,
+    pub kind: AddressKind,
     pub value: AddressValue,
 }
 
 impl TypedAddress {
     pub fn new(kind: &str, raw: &str) -> TypedAddress {
-        let value = AddressValue::parse(raw);
         TypedAddress {
-            kind: kind.to_string(),
-            value,
+            kind: AddressKind::parse(kind),
+            value: AddressValue::parse(raw),
         }
     }
 
     /// Whether this address names the host `node` (Hostname or InternalDNS).
     pub fn names_host(&self, node: &str) -> bool {
-        matches!(self.kind.as_str(), "Hostname" | "InternalDNS")
-            && self.value == AddressValue::Dns(node.to_string())
+        self.kind.names_a_host() && matches!(&self.value, AddressValue::Dns(name) if name == node)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
-    /// Normalised node name.
-    pub name: String,
+    /// Normalised node name; shared with the inventory's indexes, which name the Node by it.
+    pub name: Arc<str>,
     pub addresses: Vec<TypedAddress>,
 }
 
@@ -65,9 +113,10 @@ impl MachineInfo {
         self.node_ref.as_deref().or_else(|| {
             self.addresses
                 .iter()
-                .find_map(|a| match (&a.value, a.kind.as_str()) {
-                    (AddressValue::Dns(name), "Hostname" | "InternalDNS") => Some(name.as_str()),
-                    _ => None,
+                .filter(|a| a.kind.names_a_host())
+                .find_map(|a| match &a.value {
+                    AddressValue::Dns(name) => Some(name.as_str()),
+                    AddressValue::Ip(_) | AddressValue::Invalid(_) => None,
                 })
         })
     }
@@ -77,7 +126,7 @@ impl MachineInfo {
     pub fn node_names(&self) -> impl Iterator<Item = String> + '_ {
         self.addresses
             .iter()
-            .filter(|a| matches!(a.kind.as_str(), "Hostname" | "InternalDNS"))
+            .filter(|a| a.kind.names_a_host())
             .filter_map(|a| match &a.value {
                 AddressValue::Dns(name) => Some(name.clone()),
                 AddressValue::Ip(_) | AddressValue::Invalid(_) => None,
@@ -111,7 +160,8 @@ impl CsrState {
 /// Another kubelet CSR in the cluster, as the duplicate and flood rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsrSummary {
-    pub name: String,
+    /// Shared with the inventory's indexes, which name the CSR by it.
+    pub name: Arc<str>,
     pub signer: String,
     pub created: Option<Timestamp>,
     pub state: CsrState,
@@ -130,14 +180,15 @@ pub type MachineKey = (String, String, String);
 
 /// Who says an address is theirs. The decision maps each claimant to the node it speaks
 /// for (and ignores claimants the policy does not trust) to find addresses two nodes claim.
+/// Each names its Node or Machine by the inventory's one shared copy of the name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Claimant {
     /// A Node's name is its own, whoever reports addresses.
-    NodeName(String),
+    NodeName(Arc<str>),
     /// A Node's status lists the address (written by its own kubelet).
-    NodeStatus(String),
+    NodeStatus(Arc<str>),
     /// A Machine's status lists the address.
-    Machine(MachineKey),
+    Machine(Arc<MachineKey>),
 }
 
 impl MachineInfo {
@@ -147,5 +198,61 @@ impl MachineInfo {
             self.namespace.clone(),
             self.name.clone(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_two_host_types_name_a_host_and_any_other_type_is_kept_as_written() {
+        for (kind, names) in [
+            ("Hostname", true),
+            ("InternalDNS", true),
+            ("ExternalDNS", false),
+            ("InternalIP", false),
+            ("ExternalIP", false),
+            // Kubernetes compares address types exactly: a near miss names nothing.
+            ("hostname", false),
+            ("Hostname ", false),
+            ("", false),
+        ] {
+            let address = TypedAddress::new(kind, "worker-1");
+            assert_eq!(address.names_host("worker-1"), names, "{kind:?}");
+            assert_eq!(address.kind.to_string(), kind, "printed as written");
+        }
+        assert!(!TypedAddress::new("Hostname", "worker-2").names_host("worker-1"));
+        assert_eq!(
+            AddressKind::parse("VIP"),
+            AddressKind::Other("VIP".into()),
+            "an unknown type is kept"
+        );
+    }
+
+    #[test]
+    fn a_machine_speaks_for_its_linked_node_else_the_first_host_it_names() {
+        let machine = |addresses: &[(&str, &str)], node_ref: Option<&str>| MachineInfo {
+            api_group: "machine.openshift.io".into(),
+            namespace: "openshift-machine-api".into(),
+            name: "m".into(),
+            created: None,
+            addresses: addresses
+                .iter()
+                .map(|(k, v)| TypedAddress::new(k, v))
+                .collect(),
+            node_ref: node_ref.map(str::to_string),
+            deleting: false,
+        };
+        let named = machine(&[("InternalIP", "10.0.0.1"), ("InternalDNS", "w-1")], None);
+        assert_eq!(named.owner(), Some("w-1"));
+        assert_eq!(named.node_names().collect::<Vec<_>>(), ["w-1"]);
+        let linked = machine(&[("Hostname", "w-1")], Some("w-2"));
+        assert_eq!(linked.owner(), Some("w-2"));
+        assert_eq!(linked.node_names().collect::<Vec<_>>(), ["w-1", "w-2"]);
+        // An unknown type, or a host type holding an IP, names no host.
+        let unnamed = machine(&[("VIP", "w-1"), ("Hostname", "10.0.0.1")], None);
+        assert_eq!(unnamed.owner(), None);
+        assert_eq!(unnamed.node_names().count(), 0);
     }
 }

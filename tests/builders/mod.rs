@@ -277,7 +277,7 @@ pub fn machine(name: &str, created: Timestamp, addresses: &[(&str, &str)]) -> Ma
 
 pub fn node(name: &str, addresses: &[(&str, &str)]) -> NodeInfo {
     NodeInfo {
-        name: name.to_string(),
+        name: name.into(),
         addresses: addresses
             .iter()
             .map(|(k, v)| TypedAddress::new(k, v))
@@ -293,7 +293,7 @@ pub fn summary(
     created: Timestamp,
 ) -> CsrSummary {
     CsrSummary {
-        name: name.to_string(),
+        name: name.into(),
         signer: signer.to_string(),
         created: Some(created),
         state,

@@ -54,7 +54,7 @@ fn with_node(policy: Policy) -> (super::Context, ApiServer) {
     let (ctx, server) = ready(policy);
     ctx.cache.edit(|inventory| {
         inventory.upsert_node(NodeInfo {
-            name: NODE.to_string(),
+            name: NODE.into(),
             addresses: Vec::new(),
         });
     });

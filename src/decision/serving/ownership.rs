@@ -174,9 +174,9 @@ pub(super) fn other_owner(
     let sources = &policy.serving.address_sources;
     for claimant in inventory.claimants(value) {
         let (owner, evidence) = match claimant {
-            Claimant::NodeName(name) => (name.clone(), format!("Node {name}'s name")),
+            Claimant::NodeName(name) => (name.to_string(), format!("Node {name}'s name")),
             Claimant::NodeStatus(name) if sources.contains(&AddressSource::Node) => {
-                (name.clone(), format!("Node {name} status"))
+                (name.to_string(), format!("Node {name} status"))
             }
             Claimant::NodeStatus(_) => continue,
             Claimant::Machine(key) => {
