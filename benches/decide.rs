@@ -60,9 +60,9 @@ fn inventory(now: Timestamp) -> Inventory {
         let ip = format!("10.0.{}.{}", i / 250, i % 250 + 1);
         let registered = i >= 500;
         machines.push(MachineInfo {
-            api_group: "machine.openshift.io".to_string(),
-            namespace: "openshift-machine-api".to_string(),
-            name: name.clone(),
+            api_group: "machine.openshift.io".into(),
+            namespace: "openshift-machine-api".into(),
+            name: name.as_str().into(),
             created: Some(now - SignedDuration::from_mins(5)),
             addresses: vec![
                 TypedAddress::new("InternalDNS", &name),

@@ -2,6 +2,7 @@
 //! files) and `check` (live) all read objects through these functions, so they cannot
 //! disagree on what an object says; the rest of the program sees only the facts.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use serde_json::Value;
 use crate::decision::CsrFacts;
 use crate::inventory::{CsrState, CsrSummary, MachineInfo, NodeInfo, TypedAddress};
 use crate::request::{ParsedRequest, RequestError, decided_request_common_names, parse_request};
-use crate::vocabulary::{node_name_from_cn, normalize_dns_name};
+use crate::vocabulary::{common_or_owned, node_name_from_cn, normalize_dns_name};
 
 /// A CSR's facts, its request parsed and verified here: once per object seen, shared by
 /// every decision and summary made from it.
@@ -49,12 +50,12 @@ pub fn csr_facts_with_request(
 pub fn csr_summary(facts: &CsrFacts) -> CsrSummary {
     CsrSummary {
         name: facts.name.as_str().into(),
-        signer: facts.signer_name.clone(),
+        signer: common_or_owned(&facts.signer_name),
         created: facts.created,
         state: facts.state,
         node_name: subject_node_name(&facts.request),
         requester: facts.username.clone(),
-        groups: facts.groups.clone(),
+        groups: common_groups(&facts.groups),
         approved_at: facts.approved_at,
     }
 }
@@ -67,14 +68,18 @@ pub fn decided_csr_summary(csr: &CertificateSigningRequest, state: CsrState) -> 
     let common_names = decided_request_common_names(&spec.request.0);
     CsrSummary {
         name: csr.metadata.name.as_deref().unwrap_or_default().into(),
-        signer: spec.signer_name.clone(),
+        signer: common_or_owned(&spec.signer_name),
         created: csr.metadata.creation_timestamp.as_ref().map(|t| t.0),
         state,
         node_name: common_names.ok().and_then(|cns| node_name_of(&cns)),
         requester: spec.username.clone().unwrap_or_default(),
-        groups: spec.groups.clone().unwrap_or_default(),
+        groups: common_groups(spec.groups.as_deref().unwrap_or_default()),
         approved_at: approved_at(csr),
     }
+}
+
+fn common_groups(groups: &[String]) -> Vec<Cow<'static, str>> {
+    groups.iter().map(|g| common_or_owned(g)).collect()
 }
 
 /// Only a name `decide` could accept: garbage must not count as a request for a node.
@@ -225,9 +230,9 @@ fn machine_record(fields: MachineFields<'_>) -> Option<MachineInfo> {
         .filter(|n| !n.is_empty())
         .map(normalize_dns_name);
     Some(MachineInfo {
-        api_group: fields.api_version.split('/').next()?.to_string(),
-        namespace: fields.namespace.to_string(),
-        name: fields.name.to_string(),
+        api_group: fields.api_version.split('/').next()?.into(),
+        namespace: fields.namespace.into(),
+        name: fields.name.into(),
         created: fields.created,
         addresses,
         node_ref,

@@ -3,6 +3,7 @@
 //! policy, the decision and `check` cannot disagree on whether two names are the same.
 //! Nothing here reads the cluster, the policy or the clock.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -12,6 +13,29 @@ pub const SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 /// Node identities are users `system:node:<name>`; the CN of a kubelet certificate.
 pub const NODE_USER_PREFIX: &str = "system:node:";
 pub const NODES_GROUP: &str = "system:nodes";
+
+/// Signer names and groups that nearly every kubelet CSR carries: the cache keeps these
+/// once, as static text, instead of once per CSR summary of thousands.
+const COMMON_CSR_WORDS: [&str; 9] = [
+    CLIENT_SIGNER,
+    SERVING_SIGNER,
+    "kubernetes.io/kube-apiserver-client",
+    "kubernetes.io/legacy-unknown",
+    NODES_GROUP,
+    "system:authenticated",
+    "system:bootstrappers",
+    "system:serviceaccounts",
+    "system:serviceaccounts:openshift-machine-config-operator",
+];
+
+/// `text` as the static copy when it is one of the common signer names or groups, else
+/// as written (owned).
+pub fn common_or_owned(text: &str) -> Cow<'static, str> {
+    match COMMON_CSR_WORDS.iter().find(|word| **word == text) {
+        Some(word) => Cow::Borrowed(word),
+        None => Cow::Owned(text.to_string()),
+    }
+}
 
 /// The two signers csr-approver decides for; every other signer is not ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,5 +196,32 @@ impl<'de> serde::Deserialize<'de> for AddressValue {
         AddressValue::parse_valid(&text).ok_or_else(|| {
             serde::de::Error::custom(format!("{text:?} is neither an IP address nor a DNS name"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_words_are_the_static_copy_and_anything_else_is_kept_exactly() {
+        for word in COMMON_CSR_WORDS {
+            // As the API's JSON gives it: another copy of the text.
+            let written = String::from(word);
+            let kept = common_or_owned(&written);
+            assert!(matches!(kept, Cow::Borrowed(_)), "{word}");
+            assert_eq!(kept, word);
+        }
+        // Near misses are other words: kept as written, never the common one.
+        for other in [
+            "system:nodes ",
+            "System:nodes",
+            "kubernetes.io/kubelet-serving/x",
+            "",
+        ] {
+            let kept = common_or_owned(other);
+            assert!(matches!(kept, Cow::Owned(_)), "{other:?}");
+            assert_eq!(kept, other);
+        }
     }
 }

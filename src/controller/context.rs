@@ -34,16 +34,17 @@ pub(super) struct Context {
     /// The write failures explained per CSR (by uid) and cause: one Warning Event for each,
     /// not one per 5-second retry.
     pub(super) failed_writes: Memory<(String, &'static str), ()>,
-    /// Serialises verdict writes so the duplicate and flood rules see each write before
-    /// the next decision that depends on them.
+    /// Serialises the writes of verdicts that other decisions read (client CSRs: the
+    /// duplicate, recovery and flood rules), so each sees the write before it;
+    /// `decision::verdicts_are_read`.
     pub(super) write_lock: tokio::sync::Mutex<()>,
     /// Turns to reconcile, first come first served (see `reconcile`).
     pub(super) turns: tokio::sync::Semaphore,
 }
 
-/// Reconciles past their turn at once. Writes are serialised under `write_lock` anyway, so
-/// more only queue there; each running reconcile holds its whole state (≈ 5 KiB), so a
-/// thousand pending CSRs all running at once held megabytes of it.
+/// Reconciles past their turn at once: as many serving verdicts are written side by side
+/// (client verdicts queue under `write_lock`). Each running reconcile holds its whole
+/// state (≈ 5 KiB), so a thousand pending CSRs all running at once held megabytes of it.
 const MAX_CONCURRENT_RECONCILES: usize = 8;
 
 impl Context {

@@ -13,10 +13,11 @@ use super::effect::{self, Effect};
 use super::explain::{already_explained, explain_written};
 use super::{ReconcileError, writer};
 use crate::approval;
-use crate::decision::{CsrFacts, Decision, Verdict, decide};
+use crate::decision::{CsrFacts, Decision, Verdict, decide, verdicts_are_read};
 use crate::evidence::Wanted;
 use crate::gather::{self, Reading};
 use crate::policy::Policy;
+use crate::vocabulary::Signer;
 
 pub(super) async fn reconcile(
     csr: Arc<CertificateSigningRequest>,
@@ -77,7 +78,10 @@ async fn reconcile_in_turn(
         tracing::debug!(csr = %facts.name, reason = %decision.reason, "ignored");
     }
     let mut effect = effect_now(&ctx, &csr, &decision, &policy);
-    let write_lock = if effect.write {
+    // Verdicts no decision reads (serving) are written side by side: nothing another
+    // reconcile decides can change with them.
+    let others_read_it = Signer::of(&facts.signer_name).is_none_or(verdicts_are_read);
+    let write_lock = if effect.write && others_read_it {
         let lock = ctx.write_lock.lock().await;
         // Decide again under the lock: a write that just landed may change the answer;
         // and ask for leadership at the last moment: the Lease may have gone stale.

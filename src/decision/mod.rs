@@ -46,6 +46,27 @@ use crate::vocabulary::Signer;
 /// machine controller and the apiserver); no more than this.
 pub const MACHINE_CREATION_SKEW: Duration = Duration::from_secs(10);
 
+/// The signers whose CSRs' verdicts a decision for `signer` reads. A client decision reads
+/// those of other client CSRs (the duplicate, recovery and flood rules); a serving decision
+/// reads none — only Nodes, Machines, evidence and the policy. So writing a serving verdict
+/// changes no other decision, and only client verdicts need to be written one at a time
+/// (`controller::reconcile`). Every row of the decision tables checks this: its decision
+/// must not change when verdicts outside this list are added.
+pub fn reads_verdicts_of(signer: Signer) -> &'static [Signer] {
+    match signer {
+        Signer::Client => &[Signer::Client],
+        Signer::Serving => &[],
+    }
+}
+
+/// Whether some decision reads the verdicts of `signer`'s CSRs: then writing one must wait
+/// for the write before it, so that each decision sees the verdicts written before it.
+pub fn verdicts_are_read(signer: Signer) -> bool {
+    Signer::ALL
+        .iter()
+        .any(|reader| reads_verdicts_of(*reader).contains(&signer))
+}
+
 /// The facts about one CSR object that the decision reads (`facts::csr_facts` reads them
 /// from the object).
 #[derive(Debug, Clone, PartialEq, Eq)]

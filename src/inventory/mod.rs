@@ -33,8 +33,8 @@ pub struct Inventory {
     csrs: BTreeMap<Arc<str>, CsrSummary>,
     /// Host name (Hostname/InternalDNS address) or linked Node → Machines.
     machines_by_node: HashMap<String, SortedSet<Arc<MachineKey>>>,
-    /// (API group, namespace) → how many Machines.
-    machine_counts: HashMap<(String, String), usize>,
+    /// (API group, namespace) → how many Machines; the one copy of each that they share.
+    machine_counts: HashMap<(Arc<str>, Arc<str>), usize>,
     /// Node name from the CN → CSRs.
     csrs_by_node: HashMap<String, SortedSet<Arc<str>>>,
     /// Pending CSRs by creation time, for the flood guard's window.
@@ -59,6 +59,7 @@ fn node_claims(node: &NodeInfo) -> impl Iterator<Item = (AddressValue, Claimant)
     )
 }
 
+/// `key`: the Machine's key as the inventory holds it, one allocation its claims share.
 fn machine_claims<'a>(
     machine: &'a MachineInfo,
     key: &'a Arc<MachineKey>,
@@ -110,7 +111,7 @@ impl Inventory {
     pub fn machine_counts(&self) -> impl Iterator<Item = (&str, &str, usize)> {
         self.machine_counts
             .iter()
-            .map(|((group, namespace), n)| (group.as_str(), namespace.as_str(), *n))
+            .map(|((group, namespace), n)| (&**group, &**namespace, *n))
     }
 
     pub fn csrs(&self) -> impl Iterator<Item = &CsrSummary> {
@@ -209,7 +210,8 @@ impl Inventory {
         }
     }
 
-    pub fn upsert_machine(&mut self, machine: MachineInfo) {
+    pub fn upsert_machine(&mut self, mut machine: MachineInfo) {
+        self.share_group_and_namespace(&mut machine);
         let key = Arc::new(machine.key());
         self.remove_machine(&key);
         for name in machine.node_names() {
@@ -224,6 +226,20 @@ impl Inventory {
             .or_default() += 1;
         self.add_claims(machine_claims(&machine, &key).collect());
         self.machines.insert(key, machine);
+    }
+
+    /// Points a Machine's API group and namespace at the copies the Machines already kept
+    /// share: thousands of Machines sit in one or two namespaces of one API group. A scan
+    /// of the (group, namespace) places that hold Machines, which are few.
+    fn share_group_and_namespace(&self, machine: &mut MachineInfo) {
+        for (group, namespace) in self.machine_counts.keys() {
+            if *group == machine.api_group {
+                machine.api_group = group.clone();
+            }
+            if *namespace == machine.namespace {
+                machine.namespace = namespace.clone();
+            }
+        }
     }
 
     pub fn remove_machine(&mut self, key: &MachineKey) {
@@ -257,7 +273,7 @@ impl Inventory {
         let stale: Vec<Arc<MachineKey>> = self
             .machines
             .keys()
-            .filter(|key| key.0 == api_group)
+            .filter(|key| &*key.0 == api_group)
             .cloned()
             .collect();
         for key in &stale {
@@ -315,5 +331,103 @@ impl Inventory {
         for csr in csrs {
             self.upsert_csr(csr);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(namespace: &str, name: &str, ip: &str) -> MachineInfo {
+        MachineInfo {
+            // Built apart, as the watch builds each record: nothing shared yet.
+            api_group: String::from("machine.openshift.io").into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            created: None,
+            addresses: vec![TypedAddress::new("InternalIP", ip)],
+            node_ref: None,
+            deleting: false,
+        }
+    }
+
+    #[test]
+    fn machines_of_one_namespace_share_its_name_and_forget_it_with_the_last_of_them() {
+        let mut inventory = Inventory::default();
+        inventory.upsert_machine(machine("openshift-machine-api", "m-1", "10.0.0.1"));
+        inventory.upsert_machine(machine("openshift-machine-api", "m-2", "10.0.0.2"));
+        inventory.upsert_machine(machine("other", "m-3", "10.0.0.3"));
+        let kept: Vec<&MachineInfo> = inventory.machines().collect();
+        assert_eq!(kept.len(), 3);
+        assert!(Arc::ptr_eq(&kept[0].namespace, &kept[1].namespace));
+        assert!(Arc::ptr_eq(&kept[0].api_group, &kept[2].api_group));
+        assert!(!Arc::ptr_eq(&kept[0].namespace, &kept[2].namespace));
+        let mut counts: Vec<_> = inventory.machine_counts().collect();
+        counts.sort();
+        assert_eq!(
+            counts,
+            [
+                ("machine.openshift.io", "openshift-machine-api", 2),
+                ("machine.openshift.io", "other", 1)
+            ]
+        );
+
+        // A Machine replaced in place keeps one entry and one claim per address.
+        inventory.upsert_machine(machine("openshift-machine-api", "m-2", "10.0.0.9"));
+        let old = AddressValue::parse("10.0.0.2");
+        let new = AddressValue::parse("10.0.0.9");
+        assert_eq!(inventory.claimants(&old).count(), 0);
+        assert_eq!(inventory.claimants(&new).count(), 1);
+
+        let key = |ns: &str, name: &str| -> MachineKey {
+            ("machine.openshift.io".into(), ns.into(), name.into())
+        };
+        inventory.remove_machine(&key("other", "m-3"));
+        inventory.remove_machine(&key("openshift-machine-api", "m-1"));
+        inventory.remove_machine(&key("openshift-machine-api", "m-2"));
+        assert_eq!(inventory.machines().count(), 0);
+        assert_eq!(
+            inventory.machine_counts().count(),
+            0,
+            "nothing kept after them"
+        );
+        assert_eq!(inventory.claimants(&new).count(), 0);
+    }
+
+    #[test]
+    fn a_node_and_its_claims_share_one_copy_of_its_name() {
+        let mut inventory = Inventory::default();
+        inventory.upsert_node(NodeInfo {
+            name: "worker-1".into(),
+            addresses: vec![
+                TypedAddress::new("InternalIP", "10.0.0.1"),
+                TypedAddress::new("Hostname", "worker-1"),
+            ],
+        });
+        let Some(node) = inventory.node("worker-1") else {
+            panic!("the Node is kept");
+        };
+        let by_name: Vec<&Claimant> = inventory
+            .claimants(&AddressValue::parse("worker-1"))
+            .collect();
+        assert_eq!(by_name.len(), 2, "its name and its Hostname address");
+        for claimant in by_name
+            .into_iter()
+            .chain(inventory.claimants(&AddressValue::parse("10.0.0.1")))
+        {
+            match claimant {
+                Claimant::NodeName(name) | Claimant::NodeStatus(name) => {
+                    assert!(Arc::ptr_eq(name, &node.name));
+                }
+                Claimant::Machine(_) => panic!("no Machine here"),
+            }
+        }
+        inventory.remove_node("worker-1");
+        assert_eq!(
+            inventory
+                .claimants(&AddressValue::parse("worker-1"))
+                .count(),
+            0
+        );
     }
 }

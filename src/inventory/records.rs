@@ -1,6 +1,7 @@
 //! The records the inventory keeps: compact facts about Nodes, Machines and CSRs (only
 //! what decisions read, so memory stays flat), and who claims an address.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -86,10 +87,11 @@ pub struct NodeInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineInfo {
-    /// `machine.openshift.io` or `cluster.x-k8s.io`.
-    pub api_group: String,
-    pub namespace: String,
-    pub name: String,
+    /// `machine.openshift.io` or `cluster.x-k8s.io`. This and the namespace are shared by
+    /// every Machine of the inventory in that API group and namespace.
+    pub api_group: Arc<str>,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
     pub created: Option<Timestamp>,
     pub addresses: Vec<TypedAddress>,
     /// Normalised name of the Node this Machine became, once linked.
@@ -162,7 +164,8 @@ impl CsrState {
 pub struct CsrSummary {
     /// Shared with the inventory's indexes, which name the CSR by it.
     pub name: Arc<str>,
-    pub signer: String,
+    /// Common signers and groups are static text (`vocabulary::common_or_owned`).
+    pub signer: Cow<'static, str>,
     pub created: Option<Timestamp>,
     pub state: CsrState,
     /// Normalised node name from the request's CN `system:node:<name>`, when it parses.
@@ -170,13 +173,14 @@ pub struct CsrSummary {
     /// `spec.username` and `spec.groups`: who asked (the flood guard counts only what a
     /// bootstrapper asked for; the new-node cap counts what was granted to one).
     pub requester: String,
-    pub groups: Vec<String>,
+    pub groups: Vec<Cow<'static, str>>,
     /// When the `Approved` condition was written (or when we wrote it), for the new-node cap.
     pub approved_at: Option<Timestamp>,
 }
 
-/// Identifies a Machine across both APIs.
-pub type MachineKey = (String, String, String);
+/// Identifies a Machine across both APIs: API group, namespace, name (shared with its
+/// record, so a key costs no allocation).
+pub type MachineKey = (Arc<str>, Arc<str>, Arc<str>);
 
 /// Who says an address is theirs. The decision maps each claimant to the node it speaks
 /// for (and ignores claimants the policy does not trust) to find addresses two nodes claim.

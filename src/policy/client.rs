@@ -131,8 +131,8 @@ impl Bootstrapper {
         }
     }
 
-    pub fn matches(&self, username: &str, groups: &[String]) -> bool {
-        let in_group = |g: &String| groups.iter().any(|have| have == g);
+    pub fn matches(&self, username: &str, groups: &[impl AsRef<str>]) -> bool {
+        let in_group = |g: &String| groups.iter().any(|have| have.as_ref() == g);
         match (&self.username, &self.group) {
             (Some(u), _) => u == username && self.groups.iter().all(in_group),
             (None, Some(g)) => in_group(g),

@@ -262,9 +262,9 @@ impl Csr {
 
 pub fn machine(name: &str, created: Timestamp, addresses: &[(&str, &str)]) -> MachineInfo {
     MachineInfo {
-        api_group: "machine.openshift.io".to_string(),
-        namespace: "openshift-machine-api".to_string(),
-        name: name.to_string(),
+        api_group: "machine.openshift.io".into(),
+        namespace: "openshift-machine-api".into(),
+        name: name.into(),
         created: Some(created),
         addresses: addresses
             .iter()
@@ -294,7 +294,7 @@ pub fn summary(
 ) -> CsrSummary {
     CsrSummary {
         name: name.into(),
-        signer: signer.to_string(),
+        signer: signer.to_string().into(),
         created: Some(created),
         state,
         node_name: Some(node.to_string()),
@@ -304,9 +304,12 @@ pub fn summary(
             format!("system:node:{node}")
         },
         groups: if signer == CLIENT_SIGNER {
-            BOOTSTRAPPER_GROUPS.iter().map(|g| g.to_string()).collect()
+            BOOTSTRAPPER_GROUPS
+                .iter()
+                .map(|g| g.to_string().into())
+                .collect()
         } else {
-            vec!["system:nodes".to_string()]
+            vec!["system:nodes".into()]
         },
         approved_at: None,
     }

@@ -26,7 +26,7 @@ fn never_new_nodes(i: usize) -> [CsrSummary; 4] {
     garbage.node_name = None;
     let mut stranger = pending(&format!("u{i}"), &format!("y{i}"));
     stranger.requester = "system:anonymous".to_string();
-    stranger.groups = vec!["system:unauthenticated".to_string()];
+    stranger.groups = vec!["system:unauthenticated".into()];
     let serving = summary(
         &format!("s{i}"),
         SERVING_SIGNER,

@@ -26,8 +26,10 @@ use std::fmt;
 use std::net::IpAddr;
 
 use builders::{Csr, World, now};
-use csr_approver::decision::{Decision, Reason, ReasonClass, Verdict, decide};
+use csr_approver::decision::{Decision, Reason, ReasonClass, Verdict, decide, reads_verdicts_of};
 use csr_approver::evidence::Wanted;
+use csr_approver::inventory::CsrState;
+use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER, Signer};
 
 /// The verdict a row expects. `Wait` matches whatever retry delay the policy gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +170,57 @@ impl Case {
         case
     }
 
+    /// The row with the verdicts of every signer its decision must not read
+    /// (`decision::reads_verdicts_of`) added: CSRs in every state, old and new, asked by a
+    /// bootstrapper or a node, for every node the row names. Writing such a verdict runs
+    /// beside other writes (`controller::reconcile`), so it must change no decision.
+    fn with_verdicts_it_must_not_read(&self, decided: &Decision) -> Case {
+        let read = Signer::of(&self.csr.0.signer_name).map_or(&[][..], reads_verdicts_of);
+        let unread_signers = [CLIENT_SIGNER, SERVING_SIGNER, "example.com/other"]
+            .into_iter()
+            .filter(|s| Signer::of(s).is_none_or(|signer| !read.contains(&signer)));
+        let mut nodes: BTreeSet<String> = ["worker-1", "worker-2"].map(String::from).into();
+        nodes.extend(self.world.nodes.iter().map(|n| n.name.to_string()));
+        nodes.extend(self.world.machines.iter().flat_map(|m| m.node_names()));
+        nodes.extend(decided.node.clone());
+        let states = [
+            CsrState::Pending,
+            CsrState::Approved,
+            CsrState::Issued,
+            CsrState::Denied,
+            CsrState::Failed,
+        ];
+        let mut case = self.clone();
+        let mut n = 0;
+        for signer in unread_signers {
+            for node in &nodes {
+                for state in states {
+                    for created in [now(), builders::ago(60), builders::ago(7200)] {
+                        for by_the_node in [false, true] {
+                            n += 1;
+                            let mut other = builders::summary(
+                                &format!("unread-{n}"),
+                                signer,
+                                node,
+                                state,
+                                created,
+                            );
+                            if by_the_node {
+                                other.requester = format!("system:node:{node}");
+                                other.groups = vec!["system:nodes".into()];
+                            }
+                            if matches!(state, CsrState::Approved | CsrState::Issued) {
+                                other.approved_at = Some(created);
+                            }
+                            case.world.csrs.push(other);
+                        }
+                    }
+                }
+            }
+        }
+        case
+    }
+
     fn decide(&self) -> Decision {
         let mut inventory = self.world.inventory();
         if !self.service_ips.is_empty() {
@@ -257,7 +310,16 @@ pub fn check(table: impl IntoIterator<Item = Case>) {
             });
         }
         let d = case.decide();
-        let problems = case.problems(&d);
+        let mut problems = case.problems(&d);
+        let unread = case.with_verdicts_it_must_not_read(&d);
+        let d_unread = unread.decide();
+        if d_unread != d {
+            problems.push(format!(
+                "its decision changed when verdicts of signers it must not read were added \
+                 (decision::reads_verdicts_of): {:?} / {:?}: {}",
+                d_unread.verdict, d_unread.reason, d_unread.message
+            ));
+        }
         if !problems.is_empty() {
             failures.push(Failure {
                 name: case.name,
@@ -276,4 +338,12 @@ pub fn check(table: impl IntoIterator<Item = Case>) {
         failures.len(),
         report.join("\n")
     );
+}
+
+/// Serving verdicts are written side by side (`controller::reconcile`) because no decision
+/// reads them; client verdicts are written one at a time because client decisions do.
+#[test]
+fn only_client_verdicts_are_read_by_other_decisions() {
+    assert!(csr_approver::decision::verdicts_are_read(Signer::Client));
+    assert!(!csr_approver::decision::verdicts_are_read(Signer::Serving));
 }

@@ -51,13 +51,13 @@ pub fn deleting(mut m: MachineInfo) -> MachineInfo {
 
 /// The Machine, in another namespace.
 pub fn in_namespace(mut m: MachineInfo, namespace: &str) -> MachineInfo {
-    m.namespace = namespace.to_string();
+    m.namespace = namespace.into();
     m
 }
 
 /// The Machine, of Cluster API in namespace `capi`.
 pub fn cluster_api(mut m: MachineInfo) -> MachineInfo {
-    m.api_group = "cluster.x-k8s.io".to_string();
+    m.api_group = "cluster.x-k8s.io".into();
     in_namespace(m, "capi")
 }
 
