@@ -9,6 +9,9 @@
 #      only (the peers approve no client CSRs);
 #   3. steady state and start-up with SIDE_STEADY_OBJECTS Nodes + Machines + approved CSRs:
 #      launch → first approval of one pending serving CSR, and RSS after the sync.
+# Contender `floor-watching` (not run unless named in SIDE_CONTENDERS) is the floor plus two
+# watch streams of Nodes and Machines read and thrown away (curl, JSON as kube-rs asks):
+# what csr-approver's Node and Machine watches alone cost the apiserver in a storm.
 #
 #   bench/side-by-side.sh              # serving N = 500 2000
 #   bench/side-by-side.sh 500 2000 5000
@@ -74,7 +77,7 @@ contenders=()
 [ "$render_only" = 1 ] && wanted=()
 for c in "${wanted[@]}"; do
   case $c in
-    floor | csr-approver) contenders+=("$c") ;;
+    floor | csr-approver | floor-watching) contenders+=("$c") ;;
     base)
       if [ -n "$base_bin" ] && [ -x "$base_bin" ]; then contenders+=(base)
       else echo "skipping base: no executable SIDE_BASE_BIN (${base_bin:-empty})" >&2; fi ;;
@@ -87,13 +90,13 @@ for c in "${wanted[@]}"; do
       elif ports_busy 8080 9090; then
         echo "skipping AH: port 8080 or 9090 is in use (AH binds both, on all interfaces)" >&2
       else contenders+=(ah); fi ;;
-    *) die "unknown contender $c (SIDE_CONTENDERS: floor csr-approver base pf ah)" ;;
+    *) die "unknown contender $c (SIDE_CONTENDERS: floor csr-approver base pf ah floor-watching)" ;;
   esac
 done
 [ ${#contenders[@]} -gt 0 ] || [ "$render_only" = 1 ] || die "no contender to run"
 
 # Short names for object prefixes (lowercase DNS labels).
-short() { case $1 in floor) echo floor ;; csr-approver) echo ctl ;; base) echo base ;; pf) echo pf ;; ah) echo ah ;; esac; }
+short() { case $1 in floor) echo floor ;; csr-approver) echo ctl ;; base) echo base ;; pf) echo pf ;; ah) echo ah ;; floor-watching) echo fw ;; esac; }
 
 # The contenders of LIST in the order of repeat R: rotated left by R-1.
 rotation() { # rotation R NAME...
@@ -102,11 +105,28 @@ rotation() { # rotation R NAME...
   for ((i = 0; i < n; i++)); do echo "${list[(i + r - 1) % n]}"; done
 }
 
+# Two watch streams of Nodes and Machines, as csr-approver's watches (JSON, bookmarks), read
+# and thrown away; their pids join $extra_pids (stopped by stop_contender and cleanup).
+start_watch_streams() {
+  local pki="$CSR_APPROVER_DEV_DIR/pki" path pid
+  for path in /api/v1/nodes /apis/machine.openshift.io/v1beta1/machines; do
+    curl -fsS -N --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+      "https://127.0.0.1:$DEV_APISERVER_PORT$path?watch=true&allowWatchBookmarks=true&timeoutSeconds=3600" \
+      >/dev/null 2>"$work/watch-stream.err" &
+    extra_pids+=" $!"
+  done
+  sleep 1
+  for pid in $extra_pids; do
+    kill -0 "$pid" 2>/dev/null || { cat "$work/watch-stream.err" >&2; die "a watch stream of floor-watching ended"; }
+  done
+}
+
 # Starts contender KIND, waits until it is ready; sets $contender_pid (and the per-kind pid
 # that cleanup stops).
 start_contender() { # start_contender KIND LOG
   case $1 in
     floor) start_floor "$2"; contender_pid=$floor_pid ;;
+    floor-watching) start_floor "$2"; contender_pid=$floor_pid; start_watch_streams ;;
     csr-approver) start_controller "$http_port" "$2"; contender_pid=$controller_pid ;;
     base) start_controller "$http_port" "$2" "$base_bin"; contender_pid=$controller_pid ;;
     pf)
@@ -119,7 +139,9 @@ start_contender() { # start_contender KIND LOG
 }
 stop_contender() {
   stop_pid "$contender_pid"
-  controller_pid="" floor_pid="" pf_pid="" ah_pid="" contender_pid=""
+  local pid
+  for pid in ${extra_pids:-}; do stop_pid "$pid"; done
+  controller_pid="" floor_pid="" pf_pid="" ah_pid="" contender_pid="" extra_pids=""
 }
 
 # Nearest-rank percentiles of the latency column of a --latencies file: "p50 p95 p99 count".
@@ -221,9 +243,11 @@ launch() { # launch KIND R POS
     --argjson launch "$(awk -v t0="$t0" '{ printf "%.3f", $3 / 1000 - t0 }' "$lat")" \
     --argjson ready "$(delta "$t0" "$t_ready")" \
     --argjson rss "$(mem_mib "$contender_pid" VmRSS)" --argjson hwm "$(mem_mib "$contender_pid" VmHWM)" \
+    --argjson file "$(mem_mib "$contender_pid" RssFile)" \
     --argjson cpu "$(cpu_seconds "$contender_pid")" \
     '{contender: $kind, repeat: $r, position: $pos, launch_to_approved_seconds: $launch,
-      launch_to_ready_seconds: $ready, rss_mib: $rss, peak_rss_mib: $hwm, cpu_seconds: $cpu}' >>"$work/steady.jsonl"
+      launch_to_ready_seconds: $ready, rss_mib: $rss, peak_rss_mib: $hwm, rss_file_mib: $file,
+      cpu_seconds: $cpu}' >>"$work/steady.jsonl"
   stop_contender
   jq -r 'select(.contender == $k and .repeat == $r)
     | "  \(.contender): launch → approved \(.launch_to_approved_seconds) s, RSS \(.rss_mib) MiB (peak \(.peak_rss_mib))"' \
@@ -256,8 +280,8 @@ render() { # render JSON MD PNG
       def cell($v; $floor; $unit):
         fmt($v; $unit) + (if $v != null and $floor != null and $floor != 0
           then " (" + (($v / $floor * 100 | round / 100) | tostring) + "×)" else "" end);
-      . as $all | ["floor", "csr-approver", "base", "pf", "ah"] | map(select(. as $c | $all.contenders | index($c))) as $cols |
-      {"floor": "floor", "csr-approver": "csr-approver", "base": $all.base_label, "pf": "PF", "ah": "AH"} as $names |
+      . as $all | ["floor", "csr-approver", "base", "pf", "ah", "floor-watching"] | map(select(. as $c | $all.contenders | index($c))) as $cols |
+      {"floor": "floor", "csr-approver": "csr-approver", "base": $all.base_label, "pf": "PF", "ah": "AH", "floor-watching": "floor + Node/Machine watches"} as $names |
       def row($name; $values; $unit):
         ($values[0]) as $f |
         "| " + $name + " | " + ([$values[] as $v | cell($v; $f; $unit)] | join(" | ")) + " |";
@@ -282,6 +306,7 @@ render() { # render JSON MD PNG
         ($all.config.steady_objects) as $s |
         [$cols[] as $c | [$all.steady[] | select(.contender == $c)]] as $by |
         row("\($s) Nodes + Machines + approved CSRs: RSS after sync (VmRSS)"; [$by[] | map(.rss_mib) | median]; "MiB"),
+        row("\($s) Nodes + Machines + approved CSRs: of which mapped files (RssFile: the binary'"'"'s code)"; [$by[] | map(.rss_file_mib) | median]; "MiB"),
         row("\($s) Nodes + Machines + approved CSRs: peak RSS (VmHWM)"; [$by[] | map(.peak_rss_mib) | median]; "MiB"),
         row("\($s) Nodes + Machines + approved CSRs: launch → first approval"; [$by[] | map(.launch_to_approved_seconds) | median]; "s")
       else empty end)' "$out"
@@ -389,8 +414,11 @@ if [ "$steady" -gt 0 ]; then
   "$populate_bin" --kubeconfig "$admin_kubeconfig" --nodes "$steady" --machines "$steady" \
     --approved-csrs "$steady" --prefix steady
   populate_seconds=$((SECONDS - t))
+  # floor-watching starts as the floor does: nothing to add here.
+  steady_contenders=()
+  for c in "${contenders[@]}"; do [ "$c" = floor-watching ] || steady_contenders+=("$c"); done
   for ((r = 1; r <= repeats; r++)); do
-    mapfile -t order < <(rotation "$r" "${contenders[@]}")
+    mapfile -t order < <(rotation "$r" "${steady_contenders[@]}")
     pos=0
     for kind in "${order[@]}"; do
       pos=$((pos + 1))

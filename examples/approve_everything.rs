@@ -1,14 +1,16 @@
 //! The benchmark floor (`bench/join-storm.sh`): the least a kubelet-CSR approver can do on
 //! the same client stack as csr-approver (kube 5, rustls, tokio). One watcher on
 //! CertificateSigningRequests; every pending CSR of the two kubelet signers is approved at
-//! once through the `/approval` subresource. No checks, no caches of Nodes or Machines, no
-//! Events, no metrics, no leader election. Never run this on a real cluster.
+//! once through the `/approval` subresource, up to [`APPROVALS_AT_ONCE`] side by side (as
+//! many as csr-approver writes serving verdicts). No checks, no caches of Nodes or
+//! Machines, no Events, no metrics, no leader election. Never run this on a real cluster.
 //!
 //!   cargo build --release --example approve_everything
 //!   target/release/examples/approve_everything --kubeconfig admin.kubeconfig
 //!
 //! Runs until SIGTERM or ctrl-c; prints how many CSRs it approved on exit.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 
 use futures::StreamExt;
@@ -19,6 +21,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
+
+/// Approvals in flight at once: csr-approver's reconciles at once, so that the floor is
+/// never slower for approving one CSR at a time.
+const APPROVALS_AT_ONCE: usize = 8;
 
 const SIGNERS: [&str; 2] = [
     "kubernetes.io/kube-apiserver-client-kubelet",
@@ -104,34 +110,40 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::try_from(config)?;
     let api: Api<CertificateSigningRequest> = Api::all(client);
 
-    let mut approved: u64 = 0;
-    let mut errors: u64 = 0;
-    let mut csrs = std::pin::pin!(
-        watcher::watcher(api.clone(), watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-    );
-    let mut stop = std::pin::pin!(shutdown_signal());
-    eprintln!("approve_everything: watching CertificateSigningRequests");
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            event = csrs.next() => match event {
-                None => break,
-                Some(Err(error)) => eprintln!("approve_everything: watch: {error}"),
-                Some(Ok(csr)) if pending(&csr) => match approve(&api, csr).await {
-                    Ok(()) => approved += 1,
-                    // 409: a stale copy (already approved); anything else: count it.
-                    Err(kube::Error::Api(status)) if status.code == 409 => {}
-                    Err(error) => {
-                        errors += 1;
-                        eprintln!("approve_everything: approve: {error}");
-                    }
-                },
-                Some(Ok(_)) => {}
-            },
+    let (approved, errors) = (Cell::new(0u64), Cell::new(0u64));
+    let pending_csrs = watcher::watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .filter_map(|event| async move {
+            match event {
+                Ok(csr) if pending(&csr) => Some(csr),
+                Ok(_) => None,
+                Err(error) => {
+                    eprintln!("approve_everything: watch: {error}");
+                    None
+                }
+            }
+        });
+    let approvals = pending_csrs.for_each_concurrent(APPROVALS_AT_ONCE, |csr| {
+        let (api, approved, errors) = (&api, &approved, &errors);
+        async move {
+            match approve(api, csr).await {
+                Ok(()) => approved.set(approved.get() + 1),
+                // 409: a stale copy (already approved); anything else: count it.
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => {
+                    errors.set(errors.get() + 1);
+                    eprintln!("approve_everything: approve: {error}");
+                }
+            }
         }
+    });
+    eprintln!("approve_everything: watching CertificateSigningRequests");
+    tokio::select! {
+        () = shutdown_signal() => {},
+        () = approvals => {},
     }
+    let (approved, errors) = (approved.get(), errors.get());
     eprintln!("approve_everything: approved {approved} CSRs, {errors} errors");
     Ok(())
 }
