@@ -39,6 +39,7 @@ fn facts(
 ) -> CsrFacts {
     CsrFacts {
         name: "bench".to_string(),
+        uid: None,
         signer_name: signer.to_string(),
         username: user.to_string(),
         groups: groups.iter().map(|g| g.to_string()).collect(),

@@ -34,6 +34,7 @@ pub fn csr_facts_with_request(
     let spec = &csr.spec;
     CsrFacts {
         name: csr.metadata.name.clone().unwrap_or_default(),
+        uid: csr.metadata.uid.clone(),
         signer_name: spec.signer_name.clone(),
         username: spec.username.clone().unwrap_or_default(),
         groups: spec.groups.clone().unwrap_or_default(),

@@ -380,6 +380,7 @@ pub fn csr_facts(data: &[u8]) -> (CsrFacts, Scene) {
         .ok();
     let facts = CsrFacts {
         name: "csr-fuzz".to_string(),
+        uid: None,
         signer_name,
         username,
         groups,

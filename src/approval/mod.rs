@@ -135,6 +135,7 @@ pub(crate) mod fixtures {
             message: "Machine openshift-machine-api/worker-1 vouches".to_string(),
             node: Some("worker-1".to_string()),
             wants: None,
+            mints_for: None,
         }
     }
 
@@ -155,6 +156,7 @@ pub(crate) mod fixtures {
             message: "why".to_string(),
             node: None,
             wants: None,
+            mints_for: None,
         }
     }
 }

@@ -85,6 +85,7 @@ mod tests {
             message: String::new(),
             node: None,
             wants: None,
+            mints_for: None,
         }
     }
 

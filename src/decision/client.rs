@@ -10,20 +10,22 @@
 //! 4. The Node exists: only certificate recovery may approve (see `recovery`).
 //! 5. A new node: a Machine or an inventory entry vouches for the host, in the join window
 //!    (`vouch_for_new_node`: `NewNodeMachine`, `NewNodeInventory`).
-//! 6. One identity per host generation (`DuplicateClientRequest`).
+//! 6. One identity per host generation, under any of its names, remembered past the CSRs
+//!    (`generation`: `DuplicateClientRequest`, `AmbiguousHost`).
 //! 7. The flood guard and the new-node rate limit (see `flood`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use super::common::{admitted_machines, check_nodes_group, usage_set, within};
+use super::generation::{Generation, check_no_identity_yet, check_unambiguous};
 use super::{Approval, CsrFacts, MACHINE_CREATION_SKEW, Reason, Refusal, flood, recovery, refuse};
-use crate::inventory::{CsrState, Inventory, MachineInfo, TypedAddress};
+use crate::inventory::{Inventory, MachineInfo, TypedAddress};
 use crate::policy::Policy;
 use crate::request::ParsedRequest;
-use crate::vocabulary::{CLIENT_SIGNER, NODE_USER_PREFIX};
+use crate::vocabulary::NODE_USER_PREFIX;
 
 pub(super) fn decide_client(
     csr: &CsrFacts,
@@ -74,79 +76,33 @@ pub(super) fn decide_client(
     };
 
     if inventory.node(node).is_some() {
-        let Approval { reason, message } =
-            recovery::decide_recovery(csr, node, inventory, policy, now)?;
+        let approval = recovery::decide_recovery(csr, node, inventory, policy, now)?;
         return Ok(Approval {
-            reason,
-            message: format!("{message}; requested by {bootstrapper}"),
+            message: format!("{}; requested by {bootstrapper}", approval.message),
+            ..approval
         });
     }
-    let approval = vouch_for_new_node(csr, node, inventory, policy, now)?;
-    check_duplicate(csr, node, &approval, inventory, policy, now)?;
-    flood::check_new_node(csr, inventory, policy, now)?;
     let Vouched {
-        reason, message, ..
-    } = approval;
+        reason,
+        message,
+        generation,
+    } = vouch_for_new_node(csr, node, inventory, policy, now)?;
+    if !policy.client.allow_duplicates {
+        check_no_identity_yet(csr, node, &generation, inventory, policy, now)?;
+    }
+    flood::check_new_node(csr, inventory, policy, now)?;
     Ok(Approval {
         reason,
         message: format!("{message}; requested by {bootstrapper}"),
+        mints_for: Some(generation.record),
     })
 }
 
-/// Evidence that `node` is a host expected to join.
+/// Evidence that `node` is a host expected to join, and the host generation it is.
 struct Vouched {
     reason: Reason,
     message: String,
-    /// When the evidence appeared (the vouching Machine's creation): approvals before it
-    /// belong to an earlier generation of the host.
-    since: Option<Timestamp>,
-}
-
-/// One new identity per host generation: another client CSR for `node` approved within
-/// the join window — and, when a Machine vouches, since that Machine was created — means
-/// the host already has its identity and its Node has not registered yet. A host
-/// re-provisioned under the same name gets a new Machine (a new generation); without a
-/// Machine, an admin deleting the earlier CSR is the explicit word that it is gone.
-fn check_duplicate(
-    csr: &CsrFacts,
-    node: &str,
-    vouched: &Vouched,
-    inventory: &Inventory,
-    policy: &Policy,
-    now: Timestamp,
-) -> Result<(), Refusal> {
-    if policy.client.allow_duplicates {
-        return Ok(());
-    }
-    let window = policy.client.join_window.0;
-    let generation_start = vouched.since.map(|t| {
-        t.checked_sub(SignedDuration::try_from(MACHINE_CREATION_SKEW).unwrap_or_default())
-            .unwrap_or(t)
-    });
-    let Some(other) = inventory.csrs_for_node(node).find(|other| {
-        *other.name != *csr.name
-            && other.signer == CLIENT_SIGNER
-            && matches!(other.state, CsrState::Approved | CsrState::Issued)
-            && other
-                .created
-                .is_some_and(|t| within(now.duration_since(t), window))
-            && generation_start.is_none_or(|start| other.created.is_some_and(|t| t >= start))
-    }) else {
-        return Ok(());
-    };
-    let remedy = if vouched.since.is_some() {
-        "a re-provisioned host gets a new Machine"
-    } else {
-        "if the host was re-provisioned, delete that CSR (kubectl delete csr) to allow a new identity"
-    };
-    Err(refuse(
-        Reason::DuplicateClientRequest,
-        format!(
-            "client CSR {} for node {node} is already {} and its Node has not registered yet; {remedy}",
-            other.name,
-            other.state.as_str()
-        ),
-    ))
+    generation: Generation,
 }
 
 /// Who vouches for a new node, in order:
@@ -154,6 +110,8 @@ fn check_duplicate(
 ///    was issued once already; the Node's absence does not free the name).
 /// 2. A Machine that names the host and is free, not being deleted, and created in the join
 ///    window before the CSR vouches for it.
+///    Another live Machine naming the same host makes the name ambiguous
+///    (`generation::check_unambiguous`).
 /// 3. Any other Machine that names the host (linked elsewhere, outside its window, being
 ///    deleted) refuses, and decides alone: an inventory entry cannot override it.
 /// 4. Else a policy inventory entry that matches the name vouches, for CSRs created within
@@ -184,8 +142,9 @@ fn vouch_for_new_node(
     for machine in &machines {
         match check_join(machine, node, created, window) {
             Ok((age, address)) => {
+                check_unambiguous(machine, &machines, node)?;
                 return Ok(Vouched {
-                    since: machine.created,
+                    generation: Generation::of_machine(machine),
                     reason: Reason::NewNodeMachine,
                     message: format!(
                         "{} address {}={} (created {} before the CSR)",
@@ -238,7 +197,7 @@ fn vouch_for_new_node(
         ));
     }
     Ok(Vouched {
-        since: None,
+        generation: Generation::of_entry(entry, node),
         reason: Reason::NewNodeInventory,
         message: format!("{} matches node {node}", entry.describe()),
     })
@@ -349,6 +308,7 @@ fn decide_client_renewal(
         ));
     }
     Ok(Approval {
+        mints_for: None,
         reason: Reason::ClientRenewal,
         message: format!(
             "renewal requested by {} for its own registered Node",

@@ -25,6 +25,7 @@ use jiff::Timestamp;
 mod client;
 mod common;
 mod flood;
+mod generation;
 mod reason;
 mod recovery;
 mod reserved;
@@ -33,10 +34,12 @@ mod serving;
 pub use flood::{
     FLOOD_WINDOW, count_new_nodes_approved, count_pending, max_new_nodes, max_pending,
 };
+pub use generation::{inventory_generation, machine_generation};
 pub use reason::{Reason, ReasonClass};
 pub use reserved::why_reserved;
 
 use crate::evidence::Wanted;
+use crate::identity::HostGeneration;
 use crate::inventory::{CsrState, Inventory};
 use crate::policy::Policy;
 use crate::request::{ParsedRequest, RequestError};
@@ -72,6 +75,8 @@ pub fn verdicts_are_read(signer: Signer) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsrFacts {
     pub name: String,
+    /// `metadata.uid`: a CSR deleted and re-created under its name is another request.
+    pub uid: Option<String>,
     pub signer_name: String,
     pub username: String,
     pub groups: Vec<String>,
@@ -118,12 +123,17 @@ pub struct Decision {
     /// Evidence that could change the answer and that the controller can read on demand
     /// (`evidence`): read it, then decide again.
     pub wants: Option<Wanted>,
+    /// For an approval that mints a node identity (a new node or a recovery): the host
+    /// generation it is minted for, which the controller records (`NodeIdentity`) before
+    /// it writes the approval.
+    pub mints_for: Option<HostGeneration>,
 }
 
 /// An approval, before it becomes a `Decision`.
 struct Approval {
     reason: Reason,
     message: String,
+    mints_for: Option<HostGeneration>,
 }
 
 /// A refusal before the policy's `deny` switch is applied.
@@ -208,12 +218,17 @@ pub fn decide(csr: &CsrFacts, inventory: &Inventory, policy: &Policy, now: Times
             }
         });
     match outcome {
-        Ok(Approval { reason, message }) => Decision {
+        Ok(Approval {
+            reason,
+            message,
+            mints_for,
+        }) => Decision {
             verdict: Verdict::Approve,
             reason,
             message,
             node,
             wants: None,
+            mints_for,
         },
         Err(refusal) => refused(csr, refusal, node, policy),
     }
@@ -226,6 +241,7 @@ fn ignore(reason: Reason, message: String) -> Decision {
         message,
         node: None,
         wants: None,
+        mints_for: None,
     }
 }
 
@@ -257,5 +273,6 @@ fn refused(csr: &CsrFacts, refusal: Refusal, node: Option<String>, policy: &Poli
         message,
         node,
         wants,
+        mints_for: None,
     }
 }

@@ -107,6 +107,8 @@ reasons! {
 
     NodeAlreadyExists => ForAnAdmin,
     MachineAlreadyLinked => ForAnAdmin,
+    /// Two live trusted host generations (Machines) name the host: neither vouches.
+    AmbiguousHost => ForAnAdmin,
     OutsideJoinWindow => ForAnAdmin,
     UnknownRequester => ForAnAdmin,
     ForeignSan => ForAnAdmin,

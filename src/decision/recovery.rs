@@ -22,6 +22,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use super::common::{admitted_machines, within};
+use super::generation::Generation;
 use super::{Approval, CsrFacts, Reason, Refusal, refuse};
 use crate::evidence::Wanted;
 use crate::inventory::{CsrState, Inventory};
@@ -92,10 +93,12 @@ pub(super) fn decide_recovery(
             ),
         ));
     }
-    let identity =
+    let generation =
         matching_identity(node, inventory, policy).map_err(|why| for_an_admin(node, &why))?;
+    let identity = &generation.record.source;
     check_once_per_window(csr, node, inventory, recovery.window.0, now)?;
     Ok(Approval {
+        mints_for: Some(generation.record.clone()),
         reason: Reason::NodeRecovery,
         message: format!(
             "Node {node} recovers its identity: its Lease {lease_name} has not been renewed for {} (client.recovery.offlineFor {}), {identity} still names it, and no other bootstrapper-requested identity for it was approved within client.recovery.window {}",
@@ -110,14 +113,19 @@ fn describe_age(age: SignedDuration) -> String {
     humantime::format_duration(Duration::from_secs(age.as_secs().max(0).unsigned_abs())).to_string()
 }
 
-/// Who still vouches that `node` is this cluster's host, or why nobody does.
-fn matching_identity(node: &str, inventory: &Inventory, policy: &Policy) -> Result<String, String> {
+/// The host generation that still vouches that `node` is this cluster's host, or why
+/// nobody does.
+fn matching_identity(
+    node: &str,
+    inventory: &Inventory,
+    policy: &Policy,
+) -> Result<Generation, String> {
     let machines: Vec<_> = admitted_machines(inventory, policy, node).collect();
     if let Some(machine) = machines
         .iter()
         .find(|m| !m.deleting && m.node_ref.as_deref() == Some(node))
     {
-        return Ok(machine.describe());
+        return Ok(Generation::of_machine(machine));
     }
     if let Some(machine) = machines.first() {
         let state = match (&machine.node_ref, machine.deleting) {
@@ -131,11 +139,13 @@ fn matching_identity(node: &str, inventory: &Inventory, policy: &Policy) -> Resu
         .inventory
         .iter()
         .find(|e| e.matches(node))
-        .map(|e| e.describe())
+        .map(|e| Generation::of_entry(e, node))
         .ok_or_else(|| "no Machine is linked to it and no inventory entry matches it".to_string())
 }
 
-/// No other client CSR for `node` from a bootstrapper approved within `window`.
+/// No other identity for `node` minted within `window`: none in its durable record
+/// (which outlives the CSRs the cleaner deletes an hour after approval), and no client CSR
+/// for it from a bootstrapper approved, by anyone, within it.
 fn check_once_per_window(
     csr: &CsrFacts,
     node: &str,
@@ -143,6 +153,22 @@ fn check_once_per_window(
     window: Duration,
     now: Timestamp,
 ) -> Result<(), Refusal> {
+    if let Some(minted) = inventory.identity(node).and_then(|record| {
+        record.spec.minted.iter().rev().find(|m| {
+            !m.is_for(&csr.name, csr.uid.as_deref()) && within(now.duration_since(m.at), window)
+        })
+    }) {
+        return Err(for_an_admin(
+            node,
+            &format!(
+                "its identity was already minted at {} by CSR {} ({}, NodeIdentity {node}) within client.recovery.window {}: one recovery per node per window",
+                minted.at,
+                minted.csr,
+                minted.reason,
+                humantime::format_duration(window)
+            ),
+        ));
+    }
     let earlier = inventory.csrs_for_node(node).find(|other| {
         *other.name != *csr.name
             && other.signer == CLIENT_SIGNER

@@ -18,6 +18,7 @@ pub use records::{
 };
 
 use crate::evidence::Observations;
+use crate::identity::{Minted, NodeIdentity};
 use crate::vocabulary::{AddressValue, canonical_ip};
 
 /// Everything `decide` may consult besides the CSR itself. The controller keeps one up to
@@ -45,6 +46,10 @@ pub struct Inventory {
     claims: HashMap<AddressValue, SortedSet<Claimant>>,
     /// Evidence read on demand (Leases, kubelet certificates), with when it was read.
     observations: Observations,
+    /// The durable record of identities minted (`NodeIdentity`), by node.
+    identities: HashMap<Arc<str>, NodeIdentity>,
+    /// Host-generation key → the nodes whose records hold an identity minted for it.
+    minted_by_generation: HashMap<String, SortedSet<Arc<str>>>,
 }
 
 fn node_claims(node: &NodeInfo) -> impl Iterator<Item = (AddressValue, Claimant)> + '_ {
@@ -160,6 +165,72 @@ impl Inventory {
 
     pub fn machine(&self, key: &MachineKey) -> Option<&MachineInfo> {
         self.machines.get(key)
+    }
+
+    /// The identity record of `node`, if csr-approver ever minted one for it.
+    pub fn identity(&self, node: &str) -> Option<&NodeIdentity> {
+        self.identities.get(node)
+    }
+
+    pub fn identities(&self) -> impl Iterator<Item = &NodeIdentity> {
+        self.identities.values()
+    }
+
+    /// Every identity minted for host generation `key`, under whichever node name, with
+    /// that name.
+    pub fn minted_for_generation<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Minted)> + 'a {
+        self.minted_by_generation
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|node| self.identities.get(node))
+            .flat_map(move |record| {
+                record
+                    .spec
+                    .minted
+                    .iter()
+                    .filter(move |m| m.host_generation == key)
+                    .map(move |m| (record.spec.node.as_str(), m))
+            })
+    }
+
+    pub fn upsert_identity(&mut self, mut record: NodeIdentity) {
+        record.metadata.managed_fields = None;
+        let node: Arc<str> = Arc::from(record.name());
+        self.remove_identity(&node);
+        for minted in &record.spec.minted {
+            self.minted_by_generation
+                .entry(minted.host_generation.clone())
+                .or_default()
+                .insert(node.clone());
+        }
+        self.identities.insert(node, record);
+    }
+
+    pub fn remove_identity(&mut self, node: &str) {
+        let Some(old) = self.identities.remove(node) else {
+            return;
+        };
+        for minted in &old.spec.minted {
+            if let Some(nodes) = self.minted_by_generation.get_mut(&minted.host_generation) {
+                nodes.remove::<str>(node);
+                if nodes.is_empty() {
+                    self.minted_by_generation.remove(&minted.host_generation);
+                }
+            }
+        }
+    }
+
+    /// Replaces every record, as after a watch re-list.
+    pub fn replace_identities(&mut self, records: impl IntoIterator<Item = NodeIdentity>) {
+        self.identities.clear();
+        self.minted_by_generation.clear();
+        for record in records {
+            self.upsert_identity(record);
+        }
     }
 
     pub fn observations(&self) -> &Observations {

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use csr_approver::decision::{CsrFacts, Decision, decide};
 use csr_approver::evidence::{KubeletCertificate, NodeLease, Observed};
+use csr_approver::identity::{HostGeneration, Minted, NodeIdentity};
 use csr_approver::inventory::{
     CsrState, CsrSummary, Inventory, MachineInfo, NodeInfo, TypedAddress,
 };
@@ -176,6 +177,7 @@ impl Csr {
     pub fn client(request: &Request) -> Csr {
         Csr(CsrFacts {
             name: "csr-client".to_string(),
+            uid: Some("uid-csr-client".to_string()),
             signer_name: CLIENT_SIGNER.to_string(),
             username: BOOTSTRAPPER.to_string(),
             groups: BOOTSTRAPPER_GROUPS.iter().map(|g| g.to_string()).collect(),
@@ -192,6 +194,7 @@ impl Csr {
     pub fn serving(node: &str, request: &Request) -> Csr {
         Csr(CsrFacts {
             name: "csr-serving".to_string(),
+            uid: Some("uid-csr-serving".to_string()),
             signer_name: SERVING_SIGNER.to_string(),
             username: format!("system:node:{node}"),
             groups: vec![
@@ -225,6 +228,12 @@ impl Csr {
 
     pub fn name(mut self, name: &str) -> Csr {
         self.0.name = name.to_string();
+        self.0.uid = Some(format!("uid-{name}"));
+        self
+    }
+
+    pub fn uid(mut self, uid: Option<&str>) -> Csr {
+        self.0.uid = uid.map(str::to_string);
         self
     }
 
@@ -325,6 +334,8 @@ pub struct World {
     /// Evidence read on demand: Leases and kubelet certificates, by node.
     pub leases: Vec<(String, Observed<NodeLease>)>,
     pub kubelet_certificates: Vec<(String, Observed<KubeletCertificate>)>,
+    /// The durable record of identities minted (`NodeIdentity`), one per node.
+    pub identities: Vec<NodeIdentity>,
 }
 
 impl World {
@@ -394,12 +405,43 @@ impl World {
         self
     }
 
+    /// One more identity in `node`'s record: minted by `csr` at `at` for `generation`.
+    pub fn minted(
+        mut self,
+        node: &str,
+        csr: &str,
+        reason: &str,
+        at: Timestamp,
+        generation: HostGeneration,
+    ) -> World {
+        let minted = Minted {
+            csr: csr.to_string(),
+            csr_uid: Some(format!("uid-{csr}")),
+            reason: reason.to_string(),
+            requester: BOOTSTRAPPER.to_string(),
+            at,
+            host_generation: generation.key.clone(),
+        };
+        match self.identities.iter_mut().find(|r| r.spec.node == node) {
+            Some(record) => {
+                if let Some(next) = record.with_minted(generation, minted) {
+                    *record = next;
+                }
+            }
+            None => self
+                .identities
+                .push(NodeIdentity::first(generation, minted, node)),
+        }
+        self
+    }
+
     pub fn inventory(&self) -> Inventory {
         let mut inventory = Inventory::new(
             self.nodes.iter().cloned(),
             self.machines.iter().cloned(),
             self.csrs.iter().cloned(),
         );
+        inventory.replace_identities(self.identities.iter().cloned());
         for (node, reading) in &self.leases {
             inventory
                 .observations_mut()

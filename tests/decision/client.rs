@@ -3,8 +3,9 @@
 //! itself (a renewal); a new node is vouched for by a Machine in its join window or by an
 //! inventory entry; one identity per host generation.
 
-use csr_approver::decision::Reason;
+use csr_approver::decision::{Reason, ReasonClass, inventory_generation, machine_generation};
 use csr_approver::inventory::{CsrState, MachineInfo};
+use csr_approver::policy::Policy;
 use csr_approver::vocabulary::CLIENT_SIGNER;
 
 use crate::builders::*;
@@ -417,8 +418,270 @@ fn a_host_generation_gets_one_identity() {
             inventory.clone().csr(earlier),
         )
         .waits(Reason::DuplicateClientRequest)
-        .says("delete that CSR (kubectl delete csr) to allow a new identity"),
+        .says("delete that CSR (kubectl delete csr csr-first-life) to allow a new identity"),
         // `kubectl delete csr csr-first-life`: gone from the cluster, so from the world.
         asks("once an admin deleted the earlier CSR", inventory).approves(Reason::NewNodeInventory),
     ]);
+}
+
+/// A Machine giving host worker-1 a short name and an FQDN (and an IP), created 5 minutes
+/// ago and not linked yet.
+fn two_named(extra: (&str, &str)) -> MachineInfo {
+    machine(
+        "worker-1",
+        ago(300),
+        &[
+            ("Hostname", "worker-1"),
+            extra,
+            ("InternalIP", "10.0.0.11"),
+        ],
+    )
+}
+
+/// The FQDN's own first client CSR.
+fn fqdn() -> Csr {
+    Csr::client(&w("worker-1.example.com")).name("csr-fqdn")
+}
+
+#[test]
+fn one_host_generation_one_identity_under_any_of_its_names() {
+    let fqdn_machine = two_named(("InternalDNS", "worker-1.example.com"));
+    let generation = machine_generation(&fqdn_machine);
+    let under_short_name = || only(fqdn_machine.clone());
+    let capi = cluster_api(fqdn_machine.clone());
+    let capi_world = World::new().policy_yaml(CAPI).machine(capi.clone());
+    let two_hostnames = two_named(("Hostname", "worker-1-alt"));
+    let short_csr = |state| summary("csr-short", CLIENT_SIGNER, "worker-1", state, ago(60));
+    let fqdn_case = |name: &str, world: World| Case::new(name, world, fqdn());
+    check([
+        fqdn_case(
+            "recorded under its short name: no second identity under its FQDN",
+            under_short_name().minted(
+                "worker-1",
+                "csr-short",
+                "NewNodeMachine",
+                ago(60),
+                generation.clone(),
+            ),
+        )
+        .waits(Reason::DuplicateClientRequest)
+        .says("already has its identity: system:node:worker-1")
+        .for_node("worker-1.example.com"),
+        fqdn_case(
+            "approved under its short name (the CSR still held, no record)",
+            under_short_name().csr(short_csr(CsrState::Issued)),
+        )
+        .waits(Reason::DuplicateClientRequest)
+        .says("under its other name worker-1"),
+        fqdn_case(
+            "its short name's Node registered, the Machine not linked yet",
+            under_short_name().node(node("worker-1", &[("InternalIP", "10.0.0.11")])),
+        )
+        .waits(Reason::DuplicateClientRequest)
+        .says("Node worker-1 is registered"),
+        fqdn_case(
+            "a Cluster API Machine alike",
+            capi_world
+                .clone()
+                .node(node("worker-1", &[("InternalIP", "10.0.0.11")])),
+        )
+        .waits(Reason::DuplicateClientRequest),
+        fqdn_case(
+            "a Cluster API Machine's record alike",
+            capi_world.clone().minted(
+                "worker-1",
+                "csr-short",
+                "NewNodeMachine",
+                ago(60),
+                machine_generation(&capi),
+            ),
+        )
+        .waits(Reason::DuplicateClientRequest),
+        Case::new(
+            "two Hostnames: no second identity under the other",
+            only(two_hostnames.clone()).minted(
+                "worker-1",
+                "csr-short",
+                "NewNodeMachine",
+                ago(60),
+                machine_generation(&two_hostnames),
+            ),
+            Csr::client(&w("worker-1-alt")).name("csr-alt"),
+        )
+        .waits(Reason::DuplicateClientRequest),
+        // The first identity of the host, under either name, is still minted.
+        fqdn_case("its FQDN's first identity", under_short_name())
+            .approves(Reason::NewNodeMachine),
+        asks("its short name's first identity", under_short_name())
+            .approves(Reason::NewNodeMachine),
+        fqdn_case("a Cluster API Machine's first", capi_world).approves(Reason::NewNodeMachine),
+        // A pending or denied CSR under the other name minted nothing.
+        fqdn_case(
+            "a pending CSR under its short name",
+            under_short_name().csr(short_csr(CsrState::Pending)),
+        )
+        .approves(Reason::NewNodeMachine),
+    ]);
+}
+
+#[test]
+fn a_name_two_live_host_generations_claim_is_ambiguous() {
+    let older = worker1_machine("worker-1-old", 30 * 60);
+    let newer = worker1_machine("worker-1-new", 5 * 60);
+    check([
+        asks(
+            "two unlinked trusted Machines name the host",
+            World::new().machine(older.clone()).machine(newer.clone()),
+        )
+        .waits(Reason::AmbiguousHost)
+        .class(ReasonClass::ForAnAdmin)
+        .says("worker-1-old")
+        .says("worker-1-new"),
+        asks(
+            "the older one already minted: the newer one is no new generation",
+            World::new()
+                .machine(older.clone())
+                .machine(newer.clone())
+                .minted(
+                    "worker-1",
+                    "csr-first",
+                    "NewNodeMachine",
+                    ago(20 * 60),
+                    machine_generation(&older),
+                ),
+        )
+        .waits(Reason::AmbiguousHost),
+        asks(
+            "the older one being deleted: the newer one is the host",
+            World::new().machine(deleting(older.clone())).machine(newer.clone()),
+        )
+        .approves(Reason::NewNodeMachine),
+        asks(
+            "an untrusted namesake is no rival",
+            World::new()
+                .machine(in_namespace(older, "elsewhere"))
+                .machine(newer),
+        )
+        .approves(Reason::NewNodeMachine),
+    ]);
+}
+
+#[test]
+fn the_record_remembers_identities_after_their_csrs_are_gone() {
+    let m = worker1_machine("worker-1", 45 * 60);
+    let generation = machine_generation(&m);
+    let entry_policy = "inventory: [{name: worker-1}]";
+    let entry: Policy = Policy::from_yaml(entry_policy).unwrap();
+    let entry_generation = inventory_generation(&entry.inventory[0], "worker-1");
+    let worker2_entry: Policy = Policy::from_yaml("inventory: [{name: worker-2}]").unwrap();
+    let pattern_policy = "inventory: [{namePattern: '^worker-[0-9]+$'}]";
+    let pattern: Policy = Policy::from_yaml(pattern_policy).unwrap();
+    let pattern_generation = inventory_generation(&pattern.inventory[0], "worker-1");
+    check([
+        asks(
+            "minted for this Machine, its CSR deleted by the cleaner",
+            only(m.clone()).minted(
+                "worker-1",
+                "csr-gone",
+                "NewNodeMachine",
+                ago(30 * 60),
+                generation.clone(),
+            ),
+        )
+        .waits(Reason::DuplicateClientRequest)
+        .says("csr-gone"),
+        asks(
+            "minted before this Machine was created: a new generation",
+            only(worker1_machine("worker-1-v2", 5 * 60)).minted(
+                "worker-1",
+                "csr-gone",
+                "NewNodeMachine",
+                ago(30 * 60),
+                generation.clone(),
+            ),
+        )
+        .approves(Reason::NewNodeMachine),
+        asks(
+            "through the inventory, hours ago",
+            World::new().policy_yaml(entry_policy).minted(
+                "worker-1",
+                "csr-gone",
+                "NewNodeInventory",
+                ago(3 * 3600),
+                entry_generation.clone(),
+            ),
+        )
+        .waits(Reason::DuplicateClientRequest)
+        .says("kubectl delete nodeidentity"),
+        asks(
+            "through an inventory pattern, hours ago",
+            World::new().policy_yaml(pattern_policy).minted(
+                "worker-1",
+                "csr-gone",
+                "NewNodeInventory",
+                ago(3 * 3600),
+                pattern_generation,
+            ),
+        )
+        .waits(Reason::DuplicateClientRequest),
+        asks(
+            "recorded for this very CSR (written before a crash, approval not yet)",
+            only(m.clone()).minted(
+                "worker-1",
+                "csr-client",
+                "NewNodeMachine",
+                ago(5),
+                generation.clone(),
+            ),
+        )
+        .approves(Reason::NewNodeMachine),
+        Case::new(
+            "recorded for a CSR of this name deleted and re-created",
+            only(m.clone()).minted(
+                "worker-1",
+                "csr-client",
+                "NewNodeMachine",
+                ago(5),
+                generation.clone(),
+            ),
+            worker1().uid(Some("uid-recreated")),
+        )
+        .waits(Reason::DuplicateClientRequest),
+        asks(
+            "client.allowDuplicates switches the record off too",
+            only(m)
+                .policy_yaml("client: {allowDuplicates: true}")
+                .minted("worker-1", "csr-gone", "NewNodeMachine", ago(30 * 60), generation),
+        )
+        .approves(Reason::NewNodeMachine),
+        asks(
+            "another node's record is no duplicate",
+            World::new().policy_yaml(entry_policy).minted(
+                "worker-2",
+                "csr-gone",
+                "NewNodeInventory",
+                ago(3 * 3600),
+                inventory_generation(&worker2_entry.inventory[0], "worker-2"),
+            ),
+        )
+        .approves(Reason::NewNodeInventory),
+    ]);
+}
+
+#[test]
+fn an_identity_minted_names_its_host_generation_for_the_record() {
+    let m = two_named(("InternalDNS", "worker-1.example.com"));
+    let minting = only(m.clone()).decide(&worker1());
+    assert_eq!(minting.reason, Reason::NewNodeMachine);
+    let Some(generation) = minting.mints_for else {
+        panic!("a new node's approval mints an identity: {minting:?}");
+    };
+    assert_eq!(generation, machine_generation(&m));
+    assert_eq!(generation.names, ["worker-1", "worker-1.example.com"]);
+    assert!(generation.key.contains("openshift-machine-api/worker-1"));
+    let renewal = registered_world().decide(&renewal("worker-1"));
+    assert_eq!(renewal.reason, Reason::ClientRenewal);
+    assert_eq!(renewal.mints_for, None, "a renewal keeps the identity it has");
+    let refused = joining_world().decide(&worker1().user("alice", &[]));
+    assert_eq!(refused.mints_for, None);
 }

@@ -223,3 +223,62 @@ fn a_too_short_offline_time_is_refused_by_the_policy() {
     let error = Policy::from_yaml("client: {recovery: {enable: true}}").unwrap_err();
     assert!(error.path.starts_with("client.recovery"), "{}", error.path);
 }
+
+#[test]
+fn one_recovery_per_window_is_remembered_after_the_csr_is_gone() {
+    let linked_machine = registered_world().machines[0].clone();
+    let generation = csr_approver::decision::machine_generation(&linked_machine);
+    check([
+        Case::new(
+            "a recovery an hour ago, its CSR deleted by the cleaner",
+            offline_world().minted(
+                "worker-1",
+                "csr-recovered",
+                "NodeRecovery",
+                ago(3600),
+                generation.clone(),
+            ),
+            worker1(),
+        )
+        .waits(Reason::NodeAlreadyExists)
+        .says("one recovery per node per window")
+        .says("csr-recovered"),
+        Case::new(
+            "its first join within the window, recorded",
+            offline_world().minted(
+                "worker-1",
+                "csr-joined",
+                "NewNodeMachine",
+                ago(3 * 3600),
+                generation.clone(),
+            ),
+            worker1(),
+        )
+        .waits(Reason::NodeAlreadyExists)
+        .says("one recovery per node per window"),
+        Case::new(
+            "a recovery recorded before the window",
+            offline_world().minted(
+                "worker-1",
+                "csr-recovered",
+                "NodeRecovery",
+                ago(25 * 3600),
+                generation.clone(),
+            ),
+            worker1(),
+        )
+        .approves(Reason::NodeRecovery),
+        Case::new(
+            "this very CSR recorded before a crash",
+            offline_world().minted(
+                "worker-1",
+                "csr-client",
+                "NodeRecovery",
+                ago(1),
+                generation,
+            ),
+            worker1(),
+        )
+        .approves(Reason::NodeRecovery),
+    ]);
+}

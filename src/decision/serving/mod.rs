@@ -97,6 +97,7 @@ pub(super) fn decide_serving(
         .collect();
     fences::check_fences(&sans, node, policy, &entries)?;
     Ok(Approval {
+        mints_for: None,
         reason: Reason::ServingAddressesVerified,
         message: format!(
             "every SAN ({}) belongs to node {node} and to no other owner: {}",

@@ -1,0 +1,273 @@
+//! The durable record of the node identities csr-approver mints: one cluster-scoped
+//! `NodeIdentity` (`csr-approver.io/v1alpha1`) per node, named after it, written only by
+//! csr-approver (no node, no bootstrapper has RBAC on it).
+//!
+//! Why a resource of our own: kube-controller-manager's CSR cleaner deletes an approved
+//! CSR one hour after approval, so the CSR objects cannot remember that a host generation
+//! already has its identity, or that a node already recovered in this window. The record
+//! is written before the approval (a crash in between leaves a record of an identity
+//! never approved: the safe side), loaded before the first decision, and read by the
+//! duplicate and recovery rules (`decision::client`, `decision::recovery`). One object per
+//! node keeps each far below etcd's object size limit at any cluster size.
+//!
+//! This module is data only: the wire form and how a record grows. The watch lives in
+//! `cluster`, the write in `approval::identity`.
+
+use std::borrow::Cow;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::ClusterResourceScope;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "csr-approver.io";
+pub const VERSION: &str = "v1alpha1";
+pub const API_VERSION: &str = "csr-approver.io/v1alpha1";
+pub const KIND: &str = "NodeIdentity";
+pub const PLURAL: &str = "nodeidentities";
+
+/// How many minted identities a record keeps, newest last. Each is a join, a new host
+/// generation or a recovery (at most one per `client.recovery.window`), so this covers
+/// years of a node's life while bounding the object's size.
+pub const MINTED_KEPT: usize = 16;
+
+/// One node's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeIdentity {
+    #[serde(default = "api_version")]
+    pub api_version: String,
+    #[serde(default = "kind")]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: NodeIdentitySpec,
+}
+
+fn api_version() -> String {
+    API_VERSION.to_string()
+}
+
+fn kind() -> String {
+    KIND.to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeIdentitySpec {
+    /// The node, as in `system:node:<node>` (also the object's name).
+    pub node: String,
+    /// The host generation the newest identity was minted for.
+    pub host_generation: HostGeneration,
+    /// The identities minted for this node, oldest first, at most [`MINTED_KEPT`].
+    #[serde(default)]
+    pub minted: Vec<Minted>,
+    /// The newest client certificate issued on one of `minted`, once the signer issued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<IssuedCertificate>,
+}
+
+/// A host generation: one Machine (one creation of it), one inventory entry, and every
+/// name its trusted source gives the host. An identity belongs to it, under any of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostGeneration {
+    /// Stable across the generation's life and unique to it: a Machine's API group,
+    /// namespace, name and creationTimestamp (a Machine re-created under its name is a
+    /// new generation); an inventory entry's `name`, or its `namePattern` with the node.
+    pub key: String,
+    /// For people: which source vouched.
+    pub source: String,
+    /// Every name the source gives the host, the node's included.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// One identity minted: the approval csr-approver wrote (or was about to write).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Minted {
+    pub csr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr_uid: Option<String>,
+    /// `NewNodeMachine`, `NewNodeInventory` or `NodeRecovery`.
+    pub reason: String,
+    pub requester: String,
+    /// When csr-approver decided to approve it (written before the approval).
+    pub at: Timestamp,
+    /// The key of the host generation it was minted for.
+    pub host_generation: String,
+}
+
+/// A certificate the signer issued on a minted identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedCertificate {
+    pub csr: String,
+    /// Hexadecimal, as `openssl x509 -serial` prints it.
+    pub serial: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+}
+
+impl Minted {
+    /// Whether this entry records CSR `name` (with `uid`, when both are known): a record
+    /// written just before a crash, for the very CSR now being decided again.
+    pub fn is_for(&self, name: &str, uid: Option<&str>) -> bool {
+        self.csr == name
+            && match (self.csr_uid.as_deref(), uid) {
+                (Some(recorded), Some(uid)) => recorded == uid,
+                _ => true,
+            }
+    }
+}
+
+impl NodeIdentity {
+    /// A record holding its first identity.
+    pub fn first(generation: HostGeneration, minted: Minted, node: &str) -> NodeIdentity {
+        NodeIdentity {
+            api_version: api_version(),
+            kind: kind(),
+            metadata: ObjectMeta {
+                name: Some(node.to_string()),
+                ..ObjectMeta::default()
+            },
+            spec: NodeIdentitySpec {
+                node: node.to_string(),
+                host_generation: generation,
+                minted: vec![minted],
+                client_certificate: None,
+            },
+        }
+    }
+
+    /// This record with one more identity (the oldest dropped beyond [`MINTED_KEPT`]), or
+    /// `None` when it already holds that CSR's entry.
+    pub fn with_minted(&self, generation: HostGeneration, minted: Minted) -> Option<NodeIdentity> {
+        if self
+            .spec
+            .minted
+            .iter()
+            .any(|m| m.is_for(&minted.csr, minted.csr_uid.as_deref()))
+        {
+            return None;
+        }
+        let mut next = self.clone();
+        next.metadata.managed_fields = None;
+        next.spec.host_generation = generation;
+        next.spec.minted.push(minted);
+        let excess = next.spec.minted.len().saturating_sub(MINTED_KEPT);
+        next.spec.minted.drain(..excess);
+        Some(next)
+    }
+
+    /// This record without the entry for CSR `name`/`uid` (an approval that was never
+    /// written), or `None` when it holds no such entry.
+    pub fn without(&self, name: &str, uid: Option<&str>) -> Option<NodeIdentity> {
+        if !self.spec.minted.iter().any(|m| m.is_for(name, uid)) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.metadata.managed_fields = None;
+        next.spec.minted.retain(|m| !m.is_for(name, uid));
+        Some(next)
+    }
+
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or(&self.spec.node)
+    }
+}
+
+impl kube::Resource for NodeIdentity {
+    type DynamicType = ();
+    type Scope = ClusterResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(KIND)
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(GROUP)
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(VERSION)
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(PLURAL)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generation(key: &str) -> HostGeneration {
+        HostGeneration {
+            key: key.to_string(),
+            source: format!("source of {key}"),
+            names: vec!["w-1".to_string()],
+        }
+    }
+
+    fn minted(csr: &str, uid: Option<&str>) -> Minted {
+        Minted {
+            csr: csr.to_string(),
+            csr_uid: uid.map(str::to_string),
+            reason: "NewNodeMachine".to_string(),
+            requester: "bootstrapper".to_string(),
+            at: Timestamp::UNIX_EPOCH,
+            host_generation: "g".to_string(),
+        }
+    }
+
+    #[test]
+    fn a_record_keeps_each_csr_once_and_the_newest_identities() {
+        let mut record = NodeIdentity::first(generation("g"), minted("csr-0", Some("u0")), "w-1");
+        assert_eq!(
+            record.with_minted(generation("g"), minted("csr-0", Some("u0"))),
+            None,
+            "the same CSR again adds nothing"
+        );
+        for n in 1..(MINTED_KEPT + 3) {
+            record = record
+                .with_minted(generation("g2"), minted(&format!("csr-{n}"), None))
+                .unwrap_or_else(|| panic!("csr-{n} is new"));
+        }
+        assert_eq!(record.spec.minted.len(), MINTED_KEPT);
+        assert_eq!(record.spec.minted[0].csr, "csr-3", "the oldest went first");
+        assert_eq!(record.spec.host_generation.key, "g2");
+        let without = record
+            .without("csr-5", None)
+            .unwrap_or_else(|| panic!("csr-5 is recorded"));
+        assert_eq!(without.spec.minted.len(), MINTED_KEPT - 1);
+        assert_eq!(without.without("csr-5", None), None);
+    }
+
+    #[test]
+    fn a_recorded_uid_must_match_when_both_are_known() {
+        let entry = minted("csr-1", Some("uid-1"));
+        assert!(entry.is_for("csr-1", Some("uid-1")));
+        assert!(entry.is_for("csr-1", None));
+        assert!(!entry.is_for("csr-1", Some("uid-2")), "a re-created CSR");
+        assert!(!entry.is_for("csr-2", Some("uid-1")));
+    }
+
+    #[test]
+    fn the_wire_form_round_trips_with_kubernetes_field_names() {
+        let record = NodeIdentity::first(generation("g"), minted("csr-1", Some("u")), "w-1");
+        let json = serde_json::to_value(&record).unwrap_or_default();
+        assert_eq!(json["apiVersion"], API_VERSION);
+        assert_eq!(json["kind"], KIND);
+        assert_eq!(json["metadata"]["name"], "w-1");
+        assert_eq!(json["spec"]["hostGeneration"]["key"], "g");
+        assert_eq!(json["spec"]["minted"][0]["csrUID"], serde_json::Value::Null);
+        assert_eq!(json["spec"]["minted"][0]["csrUid"], "u");
+        let back: NodeIdentity = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, record);
+    }
+}
