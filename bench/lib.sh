@@ -92,8 +92,9 @@ cluster_up() {
     cd "$repo" || exit 1
     kubectl apply -f tests/fixtures/crds/machines.machine.openshift.io.yaml >/dev/null
     kubectl wait --for=condition=Established crd/machines.machine.openshift.io --timeout=60s >/dev/null
-    kubectl apply -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml \
-      -f deploy/policy-configmap.yaml >/dev/null
+    kubectl apply -f deploy/crd.yaml -f deploy/namespace.yaml -f deploy/serviceaccount.yaml \
+      -f deploy/rbac.yaml -f deploy/policy-configmap.yaml >/dev/null
+    kubectl wait --for=condition=Established crd/nodeidentities.csr-approver.io --timeout=60s >/dev/null
     kubectl create clusterrolebinding bench-node-bootstrapper --clusterrole=system:node-bootstrapper \
       --user=system:serviceaccount:openshift-machine-config-operator:node-bootstrapper \
       --dry-run=client -o yaml | kubectl apply -f - >/dev/null

@@ -102,10 +102,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "installing the Machine CRD, csr-approver's namespace, ServiceAccount, RBAC and policy"
+say "installing the Machine CRD, csr-approver's NodeIdentity CRD, namespace, ServiceAccount, RBAC and policy"
 kubectl apply -f tests/fixtures/crds/machines.machine.openshift.io.yaml >/dev/null
 kubectl wait --for=condition=Established crd/machines.machine.openshift.io --timeout=60s >/dev/null
-kubectl apply -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml -f deploy/policy-configmap.yaml
+kubectl apply -f deploy/crd.yaml -f deploy/namespace.yaml -f deploy/serviceaccount.yaml -f deploy/rbac.yaml -f deploy/policy-configmap.yaml
+kubectl wait --for=condition=Established crd/nodeidentities.csr-approver.io --timeout=60s >/dev/null
 # As on OpenShift: the machine-config node-bootstrapper may create CSRs.
 kubectl create clusterrolebinding demo-node-bootstrapper --clusterrole=system:node-bootstrapper \
   --user=system:serviceaccount:openshift-machine-config-operator:node-bootstrapper \

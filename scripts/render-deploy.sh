@@ -36,6 +36,7 @@ TEMPLATES="$WORK/rendered/csr-approver/templates"
 # Template -> file under deploy/. A template missing here fails the script, so a new one
 # cannot be left out of deploy/ unnoticed.
 declare -A FILE_OF=(
+  [crd-nodeidentity.yaml]=crd.yaml
   [namespace.yaml]=namespace.yaml
   [serviceaccount.yaml]=serviceaccount.yaml
   [clusterrole.yaml]=rbac.yaml
@@ -49,7 +50,7 @@ declare -A FILE_OF=(
   [grafana-dashboard.yaml]=monitoring/grafana/grafana-dashboard.yaml
 )
 # The order of the files' contents and of each kustomization's resources.
-ORDER=(namespace.yaml serviceaccount.yaml clusterrole.yaml role.yaml configmap-policy.yaml
+ORDER=(crd-nodeidentity.yaml namespace.yaml serviceaccount.yaml clusterrole.yaml role.yaml configmap-policy.yaml
   deployment.yaml poddisruptionbudget.yaml service.yaml servicemonitor.yaml
   prometheusrule.yaml grafana-dashboard.yaml)
 
@@ -94,6 +95,7 @@ $(header)
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
+  - crd.yaml
   - namespace.yaml
   - serviceaccount.yaml
   - rbac.yaml

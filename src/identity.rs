@@ -65,6 +65,9 @@ pub struct NodeIdentitySpec {
     /// The newest client certificate issued on one of `minted`, once the signer issued it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<IssuedCertificate>,
+    /// The newest serving certificate issued for the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_certificate: Option<IssuedCertificate>,
 }
 
 /// A host generation: one Machine (one creation of it), one inventory entry, and every
@@ -137,6 +140,7 @@ impl NodeIdentity {
                 host_generation: generation,
                 minted: vec![minted],
                 client_certificate: None,
+                serving_certificate: None,
             },
         }
     }

@@ -39,6 +39,7 @@ fn approve() -> Decision {
         message: "Machine openshift-machine-api/worker-1 address InternalDNS=worker-1".to_string(),
         node: Some("worker-1".to_string()),
         wants: None,
+        mints_for: None,
     }
 }
 

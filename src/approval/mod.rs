@@ -5,14 +5,17 @@
 //! - [`event`]: the Events that explain a decision or a failed write.
 //! - [`publisher`]: publishing an Event (kube's `Recorder`, without its cache).
 //! - [`written`]: decisions found written on a CSR, and whether an Event explains them.
+//! - [`identity`]: the identity an approval mints, recorded before it is written.
 //! - here: the names every writer and reader agrees on, and the bounded failure causes.
 
 mod event;
+mod identity;
 mod publisher;
 mod write;
 mod written;
 
 pub use event::{event_for, failure_event, publish};
+pub use identity::{RecordError, record_minted, take_back};
 pub use publisher::Publisher;
 pub use write::{Written, write_verdict};
 pub use written::{

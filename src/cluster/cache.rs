@@ -16,6 +16,7 @@ use crate::approval;
 use crate::decision::CsrFacts;
 use crate::facts;
 use crate::gather::Reading;
+use crate::identity::NodeIdentity;
 use crate::inventory::{CsrState, CsrSummary, Inventory};
 use crate::request::{ParsedRequest, RequestError};
 use crate::vocabulary::is_kubelet_signer;
@@ -296,6 +297,18 @@ impl ClusterCache {
     #[cfg(test)]
     pub(crate) fn edit(&self, change: impl FnOnce(&mut Inventory)) {
         change(&mut self.write().inventory);
+    }
+
+    /// Records a node's `NodeIdentity` as just written or read live (`None`: it has none),
+    /// ahead of its watch event, so that the next decision sees it. A later watch event
+    /// can only bring this version or a newer one: csr-approver is the record's only
+    /// writer, and the write is checked against the live version (`approval::identity`).
+    pub fn remember_identity(&self, node: &str, record: Option<NodeIdentity>) {
+        let inventory = &mut self.write().inventory;
+        match record {
+            Some(record) => inventory.upsert_identity(record),
+            None => inventory.remove_identity(node),
+        }
     }
 
     /// Records evidence read on demand (`gather`).

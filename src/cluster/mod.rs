@@ -31,7 +31,7 @@ pub use cache::{ClusterCache, InventoryGuard, SyncTracker};
 pub use csrs::{for_the_store, track_csrs};
 pub use discovery::{DiscoveryError, discover_machine_apis, discover_machine_apis_until_answered};
 pub use service::KubernetesService;
-pub use watch::{watch_kubernetes_service, watch_machines, watch_nodes};
+pub use watch::{watch_identities, watch_kubernetes_service, watch_machines, watch_nodes};
 pub use wire::WatchedCsr;
 
 /// How every watch a decision reads lists: quorum reads (`MostRecent`, also kube's default,

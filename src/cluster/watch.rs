@@ -15,6 +15,7 @@ use super::wire::{WatchedMachine, WatchedNode};
 use super::{
     ClusterCache, KubernetesService, SyncTracker, Trigger, WatchBackoff, fire, watch_config,
 };
+use crate::identity::NodeIdentity;
 use crate::inventory::{Inventory, MachineInfo, NodeInfo};
 
 /// Turns a watch event about a full object into one about its compact form, so that a
@@ -70,6 +71,27 @@ impl Cached for MachineInfo {
         inventory.remove_machine(&self.key());
         Concerns::Nodes(self.node_names().collect())
     }
+}
+
+impl Cached for NodeIdentity {
+    const KIND: &'static str = "NodeIdentity";
+    fn apply(self, inventory: &mut Inventory) -> Concerns {
+        let nodes = identity_concerns(&self);
+        inventory.upsert_identity(self);
+        Concerns::Nodes(nodes)
+    }
+    fn delete(self, inventory: &mut Inventory) -> Concerns {
+        inventory.remove_identity(self.name());
+        // An admin deleting a record frees the host's names: look at its CSRs at once.
+        Concerns::Nodes(identity_concerns(&self))
+    }
+}
+
+/// The nodes whose pending CSRs a record concerns: its node and every name of its host.
+fn identity_concerns(record: &NodeIdentity) -> Vec<String> {
+    std::iter::once(record.name().to_string())
+        .chain(record.spec.host_generation.names.iter().cloned())
+        .collect()
 }
 
 /// Applies a compact watch stream to the cache and triggers the pending CSRs each change
@@ -140,6 +162,28 @@ pub async fn watch_nodes(
     drive(
         stream,
         |nodes, inventory| inventory.replace_nodes(nodes),
+        cache,
+        trigger,
+        tracker,
+    )
+    .await;
+}
+
+/// Watches the durable record of identities minted (`NodeIdentity`) into the cache. Until
+/// it has listed nothing is decided: a decision without it could mint a second identity
+/// for a host whose first CSR the cleaner has deleted. Without the CRD (not installed
+/// with the chart) the watch fails and retries, and the replica stays unready, saying so.
+pub async fn watch_identities(
+    client: Client,
+    cache: Arc<ClusterCache>,
+    trigger: Trigger,
+    tracker: Arc<SyncTracker>,
+) {
+    let stream = watcher::watcher(Api::<NodeIdentity>::all(client), watch_config())
+        .backoff(WatchBackoff::default());
+    drive(
+        stream,
+        |records, inventory| inventory.replace_identities(records),
         cache,
         trigger,
         tracker,

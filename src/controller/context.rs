@@ -13,6 +13,7 @@ use crate::approval;
 use crate::cluster::ClusterCache;
 use crate::decision::Reason;
 use crate::http::Readiness;
+use crate::identity::NodeIdentity;
 use crate::leader::WriteGate;
 use crate::metrics::Metrics;
 use crate::policy_watch::PolicyHolder;
@@ -20,6 +21,8 @@ use crate::policy_watch::PolicyHolder;
 pub(super) struct Context {
     pub(super) client: Client,
     pub(super) csrs: Api<CertificateSigningRequest>,
+    /// The durable record of identities minted, written before each approval that mints.
+    pub(super) identities: Api<NodeIdentity>,
     pub(super) cache: Arc<ClusterCache>,
     pub(super) policy: Arc<PolicyHolder>,
     pub(super) metrics: Metrics,
@@ -61,6 +64,7 @@ impl Context {
     ) -> Context {
         Context {
             csrs: Api::all(client.clone()),
+            identities: Api::all(client.clone()),
             client,
             cache,
             policy,

@@ -48,6 +48,8 @@ pub enum ControllerError {
 pub enum ReconcileError {
     #[error(transparent)]
     Approval(#[from] approval::ApprovalError),
+    #[error(transparent)]
+    Record(#[from] approval::RecordError),
 }
 
 /// Everything `csr-approver run` is configured with.

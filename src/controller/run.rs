@@ -89,8 +89,9 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         () = stop_signal.stopped() => return stop(leadership, http_task).await,
     };
     readiness.set_discovering(false);
-    // CSRs, Nodes, the Service default/kubernetes, and each Machine API.
-    let tracker = SyncTracker::new(3 + machine_apis.len(), {
+    // CSRs, Nodes, the Service default/kubernetes, the NodeIdentity records, and each
+    // Machine API.
+    let tracker = SyncTracker::new(4 + machine_apis.len(), {
         let readiness = readiness.clone();
         move || readiness.set_caches_synced()
     });
@@ -227,8 +228,8 @@ async fn serve_http(
     }))
 }
 
-/// The watches that keep the inventory current: the Service default/kubernetes, Nodes,
-/// and each Machine API found.
+/// The watches that keep the inventory current: the Service default/kubernetes, the
+/// NodeIdentity records, Nodes, and each Machine API found.
 fn watch_inventory(
     client: &Client,
     machine_apis: Vec<ApiResource>,
@@ -237,6 +238,12 @@ fn watch_inventory(
     tracker: &Arc<SyncTracker>,
 ) {
     tokio::spawn(cluster::watch_kubernetes_service(
+        client.clone(),
+        cache.clone(),
+        trigger.clone(),
+        tracker.clone(),
+    ));
+    tokio::spawn(cluster::watch_identities(
         client.clone(),
         cache.clone(),
         trigger.clone(),

@@ -1,6 +1,8 @@
 //! The one thin writer: applies an [`Effect`] computed elsewhere — the verdict's
 //! condition first, then its explanation — and says when to look again.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::runtime::controller::Action;
@@ -11,6 +13,7 @@ use super::effect::Effect;
 use super::explain::{explain, explain_write_failure};
 use crate::approval::{self, Written};
 use crate::decision::{CsrFacts, Decision, Verdict};
+use crate::identity::Minted;
 use crate::inventory::CsrState;
 use crate::metrics::Metrics;
 
@@ -25,7 +28,23 @@ pub(super) async fn apply(
     write_lock: Option<tokio::sync::MutexGuard<'_, ()>>,
 ) -> Result<Action, ReconcileError> {
     if effect.write {
-        match approval::write_verdict(&ctx.csrs, csr, decision).await {
+        let minted = match record_identity(ctx, facts, decision).await {
+            Ok(minted) => minted,
+            Err(approval::RecordError::Stale { node, live }) => {
+                tracing::info!(csr = %facts.name, %node, "its NodeIdentity changed since the decision; deciding again");
+                ctx.cache.remember_identity(&node, live.map(|record| *record));
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Err(error) => {
+                ctx.metrics.count_api_error("update");
+                return Err(error.into());
+            }
+        };
+        let written = approval::write_verdict(&ctx.csrs, csr, decision).await;
+        if !matches!(written, Ok(Written::Done)) && minted {
+            take_back_identity(ctx, facts, decision).await;
+        }
+        match written {
             Ok(Written::Done) => {
                 let state = if decision.verdict == Verdict::Approve {
                     observe_latency(&ctx.metrics, facts);
@@ -56,6 +75,52 @@ pub(super) async fn apply(
         explain(ctx, csr, facts, decision, mode).await;
     }
     Ok(effect.action())
+}
+
+/// Records the identity an approval mints in its node's `NodeIdentity`, before the
+/// approval is written: a crash in between leaves an identity recorded and not approved
+/// (the same CSR decided again finds its own entry), never one approved and forgotten.
+/// Whether it recorded one.
+async fn record_identity(
+    ctx: &Context,
+    facts: &CsrFacts,
+    decision: &Decision,
+) -> Result<bool, approval::RecordError> {
+    let (Verdict::Approve, Some(generation), Some(node)) =
+        (decision.verdict, &decision.mints_for, &decision.node)
+    else {
+        return Ok(false);
+    };
+    let seen = ctx.cache.read().identity(node).cloned();
+    let minted = Minted {
+        csr: facts.name.clone(),
+        csr_uid: facts.uid.clone(),
+        reason: decision.reason.as_str().to_string(),
+        requester: facts.username.clone(),
+        at: Timestamp::now(),
+        host_generation: generation.key.clone(),
+    };
+    let record =
+        approval::record_minted(&ctx.identities, node, seen.as_ref(), generation.clone(), minted)
+            .await?;
+    ctx.cache.remember_identity(node, Some(record));
+    Ok(true)
+}
+
+/// The approval recorded was not written: take its entry back, so that it holds no later
+/// request of the host back. Best effort; what stays says which CSR it was.
+async fn take_back_identity(ctx: &Context, facts: &CsrFacts, decision: &Decision) {
+    let Some(node) = &decision.node else {
+        return;
+    };
+    match approval::take_back(&ctx.identities, node, &facts.name, facts.uid.as_deref()).await {
+        Ok(Some(record)) => ctx.cache.remember_identity(node, Some(record)),
+        Ok(None) => {}
+        Err(error) => {
+            ctx.metrics.count_api_error("update");
+            tracing::warn!(csr = %facts.name, %node, %error, "the approval was not written and its NodeIdentity entry could not be taken back; it holds later requests for the host back until deleted");
+        }
+    }
 }
 
 fn observe_latency(metrics: &Metrics, facts: &CsrFacts) {

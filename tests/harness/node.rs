@@ -10,8 +10,9 @@
 //!
 //! * The control plane ([`Options::real_nodes`]) adds bootstrap-token authentication,
 //!   `--kubelet-certificate-authority` and kube-controller-manager running **only** the CSR
-//!   signers (`--controllers=csrsigning`: no approver — the tests' csr-approver is the only
-//!   one) with the cluster CA and a [`SIGNING_DURATION`] short enough to see renewals.
+//!   signers and the CSR cleaner (`--controllers=csrsigning,csrcleaner`: no approver — the
+//!   tests' csr-approver is the only one) with the cluster CA and a [`SIGNING_DURATION`]
+//!   short enough to see renewals.
 //! * A node is one process tree in its own PID and mount namespaces
 //!   (`unshare --pid --fork --kill-child=SIGTERM --mount-proc --mount`): its containerd (own root,
 //!   state, socket, loopback-only CNI, the local FROM-scratch pause image imported from
@@ -204,7 +205,9 @@ fn spawn_signer(cp: &ControlPlane, signing_duration: &str) -> Result<Supervised,
     let file = |name: &str| cp.dir().join(name).display().to_string();
     let args = vec![
         format!("--kubeconfig={}", cp.kubeconfig_path().display()),
-        "--controllers=csrsigning".to_owned(),
+        // The signers and, as on every real cluster, the CSR cleaner (issued and denied CSRs
+        // deleted an hour after their verdict, pending ones after a day).
+        "--controllers=csrsigning,csrcleaner".to_owned(),
         format!("--cluster-signing-cert-file={}", file(pki::CA_CERT)),
         format!("--cluster-signing-key-file={}", file(pki::CA_KEY)),
         format!("--cluster-signing-duration={signing_duration}"),

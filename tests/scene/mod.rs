@@ -67,6 +67,8 @@ impl Scene {
         let out = cp.kubectl(&[
             "apply",
             "-f",
+            &repo("deploy/crd.yaml"),
+            "-f",
             &repo("deploy/namespace.yaml"),
             "-f",
             &repo("deploy/serviceaccount.yaml"),
@@ -76,6 +78,17 @@ impl Scene {
         assert!(
             out.status.success(),
             "kubectl apply deploy/: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = cp.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/nodeidentities.csr-approver.io",
+            "--timeout=60s",
+        ]);
+        assert!(
+            out.status.success(),
+            "the NodeIdentity CRD is established: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         // As on OpenShift: the bootstrapper may create CSRs.

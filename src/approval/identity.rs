@@ -1,0 +1,107 @@
+//! Recording an identity in its node's `NodeIdentity` before the approval that mints it
+//! (`identity`), and taking the entry back when that approval was never written.
+//!
+//! The decision was taken on the cache's copy of the record. The write is made against
+//! exactly that copy: the live record is read (a quorum read) and, if it is not the
+//! version the decision saw — a write of a previous leader the watch has not shown yet —
+//! nothing is written and the CSR is decided again on the fresh record. The PUT itself is
+//! conditional on that version, so a record changed in between is a 409, never a lost
+//! entry.
+
+use kube::api::{Api, PostParams};
+
+use crate::identity::{HostGeneration, Minted, NodeIdentity};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("reading NodeIdentity {node}: {source}")]
+    Read { node: String, source: kube::Error },
+    #[error("writing NodeIdentity {node}: {source}")]
+    Write { node: String, source: kube::Error },
+    /// The record changed since the decision read it: decide again on the new one.
+    #[error("NodeIdentity {node} changed since the decision read it; deciding again")]
+    Stale { node: String, live: Option<Box<NodeIdentity>> },
+}
+
+impl RecordError {
+    pub fn source_error(&self) -> Option<&kube::Error> {
+        match self {
+            RecordError::Read { source, .. } | RecordError::Write { source, .. } => Some(source),
+            RecordError::Stale { .. } => None,
+        }
+    }
+}
+
+/// Adds `minted` to `node`'s record, whose version the decision saw is `seen` (`None`: no
+/// record). Returns the record as written, for the cache.
+pub async fn record_minted(
+    api: &Api<NodeIdentity>,
+    node: &str,
+    seen: Option<&NodeIdentity>,
+    generation: HostGeneration,
+    minted: Minted,
+) -> Result<NodeIdentity, RecordError> {
+    let live = api
+        .get_opt(node)
+        .await
+        .map_err(|source| RecordError::Read {
+            node: node.to_string(),
+            source,
+        })?;
+    let version = |r: Option<&NodeIdentity>| r.and_then(|r| r.metadata.resource_version.clone());
+    if version(live.as_ref()) != version(seen) {
+        return Err(RecordError::Stale {
+            node: node.to_string(),
+            live: live.map(Box::new),
+        });
+    }
+    let write = |source| RecordError::Write {
+        node: node.to_string(),
+        source,
+    };
+    match live {
+        None => api
+            .create(
+                &PostParams::default(),
+                &NodeIdentity::first(generation, minted, node),
+            )
+            .await
+            .map_err(write),
+        Some(record) => match record.with_minted(generation, minted) {
+            // Recorded already: this CSR's approval was interrupted after its record.
+            None => Ok(record),
+            Some(next) => api
+                .replace(node, &PostParams::default(), &next)
+                .await
+                .map_err(write),
+        },
+    }
+}
+
+/// Takes back the entry of CSR `name`/`uid` from `node`'s record: its approval was never
+/// written (the CSR was deleted, re-created or decided by someone else meanwhile). Best
+/// effort: a record left behind only holds a later request back, and says which CSR.
+pub async fn take_back(
+    api: &Api<NodeIdentity>,
+    node: &str,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<Option<NodeIdentity>, RecordError> {
+    let live = api
+        .get_opt(node)
+        .await
+        .map_err(|source| RecordError::Read {
+            node: node.to_string(),
+            source,
+        })?;
+    let Some(next) = live.and_then(|record| record.without(name, uid)) else {
+        return Ok(None);
+    };
+    api.replace(node, &PostParams::default(), &next)
+        .await
+        .map(Some)
+        .map_err(|source| RecordError::Write {
+            node: node.to_string(),
+            source,
+        })
+}
