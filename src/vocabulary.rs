@@ -343,6 +343,100 @@ mod tests {
     use super::*;
 
     #[test]
+    fn inet_aton_reads_every_form_glibc_reads() {
+        let ten = Ipv4Addr::new(10, 0, 0, 33);
+        for form in [
+            "10.0.0.33",
+            "10.0.0.0x21",
+            "10.0.0.041",
+            "0xa.0.0.33",
+            "0xa000021",
+            "0XA000021",
+            "012.0.0.33",
+            "10.0.33",
+            "10.33",
+            "167772193",
+            "0x0a.0x00.0x00.0x21",
+        ] {
+            assert_eq!(inet_aton(form), Some(ten), "{form}");
+        }
+        assert_eq!(inet_aton("0x"), Some(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(inet_aton("4294967295"), Some(Ipv4Addr::BROADCAST));
+        for not in [
+            "",
+            "1.2.3.4.5",
+            "256.0.0.1",
+            "1.2.3.256",
+            "1.2.65536",
+            "4294967296",
+            "08",
+            "1.2.3.4.",
+            ".1.2.3",
+            "1..2",
+            "-1",
+            "+1",
+            "0xg",
+            "a.b.c.d",
+            "99999999999999999999",
+        ] {
+            assert_eq!(inet_aton(not), None, "{not:?}");
+        }
+    }
+
+    #[test]
+    fn every_name_inet_aton_reads_as_an_address_is_no_dns_name() {
+        for name in [
+            "10.0.0.33",
+            "10.0.0.0x21",
+            "0xa000021",
+            "012.0.0.33",
+            "10.33",
+            "167772193",
+            "0x",
+            "1.2.3.4.",
+            "256.0.0.1",
+        ] {
+            assert_eq!(canonical_dns_name(name), None, "{name}");
+        }
+        for name in [
+            "0x1.example",
+            "w1.svc.corp.example",
+            "ip-10-0-0-33.ec2.internal",
+            "a1",
+        ] {
+            assert!(canonical_dns_name(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn ipv6_forms_embedding_ipv4_denote_the_ipv4_address() {
+        let ten = AddressValue::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 33)));
+        for form in [
+            "64:ff9b::10.0.0.33",
+            "64:ff9b:1::a00:21",
+            "64:ff9b:1:abcd::a00:21",
+            "2002:a00:21::",
+            "2002:a00:21:5::1",
+            "::10.0.0.33",
+            "::ffff:10.0.0.33",
+        ] {
+            let value = AddressValue::parse(form);
+            assert!(value.is_alias_of(&ten), "{form}");
+            assert!(ten.is_alias_of(&value), "{form}");
+        }
+        for other in [
+            "64:ff9b:2::a00:21",
+            "2001:db8::a00:21",
+            "fd00::a00:21",
+            "::",
+            "::1",
+        ] {
+            let value = AddressValue::parse(other);
+            assert_eq!(*value.denoted(), value, "{other}");
+        }
+    }
+
+    #[test]
     fn common_words_are_the_static_copy_and_anything_else_is_kept_exactly() {
         for word in COMMON_CSR_WORDS {
             // As the API's JSON gives it: another copy of the text.
