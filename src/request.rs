@@ -6,11 +6,13 @@ use std::io::Cursor;
 use std::net::IpAddr;
 
 use x509_cert::der::Decode;
+use x509_cert::der::asn1::BitString;
 use x509_cert::request::CertReq;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::der_parser::oid::Oid;
-use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::extensions::{ExtendedKeyUsage, GeneralName, ParsedExtension};
+use x509_parser::objects::{oid_registry, oid2sn};
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
     OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA,
@@ -85,8 +87,57 @@ pub struct ParsedRequest {
     pub uris: Vec<String>,
     /// SAN kinds a kubelet never asks for (otherName, directoryName, …), described.
     pub other_sans: Vec<String>,
+    /// Every requested extension but subjectAltName, in the order requested (duplicates
+    /// and all): what the decision holds against its allow-list.
+    pub extensions: Vec<RequestedExtension>,
     pub key: KeyAlgorithm,
 }
+
+/// A requested extension other than subjectAltName, named as `spec.usages` names key
+/// usages so the decision can compare the two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestedExtension {
+    /// keyUsage: the bits set, as `spec.usages` names them (`digital signature`,
+    /// `key encipherment`, `cert sign`, …; `bit N` past the nine RFC 5280 defines).
+    KeyUsage(Vec<String>),
+    /// extendedKeyUsage: the purposes, as `spec.usages` names them (`server auth`,
+    /// `client auth`, `any`, …), others by OID.
+    ExtendedKeyUsage(Vec<String>),
+    /// Anything else (basicConstraints, nameConstraints, an unknown OID): its name and
+    /// OID, and whether it is marked critical.
+    Other { name: String, critical: bool },
+}
+
+impl fmt::Display for RequestedExtension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestedExtension::KeyUsage(bits) => write!(f, "keyUsage [{}]", bits.join(", ")),
+            RequestedExtension::ExtendedKeyUsage(purposes) => {
+                write!(f, "extendedKeyUsage [{}]", purposes.join(", "))
+            }
+            RequestedExtension::Other { name, critical } => {
+                f.write_str(name)?;
+                if *critical {
+                    f.write_str(" (critical)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// keyUsage bits in RFC 5280 §4.2.1.3 order, as Kubernetes' `spec.usages` spells them.
+const KEY_USAGE_BITS: [&str; 9] = [
+    "digital signature",
+    "content commitment",
+    "key encipherment",
+    "data encipherment",
+    "key agreement",
+    "cert sign",
+    "crl sign",
+    "encipher only",
+    "decipher only",
+];
 
 impl ParsedRequest {
     pub fn has_any_san(&self) -> bool {
@@ -125,10 +176,12 @@ pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
         emails: Vec::new(),
         uris: Vec::new(),
         other_sans: Vec::new(),
+        extensions: Vec::new(),
         key,
     };
-    // Every extensionRequest attribute and every SAN extension in it counts: a second SAN
-    // extension must not be able to hide names from the checks.
+    // Every extensionRequest attribute and every extension in it counts: a second SAN
+    // extension must not be able to hide names from the checks, nor a second keyUsage
+    // bits.
     for attribute in info.iter_attributes() {
         let ParsedCriAttribute::ExtensionRequest(request) = attribute.parsed_attribute() else {
             continue;
@@ -140,14 +193,27 @@ pub fn parse_request(pem: &[u8]) -> Result<ParsedRequest, RequestError> {
                         collect_san(name, &mut parsed)?;
                     }
                 }
-                ParsedExtension::UnsupportedExtension { .. } | ParsedExtension::Unparsed => {}
                 ParsedExtension::ParseError { error } => {
                     return Err(RequestError::Malformed(format!(
                         "extension {}: {error}",
                         extension.oid
                     )));
                 }
-                _ => {}
+                ParsedExtension::KeyUsage(_) => {
+                    let bits = key_usage_bits(extension.value)?;
+                    parsed.extensions.push(RequestedExtension::KeyUsage(bits));
+                }
+                ParsedExtension::ExtendedKeyUsage(eku) => {
+                    parsed
+                        .extensions
+                        .push(RequestedExtension::ExtendedKeyUsage(eku_purposes(eku)));
+                }
+                // Every other extension, known to x509-parser or not, is recorded: the
+                // decision allows none of them.
+                _ => parsed.extensions.push(RequestedExtension::Other {
+                    name: extension_name(&extension.oid),
+                    critical: extension.critical,
+                }),
             }
         }
     }
@@ -298,6 +364,49 @@ fn attribute_strings<'a>(
             })
         })
         .collect()
+}
+
+/// The keyUsage bits set, read from the extension's DER BIT STRING itself: x509-parser
+/// folds the bits into a `u16` and drops any past the sixteenth, which must not hide.
+fn key_usage_bits(value: &[u8]) -> Result<Vec<String>, RequestError> {
+    let bits = BitString::from_der(value)
+        .map_err(|e| RequestError::Malformed(format!("keyUsage is not a DER BIT STRING: {e}")))?;
+    Ok(bits
+        .bits()
+        .enumerate()
+        .filter(|(_, set)| *set)
+        .map(|(i, _)| match KEY_USAGE_BITS.get(i) {
+            Some(name) => (*name).to_string(),
+            None => format!("bit {i}"),
+        })
+        .collect())
+}
+
+/// extendedKeyUsage purposes as `spec.usages` spells them; unknown ones by OID.
+fn eku_purposes(eku: &ExtendedKeyUsage<'_>) -> Vec<String> {
+    let named = [
+        (eku.any, "any"),
+        (eku.server_auth, "server auth"),
+        (eku.client_auth, "client auth"),
+        (eku.code_signing, "code signing"),
+        (eku.email_protection, "email protection"),
+        (eku.time_stamping, "timestamping"),
+        (eku.ocsp_signing, "ocsp signing"),
+    ];
+    named
+        .iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, name)| (*name).to_string())
+        .chain(eku.other.iter().map(Oid::to_id_string))
+        .collect()
+}
+
+/// `basicConstraints (2.5.29.19)`, or the OID alone when no registry knows it.
+fn extension_name(oid: &Oid<'_>) -> String {
+    match oid2sn(oid, oid_registry()) {
+        Ok(name) => format!("{name} ({})", oid.to_id_string()),
+        Err(_) => oid.to_id_string(),
+    }
 }
 
 fn collect_san(name: &GeneralName<'_>, parsed: &mut ParsedRequest) -> Result<(), RequestError> {

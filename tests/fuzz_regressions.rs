@@ -135,3 +135,19 @@ fn request_seeds_reach_the_approval_paths() {
         );
     }
 }
+
+/// The name and address seeds (fuzz/corpus/normalize) hold every check of the `normalize`
+/// target, so the invariants on disguised and embedded addresses are run in `cargo test`
+/// too, not only while fuzzing.
+#[test]
+fn normalize_seeds_hold_every_check() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/normalize");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("the normalize corpus is readable") {
+        let path = entry.expect("a readable entry").path();
+        let data = std::fs::read(&path).expect("a readable seed");
+        harness::normalize(&data, &Checks::all());
+        seen += 1;
+    }
+    assert!(seen >= 12, "only {seen} normalize seeds");
+}

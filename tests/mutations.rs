@@ -3,7 +3,7 @@
 //! Three CSRs that are approved (a bootstrapper's client CSR for a joining Machine, a
 //! node's client renewal, a serving CSR with the node's own addresses) are changed the way
 //! an attacker or a broken client would change them — subject, SANs, usages, requester,
-//! signer, expiration, key, raw bytes — and re-signed with real keys. The mutated CSR must
+//! signer, expiration, key, requested extensions, raw bytes — and re-signed with real keys. The mutated CSR must
 //! not be approved unless the result is *harmless*: judged on the final CSR, not on the
 //! mutation's name, by the rules below ([`harmless`]). `every_catalogued_mutation…` tries
 //! each listed mutation once; the proptest combines up to three, with random values.
@@ -26,7 +26,10 @@ use csr_approver::vocabulary::canonical_ip;
 use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
 
 const NODE: &str = "worker-1";
 /// What worker-1 owns in `registered_world`.
@@ -91,6 +94,21 @@ enum San {
     Other(String),
 }
 
+/// A requested extension beyond the SANs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ext {
+    KeyUsage(KeyUsagePurpose),
+    ExtendedKeyUsage(ExtendedKeyUsagePurpose),
+    /// basicConstraints: CA:TRUE (`true`) or CA:FALSE.
+    BasicConstraints(bool),
+    /// Any extension by OID, DER content and criticality.
+    Custom {
+        oid: Vec<u64>,
+        der: Vec<u8>,
+        critical: bool,
+    },
+}
+
 /// Openssl-made requests for CN system:node:worker-1, O system:nodes, no SANs, each with a
 /// key or a shape that must never be approved.
 const BAD_FIXTURES: [&str; 7] = [
@@ -120,6 +138,7 @@ struct Spec {
     cns: Vec<String>,
     orgs: Vec<String>,
     sans: Vec<San>,
+    extensions: Vec<Ext>,
     key: KeyChoice,
     signer: String,
     username: String,
@@ -168,6 +187,7 @@ impl Spec {
             cns: vec![format!("system:node:{NODE}")],
             orgs: vec!["system:nodes".to_string()],
             sans,
+            extensions: Vec::new(),
             key: KeyChoice::P256,
             signer: signer.to_string(),
             username,
@@ -222,6 +242,21 @@ impl Spec {
                 )),
             })
             .collect();
+        for extension in &self.extensions {
+            match extension {
+                Ext::KeyUsage(usage) => params.key_usages.push(*usage),
+                Ext::ExtendedKeyUsage(usage) => params.extended_key_usages.push(usage.clone()),
+                Ext::BasicConstraints(true) => {
+                    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                }
+                Ext::BasicConstraints(false) => params.is_ca = IsCa::ExplicitNoCa,
+                Ext::Custom { oid, der, critical } => {
+                    let mut custom = CustomExtension::from_oid_content(oid, der.clone());
+                    custom.set_criticality(*critical);
+                    params.custom_extensions.push(custom);
+                }
+            }
+        }
         params
             .serialize_request(key_pair(self.key))
             .unwrap()
@@ -370,7 +405,20 @@ fn harmless(spec: &Spec, same_der: bool) -> bool {
                 })
         }
     };
+    // What a kubelet may ask for besides SANs: digital signature, key encipherment where
+    // spec.usages has it, and the signer's one extended key usage.
+    let (purpose, purpose_usage) = match spec.base {
+        Base::Client | Base::Renewal => (ExtendedKeyUsagePurpose::ClientAuth, "client auth"),
+        Base::Serving => (ExtendedKeyUsagePurpose::ServerAuth, "server auth"),
+    };
+    let extensions_ok = spec.extensions.iter().all(|extension| match extension {
+        Ext::KeyUsage(KeyUsagePurpose::DigitalSignature) => usage_set.contains("digital signature"),
+        Ext::KeyUsage(KeyUsagePurpose::KeyEncipherment) => usage_set.contains("key encipherment"),
+        Ext::ExtendedKeyUsage(p) => *p == purpose && usage_set.contains(purpose_usage),
+        Ext::KeyUsage(_) | Ext::BasicConstraints(_) | Ext::Custom { .. } => false,
+    });
     same_der
+        && extensions_ok
         && spec.cns == base.cns
         && spec.orgs == base.orgs
         && sans_ok
@@ -392,6 +440,7 @@ enum Mutation {
     OrgRemoved,
     OrgAdded(String),
     SanAdded(San),
+    ExtensionAdded(Ext),
     UsageAdded(String),
     UsageRemoved(usize),
     UsagesReplaced(Vec<String>),
@@ -415,6 +464,7 @@ impl Mutation {
             Mutation::OrgRemoved => spec.orgs.clear(),
             Mutation::OrgAdded(org) => spec.orgs.push(org),
             Mutation::SanAdded(san) => spec.sans.push(san),
+            Mutation::ExtensionAdded(extension) => spec.extensions.push(extension),
             Mutation::UsageAdded(u) => spec.usages.push(u),
             Mutation::UsageRemoved(i) => {
                 if !spec.usages.is_empty() {
@@ -440,7 +490,10 @@ impl Mutation {
     }
 }
 
-const OTHER_NODES: [&str; 6] = [
+const OTHER_NODES: [&str; 9] = [
+    "system:node:localhost.localdomain",
+    "system:node:127.0.0.1",
+    "system:node:0xa00000b",
     "system:node:worker-2",
     "system:node:master-0",
     "system:node:worker-10",
@@ -467,7 +520,14 @@ const ORGS: [&str; 6] = [
     "",
     "system:nodes",
 ];
-const FOREIGN_IPS: [&str; 12] = [
+const FOREIGN_IPS: [&str; 18] = [
+    // worker-2's 10.0.0.12 and worker-1's own 10.0.0.11 in IPv6 forms that embed them.
+    "64:ff9b::10.0.0.12",
+    "64:ff9b:1::a00:c",
+    "2002:a00:c::1",
+    "::10.0.0.12",
+    "64:ff9b::10.0.0.11",
+    "64:ff9b::127.0.0.1",
     "10.0.0.12",
     "10.0.0.99",
     "127.0.0.1",
@@ -481,7 +541,15 @@ const FOREIGN_IPS: [&str; 12] = [
     "::ffff:10.0.0.12",
     "fd00::11",
 ];
-const FOREIGN_DNS: [&str; 12] = [
+const FOREIGN_DNS: [&str; 19] = [
+    // Addresses in disguise (what inet_aton reads as 10.0.0.11 / .12) and loopback aliases.
+    "10.0.0.0x0b",
+    "0xa00000c",
+    "012.0.0.11",
+    "10.11",
+    "localhost.localdomain",
+    "ip6-localhost",
+    "localhost6.localdomain6",
     "worker-2",
     "master-0",
     "kubernetes",
@@ -540,6 +608,59 @@ const SIGNERS: [&str; 5] = [
     "example.com/kubelet-serving",
 ];
 
+const KEY_USAGES: [KeyUsagePurpose; 9] = [
+    KeyUsagePurpose::DigitalSignature,
+    KeyUsagePurpose::ContentCommitment,
+    KeyUsagePurpose::KeyEncipherment,
+    KeyUsagePurpose::DataEncipherment,
+    KeyUsagePurpose::KeyAgreement,
+    KeyUsagePurpose::KeyCertSign,
+    KeyUsagePurpose::CrlSign,
+    KeyUsagePurpose::EncipherOnly,
+    KeyUsagePurpose::DecipherOnly,
+];
+
+fn extended_key_usages() -> Vec<ExtendedKeyUsagePurpose> {
+    vec![
+        ExtendedKeyUsagePurpose::Any,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+        ExtendedKeyUsagePurpose::CodeSigning,
+        ExtendedKeyUsagePurpose::EmailProtection,
+        ExtendedKeyUsagePurpose::TimeStamping,
+        ExtendedKeyUsagePurpose::OcspSigning,
+        ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 4, 1, 99999, 2]),
+    ]
+}
+
+/// nameConstraints permitting only example.com.
+const NAME_CONSTRAINTS: [u8; 19] = [
+    0x30, 0x11, 0xa0, 0x0f, 0x30, 0x0d, 0x82, 0x0b, b'e', b'x', b'a', b'm', b'p', b'l', b'e', b'.',
+    b'c', b'o', b'm',
+];
+
+/// Every listed extension: each key usage, each extended key usage, basicConstraints
+/// either way, nameConstraints, an unknown OID critical or not.
+fn extensions() -> Vec<Ext> {
+    let mut all: Vec<Ext> = KEY_USAGES.iter().map(|u| Ext::KeyUsage(*u)).collect();
+    all.extend(extended_key_usages().into_iter().map(Ext::ExtendedKeyUsage));
+    all.push(Ext::BasicConstraints(true));
+    all.push(Ext::BasicConstraints(false));
+    all.push(Ext::Custom {
+        oid: vec![2, 5, 29, 30],
+        der: NAME_CONSTRAINTS.to_vec(),
+        critical: true,
+    });
+    for critical in [false, true] {
+        all.push(Ext::Custom {
+            oid: vec![1, 3, 6, 1, 4, 1, 99999, 1],
+            der: vec![0x05, 0x00],
+            critical,
+        });
+    }
+    all
+}
+
 /// Every listed mutation, once, with each listed value.
 fn catalogue() -> Vec<Mutation> {
     let mut all = Vec::new();
@@ -565,6 +686,9 @@ fn catalogue() -> Vec<Mutation> {
         "spiffe://cluster/ns/x".to_string(),
     )));
     all.push(Mutation::SanAdded(San::Other("worker-1".to_string())));
+    for extension in extensions() {
+        all.push(Mutation::ExtensionAdded(extension));
+    }
     for usage in USAGES {
         all.push(Mutation::UsageAdded(usage.to_string()));
         all.push(Mutation::UsagesReplaced(vec![usage.to_string()]));
@@ -719,6 +843,23 @@ fn san() -> impl Strategy<Value = San> {
     ]
 }
 
+fn extension() -> impl Strategy<Value = Ext> {
+    prop_oneof![
+        prop::sample::select(extensions()),
+        // An unregistered OID with arbitrary content, critical or not.
+        (
+            any::<u32>(),
+            prop::collection::vec(any::<u8>(), 0..16),
+            any::<bool>()
+        )
+            .prop_map(|(arc, der, critical)| Ext::Custom {
+                oid: vec![1, 3, 6, 1, 4, 1, 99999, u64::from(arc)],
+                der,
+                critical,
+            }),
+    ]
+}
+
 fn usage_list() -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec(pick(&USAGES), 0..5)
 }
@@ -739,6 +880,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         san().prop_map(Mutation::SanAdded),
         san().prop_map(Mutation::SanAdded),
         san().prop_map(Mutation::SanAdded),
+        extension().prop_map(Mutation::ExtensionAdded),
+        extension().prop_map(Mutation::ExtensionAdded),
         pick(&USAGES).prop_map(Mutation::UsageAdded),
         any::<usize>().prop_map(Mutation::UsageRemoved),
         usage_list().prop_map(Mutation::UsagesReplaced),

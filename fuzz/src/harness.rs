@@ -14,10 +14,10 @@ use arbitrary::{Arbitrary, Unstructured};
 use csr_approver::decision::{CsrFacts, Decision, Verdict, decide};
 use csr_approver::inventory::{CsrState, Inventory, MachineInfo, NodeInfo, TypedAddress};
 use csr_approver::policy::Policy;
-use csr_approver::request::parse_request;
+use csr_approver::request::{RequestedExtension, parse_request};
 use csr_approver::vocabulary::canonical_ip;
 use csr_approver::vocabulary::is_dns1123_subdomain;
-use csr_approver::vocabulary::{AddressValue, canonical_dns_name, normalize_dns_name};
+use csr_approver::vocabulary::{AddressValue, canonical_dns_name, inet_aton, normalize_dns_name};
 use csr_approver::vocabulary::{CLIENT_SIGNER, NODE_USER_PREFIX, NODES_GROUP, SERVING_SIGNER};
 use jiff::{SignedDuration, Timestamp};
 
@@ -41,10 +41,16 @@ pub enum Check {
     AddressIdempotent,
     /// IPv4, IPv4-mapped IPv6 and long/short IPv6 forms compare equal once normalised.
     IpForms,
+    /// Every text `inet_aton` reads as an IPv4 address (with or without one trailing dot)
+    /// is refused as a DNS name.
+    DisguisedAddresses,
+    /// NAT64 (well-known and local-use), 6to4 and IPv4-compatible forms of an IPv4
+    /// address denote it; an IPv6 address outside those prefixes denotes itself.
+    IpEmbeddings,
 }
 
 impl Check {
-    pub const ALL: [Check; 7] = [
+    pub const ALL: [Check; 9] = [
         Check::ApproveImpliesValid,
         Check::PolicyRoundtrip,
         Check::AutoNumberSerialisation,
@@ -52,6 +58,8 @@ impl Check {
         Check::DnsValidIsNormal,
         Check::AddressIdempotent,
         Check::IpForms,
+        Check::DisguisedAddresses,
+        Check::IpEmbeddings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +71,8 @@ impl Check {
             Check::DnsValidIsNormal => "dns-valid-is-normal",
             Check::AddressIdempotent => "address-idempotent",
             Check::IpForms => "ip-forms",
+            Check::DisguisedAddresses => "disguised-addresses",
+            Check::IpEmbeddings => "ip-embeddings",
         }
     }
 }
@@ -423,7 +433,35 @@ pub fn request_decide(data: &[u8], checks: &Checks) -> Decision {
             vouched_for(scene, &node),
             "approved node {node:?}, which nothing in the {scene:?} scene vouches for: {decision:?}"
         );
+        // Only the extensions a kubelet asks for, agreeing with spec.usages.
+        let purpose = if facts.signer_name == SERVING_SIGNER {
+            "server auth"
+        } else {
+            "client auth"
+        };
+        let listed = |usage: &str| facts.usages.iter().any(|u| u == usage);
+        for extension in &request.extensions {
+            let allowed = match extension {
+                RequestedExtension::KeyUsage(bits) => bits.iter().all(|bit| {
+                    ["digital signature", "key encipherment"].contains(&bit.as_str()) && listed(bit)
+                }),
+                RequestedExtension::ExtendedKeyUsage(purposes) => {
+                    purposes.iter().all(|p| p == purpose && listed(p))
+                }
+                RequestedExtension::Other { .. } => false,
+            };
+            assert!(
+                allowed,
+                "approved a request asking for {extension}: {decision:?}"
+            );
+        }
         if facts.signer_name == SERVING_SIGNER {
+            for name in &request.dns_names {
+                assert!(
+                    canonical_dns_name(name).is_some(),
+                    "serving CSR approved with DNS SAN {name:?}, not a canonical name"
+                );
+            }
             assert_eq!(
                 facts.username,
                 format!("{NODE_USER_PREFIX}{node}"),
@@ -599,6 +637,54 @@ pub fn normalize(data: &[u8], checks: &Checks) {
             let canonical = canonical_ip(ip);
             assert_eq!(canonical_ip(canonical), canonical, "canonical_ip({ip})");
             assert_eq!(address.value, AddressValue::Ip(canonical), "{text:?}");
+        }
+    }
+
+    if checks.on(Check::DisguisedAddresses) {
+        for form in [text, text.strip_suffix('.').unwrap_or(text)] {
+            if let Some(ip) = inet_aton(form) {
+                assert_eq!(
+                    canonical_dns_name(text),
+                    None,
+                    "{text:?} reads as {ip} yet is accepted as a DNS name"
+                );
+            }
+        }
+    }
+
+    if checks.on(Check::IpEmbeddings) {
+        let v4 = Ipv4Addr::from(input.v4);
+        let [a, b, c, d] = v4.octets();
+        let plain = AddressValue::Ip(IpAddr::V4(v4));
+        let high = u16::from_be_bytes([a, b]);
+        let low = u16::from_be_bytes([c, d]);
+        let [x, y, ..] = input.v6;
+        let free = u16::from_be_bytes([x, y]);
+        let mut forms = vec![
+            Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, high, low),
+            Ipv6Addr::new(0x64, 0xff9b, 1, free, free, free, high, low),
+            Ipv6Addr::new(0x2002, high, low, free, 0, free, 0, 1),
+        ];
+        if u32::from(v4) > 1 {
+            forms.push(Ipv6Addr::new(0, 0, 0, 0, 0, 0, high, low));
+        }
+        for form in forms {
+            let value = TypedAddress::new("InternalIP", &form.to_string()).value;
+            assert!(value.is_alias_of(&plain), "{form} does not denote {v4}");
+            assert_ne!(value, plain, "{form} is not kept as written");
+        }
+        let v6 = Ipv6Addr::from(input.v6);
+        let segments = v6.segments();
+        let embeds = matches!(
+            segments,
+            [0x64, 0xff9b, 0, 0, 0, 0, _, _]
+                | [0x64, 0xff9b, 1, ..]
+                | [0x2002, ..]
+                | [0, 0, 0, 0, 0, _, _, _]
+        );
+        if !embeds {
+            let value = AddressValue::Ip(IpAddr::V6(v6));
+            assert_eq!(*value.denoted(), value, "{v6} denotes another address");
         }
     }
 

@@ -5,14 +5,18 @@
 //! 2. `spec.expirationSeconds`, when set, is at most the signer's `maxExpirationSeconds`
 //!    (`ExpirationTooLong`).
 //! 3. The subject O is exactly `system:nodes` (`BadOrganization`).
-//! 4. The subject has exactly one CN, `system:node:<name>`, with a valid node name exactly
-//!    as written and not a reserved one (`BadCommonName`).
+//! 4. The requested extensions are only subjectAltName, and keyUsage and extendedKeyUsage
+//!    that agree with `spec.usages` and the signer (`ForbiddenExtension`).
+//! 5. The subject has exactly one CN, `system:node:<name>`, with a valid node name exactly
+//!    as written, not a reserved one and not an IPv4 address in disguise
+//!    (`BadCommonName`).
 //!
 //! Parsing (canonical DER, one PEM block, a signature that verifies) happens before, in
 //! `request`. Also here: small helpers the rule families share.
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use jiff::SignedDuration;
@@ -20,9 +24,9 @@ use jiff::SignedDuration;
 use super::{CsrFacts, Reason, Refusal, refuse, reserved};
 use crate::inventory::{Inventory, MachineInfo};
 use crate::policy::{KeyType, Policy};
-use crate::request::{KeyAlgorithm, ParsedRequest};
+use crate::request::{KeyAlgorithm, ParsedRequest, RequestedExtension};
 use crate::vocabulary::{
-    AddressValue, NODE_USER_PREFIX, NODES_GROUP, Signer, is_dns1123_subdomain,
+    AddressValue, NODE_USER_PREFIX, NODES_GROUP, Signer, inet_aton, is_dns1123_subdomain,
 };
 
 pub(super) fn check_common(
@@ -71,6 +75,60 @@ pub(super) fn check_common(
             ),
         ));
     }
+    check_extensions(csr, request, signer)
+}
+
+/// Rule 4: the request asks for what a kubelet asks for and nothing more. Kubelets (Go's
+/// `x509.CreateCertificateRequest` from the certificate manager's template) request a
+/// subjectAltName for serving and no extension at all for client certificates; other
+/// clients may add keyUsage and extendedKeyUsage, allowed only where they say what
+/// `spec.usages` says. Anything else — basicConstraints of any value, nameConstraints,
+/// unknown OIDs, critical or not — is refused: kube-controller-manager's signer ignores
+/// them, but approval is the policy boundary and another signer may copy them.
+fn check_extensions(
+    csr: &CsrFacts,
+    request: &ParsedRequest,
+    signer: Signer,
+) -> Result<(), Refusal> {
+    let usages = usage_set(csr);
+    let purpose = match signer {
+        Signer::Client => "client auth",
+        Signer::Serving => "server auth",
+    };
+    let allowed_bits = ["digital signature", "key encipherment"];
+    for extension in &request.extensions {
+        let refused: Vec<&str> = match extension {
+            RequestedExtension::KeyUsage(bits) => bits
+                .iter()
+                .map(String::as_str)
+                .filter(|bit| !allowed_bits.contains(bit) || !usages.contains(bit))
+                .collect(),
+            RequestedExtension::ExtendedKeyUsage(purposes) => purposes
+                .iter()
+                .map(String::as_str)
+                .filter(|p| *p != purpose || !usages.contains(p))
+                .collect(),
+            RequestedExtension::Other { .. } => {
+                return Err(refuse(
+                    Reason::ForbiddenExtension,
+                    format!(
+                        "the request asks for extension {extension}; a kubelet asks only for subjectAltName, keyUsage and extendedKeyUsage that agree with spec.usages"
+                    ),
+                ));
+            }
+        };
+        if !refused.is_empty() {
+            return Err(refuse(
+                Reason::ForbiddenExtension,
+                format!(
+                    "the request asks for {extension}: [{}] not allowed, spec.usages is {:?}; a {} certificate has only digital signature, key encipherment (when spec.usages has it) and {purpose}",
+                    refused.join(", "),
+                    csr.usages,
+                    signer.short_name()
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -93,7 +151,7 @@ pub(super) fn node_name_from_subject(
     };
     match cn.strip_prefix(NODE_USER_PREFIX) {
         Some(name) if is_dns1123_subdomain(name) => {
-            match reserved::why_reserved(&AddressValue::Dns(name.to_string()), inventory, policy) {
+            match why_not_a_node_name(name, inventory, policy) {
                 Some(why) => Err(refuse(
                     Reason::BadCommonName,
                     format!("subject CN {cn:?}: node name {name} is {why}; never a node's"),
@@ -110,6 +168,26 @@ pub(super) fn node_name_from_subject(
             format!("subject CN {cn:?} does not start with {NODE_USER_PREFIX}"),
         )),
     }
+}
+
+/// Why a valid DNS-1123 node name is still never a node's: a reserved name, or a name
+/// resolvers read as an IPv4 address. A node named by its IP in the one form every reader
+/// reads alike (`10.0.0.5`: some installers name nodes so) is read as that IP and must not
+/// be a reserved one; any other form `inet_aton` reads as an address (`10.1`, `0xa000005`,
+/// `010.0.0.5`, `167772165`) is an address in disguise, refused as DNS SANs are.
+fn why_not_a_node_name(name: &str, inventory: &Inventory, policy: &Policy) -> Option<String> {
+    if let Some(why) =
+        reserved::why_reserved(&AddressValue::Dns(name.to_string()), inventory, policy)
+    {
+        return Some(why);
+    }
+    let ip = inet_aton(name)?;
+    if name.parse::<Ipv4Addr>() != Ok(ip) {
+        return Some(format!(
+            "the IPv4 address {ip} written in a form only some resolvers read as one"
+        ));
+    }
+    reserved::why_reserved(&AddressValue::Ip(IpAddr::V4(ip)), inventory, policy)
 }
 
 pub(super) fn usage_set(csr: &CsrFacts) -> BTreeSet<&str> {

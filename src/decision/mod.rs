@@ -7,7 +7,8 @@
 //!    the policy enables (`SignerDisabled`) are ours; everything else is ignored.
 //! 2. The request parses as one canonical PKCS#10 block whose signature verifies
 //!    (`request`: `MalformedRequest`, `BadSignature`, `UnsupportedKey`, `WeakKey`).
-//! 3. Checks every kubelet CSR passes: key, expiration, subject O and CN (`common`).
+//! 3. Checks every kubelet CSR passes: key, expiration, subject O, requested extensions
+//!    and CN (`common`).
 //! 4. Client CSRs: renewal by the node itself, or a new node some evidence vouches for
 //!    (`client`), certificate recovery (`recovery`), the flood guard (`flood`).
 //! 5. Serving CSRs: every SAN an address the node owns, no other owner, inside the fences

@@ -104,6 +104,9 @@ reasons! {
     MissingNodesGroup => Definitive,
     ReservedSan => Definitive,
     MalformedSan => Definitive,
+    /// The request asks for an extension a kubelet never asks for (basicConstraints,
+    /// nameConstraints, an unknown OID), or key usages `spec.usages` does not list.
+    ForbiddenExtension => Definitive,
 
     NodeAlreadyExists => ForAnAdmin,
     MachineAlreadyLinked => ForAnAdmin,

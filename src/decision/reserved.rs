@@ -1,16 +1,36 @@
 //! Names and addresses that are never a node's, whoever claims them: the API server's
-//! in-cluster names and Service IP, Service and cluster-domain names, localhost, and IPs
-//! that identify no host (unspecified, link-local, multicast, broadcast; loopback unless
-//! the policy allows it for development clusters).
+//! in-cluster names and Service IP, Service and cluster-domain names, localhost and the
+//! other names `/etc/hosts` gives the loopback and multicast addresses, and IPs that
+//! identify no host (unspecified, link-local, multicast, broadcast; loopback unless the
+//! policy allows it for development clusters). An IPv6 address that embeds an IPv4
+//! address (NAT64, 6to4, IPv4-compatible) is reserved when either is.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::inventory::Inventory;
 use crate::policy::Policy;
-use crate::vocabulary::{AddressValue, canonical_dns_name};
+use crate::vocabulary::{AddressValue, canonical_dns_name, embedded_ipv4};
 
 /// The `default/kubernetes` Service's names, as pods resolve them.
 const API_SERVER_NAMES: [&str; 3] = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"];
+
+/// First labels of the names distributions' `/etc/hosts` gives the loopback address
+/// (`localhost.localdomain`, `localhost6.localdomain6`, `ip6-localhost`, …) and IPv6
+/// multicast groups (`ip6-allnodes`, …): resolved locally on every host, so a certificate
+/// for one is a certificate for whatever host dials it. A bare-metal host without a DHCP
+/// name reports `localhost.localdomain` as its name — shared by every such host.
+const HOSTS_FILE_LABELS: [&str; 10] = [
+    "localhost",
+    "localhost4",
+    "localhost6",
+    "ip6-localhost",
+    "ip6-loopback",
+    "ip6-localnet",
+    "ip6-mcastprefix",
+    "ip6-allnodes",
+    "ip6-allrouters",
+    "ip6-allhosts",
+];
 
 /// Why `value` may never be certified for a node, or `None` when it may.
 pub fn why_reserved(
@@ -27,16 +47,27 @@ pub fn why_reserved(
 
 fn reserved_name(name: &str, cluster_domain: &str) -> Option<String> {
     let under = |domain: &str| name == domain || name.ends_with(&format!(".{domain}"));
-    if under("localhost") {
-        return Some("localhost".to_string());
+    // `localhost` and anything under it (RFC 6761 §6.3); the /etc/hosts names with what
+    // any domain after them.
+    let first_label = name.split('.').next().unwrap_or(name);
+    if under("localhost") || HOSTS_FILE_LABELS.contains(&first_label) {
+        return Some(format!(
+            "a loopback or /etc/hosts name ({first_label}), resolved locally on every host"
+        ));
     }
     if API_SERVER_NAMES.contains(&name) {
         return Some("the API server's in-cluster name".to_string());
     }
-    if name.ends_with(".svc") || name.contains(".svc.") {
+    // What a pod's resolver completes to a Service: `<service>.<namespace>.svc` and names
+    // under `svc.<cluster domain>` (below). A zone named `svc` elsewhere
+    // (`w1.svc.corp.example`) is an ordinary domain.
+    if name.ends_with(".svc") {
         return Some("a Service name (under .svc)".to_string());
     }
     match canonical_dns_name(cluster_domain) {
+        Some(domain) if under(&format!("svc.{domain}")) => Some(format!(
+            "a Service name (under .svc.{domain}, the cluster domain)"
+        )),
         Some(domain) if under(&domain) => Some(format!("under the cluster domain {domain}")),
         Some(_) => None,
         // An unreadable cluster domain cannot be told apart: refuse rather than guess.
@@ -46,8 +77,24 @@ fn reserved_name(name: &str, cluster_domain: &str) -> Option<String> {
     }
 }
 
+/// `ip`, and the IPv4 address it embeds if any, each checked: a NAT64 or 6to4 form of a
+/// reserved IPv4 address reaches that address.
 fn reserved_ip(ip: IpAddr, inventory: &Inventory, allow_loopback: bool) -> Option<String> {
-    if inventory.kubernetes_service_ips().contains(&ip) {
+    if let Some(why) = reserved_as_written(ip, inventory, allow_loopback) {
+        return Some(why);
+    }
+    let (v4, embedding) = embedded_ipv4(ip)?;
+    reserved_as_written(IpAddr::V4(v4), inventory, allow_loopback)
+        .map(|why| format!("the {embedding} form of {v4}, which is {why}"))
+}
+
+fn reserved_as_written(ip: IpAddr, inventory: &Inventory, allow_loopback: bool) -> Option<String> {
+    let value = AddressValue::Ip(ip);
+    if inventory
+        .kubernetes_service_ips()
+        .iter()
+        .any(|service| AddressValue::Ip(*service).is_alias_of(&value))
+    {
         return Some("the kubernetes Service's ClusterIP".to_string());
     }
     let why = match ip {

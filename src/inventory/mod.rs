@@ -42,7 +42,9 @@ pub struct Inventory {
     pending: BTreeSet<(Option<Timestamp>, Arc<str>)>,
     /// ClusterIP(s) of the `default/kubernetes` Service: never a node's address.
     kubernetes_service_ips: Vec<IpAddr>,
-    /// Address → everyone who claims it, so ownership is one lookup per SAN.
+    /// Address, as it denotes (`AddressValue::denoted`: an IPv6 form embedding an IPv4
+    /// address is filed under the IPv4 address) → everyone who claims it, so a conflict
+    /// is one lookup per SAN whatever form either side wrote.
     claims: HashMap<AddressValue, SortedSet<Claimant>>,
     /// Evidence read on demand (Leases, kubelet certificates), with when it was read.
     observations: Observations,
@@ -158,9 +160,10 @@ impl Inventory {
         self.kubernetes_service_ips = ips.into_iter().map(canonical_ip).collect();
     }
 
-    /// Everyone who claims `value` (Nodes by name or status, Machines by status).
+    /// Everyone who claims `value` or an alias of it (Nodes by name or status, Machines by
+    /// status).
     pub fn claimants(&self, value: &AddressValue) -> impl Iterator<Item = &Claimant> {
-        self.claims.get(value).into_iter().flatten()
+        self.claims.get(&*value.denoted()).into_iter().flatten()
     }
 
     pub fn machine(&self, key: &MachineKey) -> Option<&MachineInfo> {
@@ -243,16 +246,18 @@ impl Inventory {
 
     fn add_claims(&mut self, claims: Vec<(AddressValue, Claimant)>) {
         for (value, claimant) in claims {
-            self.claims.entry(value).or_default().insert(claimant);
+            let key = value.denoted().into_owned();
+            self.claims.entry(key).or_default().insert(claimant);
         }
     }
 
     fn remove_claims(&mut self, claims: Vec<(AddressValue, Claimant)>) {
         for (value, claimant) in claims {
-            if let Some(set) = self.claims.get_mut(&value) {
+            let key = value.denoted();
+            if let Some(set) = self.claims.get_mut(&*key) {
                 set.remove(&claimant);
                 if set.is_empty() {
-                    self.claims.remove(&value);
+                    self.claims.remove(&*key);
                 }
             }
         }

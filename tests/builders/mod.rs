@@ -17,7 +17,10 @@ use csr_approver::request::parse_request;
 use csr_approver::vocabulary::AddressValue;
 use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER};
 use jiff::{SignedDuration, Timestamp};
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+use rcgen::{
+    CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
 
 pub const BOOTSTRAPPER: &str =
     "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper";
@@ -86,6 +89,11 @@ pub struct Request {
     pub emails: Vec<String>,
     pub uris: Vec<String>,
     pub key: Key,
+    /// Extensions beyond the SANs, as rcgen writes them into the extensionRequest.
+    pub key_usages: Vec<KeyUsagePurpose>,
+    pub extended_key_usages: Vec<ExtendedKeyUsagePurpose>,
+    pub is_ca: IsCa,
+    pub custom_extensions: Vec<CustomExtension>,
 }
 
 impl Request {
@@ -98,7 +106,35 @@ impl Request {
             emails: Vec::new(),
             uris: Vec::new(),
             key: Key::P256,
+            key_usages: Vec::new(),
+            extended_key_usages: Vec::new(),
+            is_ca: IsCa::NoCa,
+            custom_extensions: Vec::new(),
         }
+    }
+
+    pub fn key_usage(mut self, usage: KeyUsagePurpose) -> Request {
+        self.key_usages.push(usage);
+        self
+    }
+
+    pub fn extended_key_usage(mut self, usage: ExtendedKeyUsagePurpose) -> Request {
+        self.extended_key_usages.push(usage);
+        self
+    }
+
+    /// A basicConstraints extension (`IsCa::ExplicitNoCa` writes CA:FALSE).
+    pub fn basic_constraints(mut self, is_ca: IsCa) -> Request {
+        self.is_ca = is_ca;
+        self
+    }
+
+    /// Any extension: its OID, DER content and criticality.
+    pub fn extension(mut self, oid: &[u64], der: &[u8], critical: bool) -> Request {
+        let mut extension = CustomExtension::from_oid_content(oid, der.to_vec());
+        extension.set_criticality(critical);
+        self.custom_extensions.push(extension);
+        self
     }
 
     pub fn key(mut self, key: Key) -> Request {
@@ -162,6 +198,10 @@ impl Request {
             sans.push(SanType::URI(u.clone().try_into().expect("URI SAN")));
         }
         params.subject_alt_names = sans;
+        params.key_usages = self.key_usages.clone();
+        params.extended_key_usages = self.extended_key_usages.clone();
+        params.is_ca = self.is_ca;
+        params.custom_extensions = self.custom_extensions.clone();
         let csr = params
             .serialize_request(key_pair(self.key))
             .expect("rcgen serializes the CSR");

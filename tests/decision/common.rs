@@ -223,3 +223,244 @@ fn the_common_name_is_one_valid_node_name() {
     }
     check(rows);
 }
+
+#[test]
+fn node_names_are_read_as_resolvers_read_them() {
+    // An inventory pattern that matches anything: only the name rule can refuse.
+    let anything = World::new().policy_yaml("inventory: [{namePattern: '^.*$'}]");
+    let row = |name: &str| {
+        Case::new(
+            format!("node name {name}"),
+            anything.clone(),
+            Csr::client(&w(name)),
+        )
+    };
+    let mut rows = Vec::new();
+    // /etc/hosts names of the loopback address: every host without a DHCP name reports
+    // localhost.localdomain, so the identity would be shared.
+    for name in [
+        "localhost.localdomain",
+        "localhost4.localdomain4",
+        "localhost6",
+        "localhost6.localdomain6",
+        "ip6-localhost",
+        "ip6-loopback",
+    ] {
+        rows.push(
+            row(name)
+                .waits(Reason::BadCommonName)
+                .says("loopback or /etc/hosts name")
+                .says("never a node's"),
+        );
+    }
+    // A node named by its IP is read as that IP.
+    for (name, why) in [
+        ("127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("0.0.0.0", "unspecified"),
+    ] {
+        rows.push(row(name).waits(Reason::BadCommonName).says(why));
+    }
+    // Forms only inet_aton reads as an address: addresses in disguise.
+    for name in [
+        "0x7f000001",
+        "2130706433",
+        "127.1",
+        "0177.0.0.1",
+        "10.0.0.0x5",
+    ] {
+        rows.push(
+            row(name)
+                .waits(Reason::BadCommonName)
+                .says("written in a form only some resolvers read as one"),
+        );
+    }
+    // Legitimate: a node named by its (unreserved) IP, a host in a DNS zone named svc.
+    for name in ["10.0.0.5", "w1.svc.corp.example", "svc", "svc.example"] {
+        rows.push(row(name).approves(Reason::NewNodeInventory));
+    }
+    check(rows);
+}
+
+#[test]
+fn a_machine_naming_a_loopback_alias_vouches_for_nothing() {
+    // Two bare-metal Machines whose hosts had no DHCP name: both report the default.
+    let world = World::new()
+        .machine(machine(
+            "metal-a",
+            ago(60),
+            &[("Hostname", "localhost.localdomain")],
+        ))
+        .machine(machine(
+            "metal-b",
+            ago(30),
+            &[("Hostname", "localhost.localdomain")],
+        ));
+    check([Case::new(
+        "client CSR for localhost.localdomain",
+        world,
+        Csr::client(&w("localhost.localdomain")),
+    )
+    .waits(Reason::BadCommonName)
+    .says("localhost.localdomain")]);
+}
+
+/// Extension builders for the allow-list rows.
+mod extensions {
+    /// nameConstraints permitting only example.com.
+    pub const NAME_CONSTRAINTS_OID: [u64; 4] = [2, 5, 29, 30];
+    pub const NAME_CONSTRAINTS: [u8; 19] = [
+        0x30, 0x11, 0xa0, 0x0f, 0x30, 0x0d, 0x82, 0x0b, b'e', b'x', b'a', b'm', b'p', b'l', b'e',
+        b'.', b'c', b'o', b'm',
+    ];
+    /// A private-enterprise OID nobody registered; DER NULL content.
+    pub const UNKNOWN_OID: [u64; 8] = [1, 3, 6, 1, 4, 1, 99999, 1];
+    pub const NULL: [u8; 2] = [0x05, 0x00];
+}
+
+#[test]
+fn a_request_asks_only_for_what_a_kubelet_asks_for() {
+    use extensions::*;
+    use rcgen::{BasicConstraints, ExtendedKeyUsagePurpose as Eku, IsCa, KeyUsagePurpose as Ku};
+    let client = |request: Request| joining("", Csr::client(&request));
+    let serving_row = |request: Request| Case::new("", registered_world(), serving_ip(request));
+    let rsa_usages = ["digital signature", "key encipherment", "client auth"];
+    // Rows built by the closures above get their names here (first argument last).
+    let named = |mut case: Case, name: &str| {
+        case.name = name.to_string();
+        case
+    };
+    check([
+        // What kubelets send: nothing (client), SANs only (serving) — and key usages
+        // other clients add, when they agree with spec.usages.
+        named(client(w("worker-1")), "client: no extension").approves(Reason::NewNodeMachine),
+        named(
+            client(w("worker-1").key_usage(Ku::DigitalSignature)),
+            "client: keyUsage digitalSignature",
+        )
+        .approves(Reason::NewNodeMachine),
+        named(
+            client(w("worker-1").extended_key_usage(Eku::ClientAuth)),
+            "client: extendedKeyUsage clientAuth",
+        )
+        .approves(Reason::NewNodeMachine),
+        named(
+            Case::new(
+                "",
+                joining_world(),
+                Csr::client(
+                    &w("worker-1")
+                        .key(Key::Rsa2048)
+                        .key_usage(Ku::DigitalSignature)
+                        .key_usage(Ku::KeyEncipherment),
+                )
+                .usages(&rsa_usages),
+            ),
+            "client: keyUsage keyEncipherment where spec.usages has it",
+        )
+        .approves(Reason::NewNodeMachine),
+        named(
+            serving_row(
+                w("worker-1")
+                    .key_usage(Ku::DigitalSignature)
+                    .extended_key_usage(Eku::ServerAuth),
+            ),
+            "serving: keyUsage digitalSignature, extendedKeyUsage serverAuth",
+        )
+        .approves(Reason::ServingAddressesVerified),
+        // Anything more is refused, naming what.
+        named(
+            client(w("worker-1").basic_constraints(IsCa::Ca(BasicConstraints::Unconstrained))),
+            "client: basicConstraints CA:TRUE",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("basicConstraints (2.5.29.19) (critical)"),
+        named(
+            client(w("worker-1").basic_constraints(IsCa::ExplicitNoCa)),
+            "client: basicConstraints CA:FALSE is still not a kubelet's",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("basicConstraints"),
+        named(
+            serving_row(
+                w("worker-1").basic_constraints(IsCa::Ca(BasicConstraints::Constrained(0))),
+            ),
+            "serving: basicConstraints CA:TRUE pathlen 0",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("basicConstraints"),
+        named(
+            client(
+                w("worker-1")
+                    .key_usage(Ku::DigitalSignature)
+                    .key_usage(Ku::KeyCertSign),
+            ),
+            "client: keyUsage keyCertSign",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("[cert sign] not allowed"),
+        named(
+            serving_row(w("worker-1").key_usage(Ku::CrlSign)),
+            "serving: keyUsage cRLSign",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("crl sign"),
+        named(
+            client(w("worker-1").key_usage(Ku::KeyEncipherment)),
+            "client: keyUsage keyEncipherment that spec.usages lacks",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("key encipherment"),
+        named(
+            client(w("worker-1").extended_key_usage(Eku::ServerAuth)),
+            "client: extendedKeyUsage serverAuth",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("server auth"),
+        named(
+            serving_row(w("worker-1").extended_key_usage(Eku::Any)),
+            "serving: extendedKeyUsage any",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("[any] not allowed"),
+        named(
+            serving_row(
+                w("worker-1")
+                    .extended_key_usage(Eku::ServerAuth)
+                    .extended_key_usage(Eku::CodeSigning),
+            ),
+            "serving: extendedKeyUsage serverAuth and codeSigning",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("code signing"),
+        named(
+            serving_row(w("worker-1").extension(&NAME_CONSTRAINTS_OID, &NAME_CONSTRAINTS, true)),
+            "serving: nameConstraints",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("nameConstraints (2.5.29.30)"),
+        named(
+            client(w("worker-1").extension(&UNKNOWN_OID, &NULL, false)),
+            "client: an unknown extension",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("1.3.6.1.4.1.99999.1"),
+        named(
+            serving_row(w("worker-1").extension(&UNKNOWN_OID, &NULL, true)),
+            "serving: an unknown critical extension",
+        )
+        .waits(Reason::ForbiddenExtension)
+        .says("1.3.6.1.4.1.99999.1 (critical)"),
+    ]);
+}
+
+#[test]
+fn forbidden_extensions_are_definitive() {
+    let csr = Csr::client(&w("worker-1").basic_constraints(rcgen::IsCa::ExplicitNoCa));
+    check([Case::new(
+        "deny: true denies them",
+        joining_world().policy_yaml("deny: true"),
+        csr,
+    )
+    .denies(Reason::ForbiddenExtension)]);
+}

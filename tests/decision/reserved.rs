@@ -61,6 +61,78 @@ fn reserved_names_are_never_a_nodes() {
 }
 
 #[test]
+fn loopback_aliases_are_never_a_nodes() {
+    let hosts = "loopback or /etc/hosts name";
+    check([
+        reserved_name("localhost.localdomain", hosts),
+        reserved_name("localhost4.localdomain4", hosts),
+        reserved_name("localhost6", hosts),
+        reserved_name("localhost6.localdomain6", hosts),
+        reserved_name("ip6-localhost", hosts),
+        reserved_name("ip6-loopback", hosts),
+        reserved_name("ip6-allnodes", hosts),
+        reserved_name("LocalHost.LocalDomain.", hosts),
+    ]);
+}
+
+#[test]
+fn only_service_names_are_reserved_not_zones_named_svc() {
+    let own = |name: &str| {
+        Case::new(
+            name,
+            worker1_reporting(name),
+            serving("worker-1", w("worker-1").ip("10.0.0.11").dns(name)),
+        )
+    };
+    check([
+        own("w1.svc.corp.example")
+            .approves(Reason::ServingAddressesVerified)
+            .says("w1.svc.corp.example"),
+        own("worker-1.svc.example").approves(Reason::ServingAddressesVerified),
+        own("svc.corp.example").approves(Reason::ServingAddressesVerified),
+        reserved_name("db.prod.svc", "under .svc"),
+        reserved_name("db.prod.svc.cluster.local", "under .svc.cluster.local"),
+        reserved_name("svc.cluster.local", "under .svc.cluster.local"),
+    ]);
+}
+
+#[test]
+fn an_ipv4_address_embedded_in_ipv6_is_reserved_as_the_ipv4_address() {
+    check([
+        reserved_ip("64:ff9b::127.0.0.1", "NAT64 64:ff9b::/96 form of 127.0.0.1"),
+        reserved_ip("64:ff9b::a9fe:a9fe", "link-local"),
+        reserved_ip("64:ff9b:1::169.254.169.254", "local-use NAT64"),
+        reserved_ip("64:ff9b::0.0.0.0", "unspecified"),
+        reserved_ip("64:ff9b::255.255.255.255", "broadcast"),
+        reserved_ip("2002:7f00:1::1", "6to4 2002::/16 form of 127.0.0.1"),
+        reserved_ip("2002:a9fe:a9fe::10", "link-local"),
+        reserved_ip("::127.0.0.1", "IPv4-compatible"),
+        reserved_ip("::224.0.0.1", "multicast"),
+    ]);
+}
+
+#[test]
+fn the_kubernetes_service_ip_is_reserved_in_every_embedding() {
+    let asks = |ip: &str| {
+        Case::new(
+            ip,
+            worker1_reporting(ip),
+            serving("worker-1", w("worker-1").ip(ip)),
+        )
+        .kubernetes_service_ip("172.30.0.1")
+        .waits(Reason::ReservedSan)
+        .says("kubernetes Service's ClusterIP")
+    };
+    check([
+        asks("64:ff9b::172.30.0.1"),
+        asks("64:ff9b:1::ac1e:1"),
+        asks("2002:ac1e:1::1"),
+        asks("::172.30.0.1"),
+        asks("::ffff:172.30.0.1"),
+    ]);
+}
+
+#[test]
 fn the_cluster_domain_is_a_policy_field() {
     let own = || serving("worker-1", w("worker-1").dns("worker-1.corp.internal"));
     check([

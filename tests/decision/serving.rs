@@ -144,6 +144,16 @@ fn sans_are_valid_dns_names_and_ips_only() {
         "10.0.0.12",
         "10.0.0.12.",
         "010.0.0.12",
+        // What inet_aton/getaddrinfo read as 10.0.0.12: hex, octal, shortened forms.
+        "10.0.0.0x0c",
+        "10.0.0.0xc.",
+        "0xa00000c",
+        "0XA00000C",
+        "0xa.0.0.014",
+        "10.12",
+        "167772172",
+        "0x",
+        "worker-b.0x1",
     ];
     for name in bad {
         let world = World::new().node(node(

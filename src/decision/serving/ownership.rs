@@ -164,7 +164,8 @@ fn kubelet_certificate_note(
     }
 }
 
-/// Another owner that claims `value`, described with its evidence, if any.
+/// Another owner that claims `value` or an alias of it (`AddressValue::denoted`),
+/// described with its evidence, if any.
 pub(super) fn other_owner(
     value: &AddressValue,
     node: &str,
@@ -205,6 +206,6 @@ pub(super) fn other_owner(
         .inventory
         .iter()
         .filter_map(|entry| entry.name.as_deref().map(|name| (name, entry)))
-        .find(|(name, entry)| *name != node && entry.addresses.contains(value))
+        .find(|(name, entry)| *name != node && entry.addresses.iter().any(|a| a.is_alias_of(value)))
         .map(|(name, entry)| format!("{name} ({})", entry.describe()))
 }

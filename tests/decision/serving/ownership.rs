@@ -307,6 +307,105 @@ fn addresses_claimed_by_two_owners_are_never_approved() {
 }
 
 #[test]
+fn an_ipv4_address_embedded_in_ipv6_conflicts_with_that_address() {
+    let worker2_asks = |name: &str, world: World, request: Request| {
+        Case::new(name, world, serving("worker-2", request))
+    };
+    // worker-2's kubelet lists worker-1's 10.0.0.11 in an IPv6 form as its own address and
+    // asks for it: whoever claims either form claims the other.
+    let mut rows = Vec::new();
+    for (form, embedding) in [
+        ("64:ff9b::10.0.0.11", "NAT64 /96"),
+        ("64:ff9b::a00:b", "NAT64 /96, in hex"),
+        ("64:ff9b:1::10.0.0.11", "local-use NAT64"),
+        (
+            "64:ff9b:1:ffff::a00:b",
+            "local-use NAT64, other middle bits",
+        ),
+        ("2002:a00:b::1", "6to4"),
+        ("2002:a00:b:1::99", "6to4, another subnet"),
+        ("::10.0.0.11", "IPv4-compatible"),
+    ] {
+        rows.push(
+            worker2_asks(
+                &format!("a kubelet claims its neighbour's IP as {form} ({embedding})"),
+                two_nodes(&[("InternalIP", "10.0.0.12"), ("InternalIP", form)]),
+                w("worker-2").ip("10.0.0.12").ip(form),
+            )
+            .waits(Reason::AddressConflict)
+            .says("also by worker-1"),
+        );
+    }
+    rows.extend([
+        worker1_asks(
+            "the other way round: the IPv4 address conflicts with its NAT64 form",
+            two_nodes(&[
+                ("InternalIP", "10.0.0.12"),
+                ("InternalIP", "64:ff9b::10.0.0.11"),
+            ]),
+            w("worker-1").ip("10.0.0.11"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("also by worker-2 (Node worker-2 status)"),
+        worker2_asks(
+            "two embeddings of one IPv4 address conflict with each other",
+            registered_world()
+                .node(node("worker-1", &[("InternalIP", "2002:a00:b::1")]))
+                .node(node(
+                    "worker-2",
+                    &[
+                        ("InternalIP", "10.0.0.12"),
+                        ("InternalIP", "64:ff9b::a00:b"),
+                    ],
+                )),
+            w("worker-2").ip("64:ff9b::a00:b"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("worker-1"),
+        worker2_asks(
+            "an inventory entry's IPv4 address conflicts with its NAT64 form",
+            two_nodes(&[
+                ("InternalIP", "10.0.0.12"),
+                ("InternalIP", "64:ff9b::10.0.0.99"),
+            ])
+            .policy_yaml("inventory: [{name: worker-5, addresses: [10.0.0.99]}]"),
+            w("worker-2").ip("64:ff9b::10.0.0.99"),
+        )
+        .waits(Reason::AddressConflict)
+        .says("worker-5 (inventory entry worker-5)"),
+        worker1_asks(
+            "owning the IPv4 address is not owning its NAT64 form",
+            registered_world(),
+            w("worker-1").ip("64:ff9b::10.0.0.11"),
+        )
+        .waits(Reason::ForeignSan)
+        .says("64:ff9b::a00:b"),
+        worker1_asks(
+            "a node listing both forms owns both and conflicts with no one",
+            registered_world().node(node(
+                "worker-1",
+                &[
+                    ("InternalIP", "10.0.0.11"),
+                    ("InternalIP", "64:ff9b::10.0.0.11"),
+                ],
+            )),
+            w("worker-1").ip("10.0.0.11").ip("64:ff9b::10.0.0.11"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        worker1_asks(
+            "an IPv6 address outside the embedding prefixes is its own",
+            two_nodes(&[("InternalIP", "10.0.0.12"), ("InternalIP", "fd00::a00:c")]).node(node(
+                "worker-1",
+                &[("InternalIP", "10.0.0.11"), ("InternalIP", "fd00::a00:b")],
+            )),
+            w("worker-1").ip("fd00::a00:b"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+    ]);
+    check(rows);
+}
+
+#[test]
 fn one_owner_through_several_sources_is_no_conflict() {
     let old_worker3 = machine(
         "old-worker-3",
