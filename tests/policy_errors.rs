@@ -531,7 +531,11 @@ fn a_recovery_window_that_forgets_is_rejected() {
 #[test]
 fn a_join_window_too_short_to_join_in_is_rejected() {
     assert_rejected("client: {joinWindow: 0s}", "client.joinWindow", "0s");
-    assert_rejected("client: {joinWindow: 5m}", "client.joinWindow", "shorter than 10m");
+    assert_rejected(
+        "client: {joinWindow: 5m}",
+        "client.joinWindow",
+        "shorter than 10m",
+    );
     Policy::from_yaml("client: {joinWindow: 10m}").expect("valid");
 }
 
@@ -542,6 +546,8 @@ fn bootstrappers_that_mean_everyone_are_rejected() {
         "system:unauthenticated",
         "system:serviceaccounts",
         "system:nodes",
+        "system:masters",
+        "system:cluster-admins",
     ] {
         assert_rejected(
             &format!("client: {{bootstrappers: [{{username: u}}, {{group: '{group}'}}]}}"),
@@ -549,11 +555,13 @@ fn bootstrappers_that_mean_everyone_are_rejected() {
             group,
         );
     }
-    assert_rejected(
-        "client: {bootstrappers: [{username: 'system:anonymous'}]}",
-        "client.bootstrappers[0].username",
-        "system:anonymous",
-    );
+    for user in ["system:anonymous", "system:admin"] {
+        assert_rejected(
+            &format!("client: {{bootstrappers: [{{username: '{user}'}}]}}"),
+            "client.bootstrappers[0].username",
+            user,
+        );
+    }
     // Narrowing a named user by such a group is what the OpenShift default does.
     for ok in [
         "client: {bootstrappers: [{group: 'system:bootstrappers'}]}",

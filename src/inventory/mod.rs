@@ -59,7 +59,9 @@ fn node_claims(node: &NodeInfo) -> impl Iterator<Item = (AddressValue, Claimant)
     )
 }
 
-/// `key`: the Machine's key as the inventory holds it, one allocation its claims share.
+/// A Machine claims its addresses and the name its `nodeRef` holds: that name stays its
+/// host's after the Node is deleted. `key`: the Machine's key as the inventory holds it,
+/// one allocation its claims share.
 fn machine_claims<'a>(
     machine: &'a MachineInfo,
     key: &'a Arc<MachineKey>,
@@ -67,7 +69,9 @@ fn machine_claims<'a>(
     machine
         .addresses
         .iter()
-        .map(|a| (a.value.clone(), Claimant::Machine(key.clone())))
+        .map(|a| a.value.clone())
+        .chain(machine.node_ref.clone().map(AddressValue::Dns))
+        .map(|value| (value, Claimant::Machine(key.clone())))
 }
 
 impl Inventory {
@@ -153,7 +157,8 @@ impl Inventory {
         self.kubernetes_service_ips = ips.into_iter().map(canonical_ip).collect();
     }
 
-    /// Everyone who claims `value` (Nodes by name or status, Machines by status).
+    /// Everyone who claims `value` (Nodes by name or status, Machines by status or
+    /// `nodeRef`).
     pub fn claimants(&self, value: &AddressValue) -> impl Iterator<Item = &Claimant> {
         self.claims.get(value).into_iter().flatten()
     }

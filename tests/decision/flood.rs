@@ -236,8 +236,12 @@ fn recoveries_are_capped_and_stale_machines_raise_no_cap() {
         eleven = eleven.csr(approved_new_node(&format!("a{i}"), &format!("old-{i}"), 5));
     }
     check([
-        Case::new("a recovery under the cap", recovery("3").csr(approved_new_node("a", "worker-7", 10)), worker1())
-            .approves(Reason::NodeRecovery),
+        Case::new(
+            "a recovery under the cap",
+            recovery("3").csr(approved_new_node("a", "worker-7", 10)),
+            worker1(),
+        )
+        .approves(Reason::NodeRecovery),
         Case::new(
             "a recovery when the tally reaches client.maxNewNodesPerHour",
             two_this_hour(recovery("2")),
@@ -249,7 +253,11 @@ fn recoveries_are_capped_and_stale_machines_raise_no_cap() {
             "an earlier recovery counts in the tally of a new node",
             recovered_worker2
                 .csr(approved_new_node("a", "worker-7", 10))
-                .machine(machine("worker-3", ago(300), &[("InternalDNS", "worker-3")])),
+                .machine(machine(
+                    "worker-3",
+                    ago(300),
+                    &[("InternalDNS", "worker-3")],
+                )),
             Csr::client(&w("worker-3")),
         )
         .waits(Reason::NewNodeRateLimited),
@@ -262,8 +270,17 @@ fn recoveries_are_capped_and_stale_machines_raise_no_cap() {
         .says("maxNewNodesPerHour 11"),
         Case::new(
             "unlinked Machines created within client.joinWindow raise it",
-            eleven.machine(machine("worker-9", ago(3 * 3600), &[("InternalDNS", "worker-9")]))
-                .machine(machine("worker-8", ago(600), &[("InternalDNS", "worker-8")]))
+            eleven
+                .machine(machine(
+                    "worker-9",
+                    ago(3 * 3600),
+                    &[("InternalDNS", "worker-9")],
+                ))
+                .machine(machine(
+                    "worker-8",
+                    ago(600),
+                    &[("InternalDNS", "worker-8")],
+                ))
                 .policy_yaml("client: {joinWindow: 4h}"),
             worker1(),
         )

@@ -1,7 +1,7 @@
 //! Every serving SAN is an address of the node, from the sources the policy trusts
 //! (`serving.addressSources`: the Node's status, its linked Machine, inventory entries
-//! naming it), compared canonically; and an address two owners claim is evidence for
-//! neither.
+//! naming it), compared canonically; and no other host's claim outranks the node's
+//! (`serving/claims.rs`): a trusted claim beats a self-report, equals block both.
 
 use csr_approver::decision::Reason;
 use csr_approver::inventory::MachineInfo;
@@ -228,26 +228,22 @@ fn addresses_claimed_by_two_owners_are_never_approved() {
             &[("InternalIP", "10.1.0.22"), ("InternalIP", "10.1.0.21")],
         ));
     check([
+        // Its neighbour's linked Machine outranks its self-report; the neighbour's own
+        // request is approved (`a_trusted_owner_wins_and_equals_block_both`).
         worker2_asks(
             "a kubelet claims its neighbour's IP and asks for it",
             two_nodes(&stolen_ip),
             w("worker-2").ip("10.0.0.11"),
         )
-        .waits(Reason::AddressConflict)
-        .says("claimed by node worker-2 and also by worker-1"),
-        worker1_asks(
-            "the victim's own request waits too: evidence conflicts",
-            two_nodes(&stolen_ip),
-            w("worker-1").ip("10.0.0.11"),
-        )
-        .waits(Reason::AddressConflict)
-        .says("also by worker-2 (Node worker-2 status)"),
+        .waits(Reason::ForeignSan)
+        .says("IP SAN 10.0.0.11 belongs to worker-1 (Machine openshift-machine-api/worker-1")
+        .says("node worker-2 has it only from its own report"),
         worker2_asks(
-            "inside an allowedIPRanges fence the claim still conflicts",
+            "inside an allowedIPRanges fence the claim is still refused",
             two_nodes(&stolen_ip).policy_yaml("serving: {allowedIPRanges: [10.0.0.0/24]}"),
             w("worker-2").ip("10.0.0.11"),
         )
-        .waits(Reason::AddressConflict)
+        .waits(Reason::ForeignSan)
         .says("worker-1"),
         Case::new(
             "bare metal, Node status only: a kubelet claims another's IP",
@@ -261,7 +257,7 @@ fn addresses_claimed_by_two_owners_are_never_approved() {
             two_nodes(&[("InternalIP", "10.0.0.12"), ("Hostname", "worker-1")]),
             w("worker-2").dns("worker-1").ip("10.0.0.12"),
         )
-        .waits(Reason::AddressConflict)
+        .waits(Reason::ForeignSan)
         .says("worker-1 (Node worker-1's name)"),
         worker2_asks(
             "compared canonically: an IPv4-mapped IPv6 claim is the same IP",
@@ -271,7 +267,7 @@ fn addresses_claimed_by_two_owners_are_never_approved() {
             ]),
             w("worker-2").ip("10.0.0.11"),
         )
-        .waits(Reason::AddressConflict)
+        .waits(Reason::ForeignSan)
         .says("worker-1"),
         worker2_asks(
             "compared canonically: a DNS claim in upper case with a trailing dot",
@@ -281,7 +277,7 @@ fn addresses_claimed_by_two_owners_are_never_approved() {
             ]),
             w("worker-2").dns("worker-1.example.com").ip("10.0.0.12"),
         )
-        .waits(Reason::AddressConflict)
+        .waits(Reason::ForeignSan)
         .says("worker-1"),
         worker1_asks(
             "a stale Machine of another node still lists the IP",
@@ -419,7 +415,10 @@ fn trusted_claims_of_other_hosts_refuse_self_reports() {
         .node(node("metal-2", &[("InternalIP", "10.1.0.22")]))
         .node(node(
             "metal-1",
-            &[("InternalIP", "10.1.0.21"), ("InternalDNS", "metal-2.corp.example")],
+            &[
+                ("InternalIP", "10.1.0.21"),
+                ("InternalDNS", "metal-2.corp.example"),
+            ],
         ));
     check([
         worker1_asks(
@@ -472,8 +471,7 @@ fn trusted_claims_of_other_hosts_refuse_self_reports() {
         .says("worker-2 (Node worker-2's name)"),
         worker1_asks(
             "the FQDN of a joining host its Machine names by its short name",
-            worker1_reports(&[("InternalDNS", "worker-5.example.com")])
-                .machine(joining_worker5()),
+            worker1_reports(&[("InternalDNS", "worker-5.example.com")]).machine(joining_worker5()),
             w("worker-1").dns("worker-5.example.com"),
         )
         .waits(Reason::ForeignSan)
@@ -535,8 +533,7 @@ fn a_hosts_own_names_are_never_anothers() {
         .approves(Reason::ServingAddressesVerified),
         worker1_asks(
             "its own FQDN from its status: the first label is its name",
-            worker1_reports(&[("InternalDNS", "worker-1.corp.example")])
-                .policy_yaml(pattern),
+            worker1_reports(&[("InternalDNS", "worker-1.corp.example")]).policy_yaml(pattern),
             w("worker-1").dns("worker-1.corp.example"),
         )
         .approves(Reason::ServingAddressesVerified),
