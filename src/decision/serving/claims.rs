@@ -67,6 +67,21 @@ pub(super) fn speaks_for(machine: &MachineInfo, node: &str) -> bool {
     }
 }
 
+/// Another host name of an unlinked Machine that speaks for `node` under which a Node is
+/// registered.
+fn other_registered_host(
+    machine: &MachineInfo,
+    node: &str,
+    inventory: &Inventory,
+) -> Option<String> {
+    if machine.node_ref.is_some() {
+        return None;
+    }
+    machine
+        .node_names()
+        .find(|name| name != node && inventory.node(name).is_some())
+}
+
 fn trusted(machine: &MachineInfo, policy: &Policy) -> bool {
     !machine.deleting
         && policy
@@ -135,6 +150,17 @@ pub(super) fn claims(
                 }
                 if speaks_for(machine, node) {
                     claims.trusted_for_node = true;
+                    // Not linked yet and naming another registered Node too: one host,
+                    // two identities; it backs neither more than the other.
+                    if let Some(other) = other_registered_host(machine, node, inventory) {
+                        claims.others.push(Claim {
+                            weight: Weight::Trusted,
+                            owner: format!(
+                                "{other} ({}, not linked yet, names both {other} and {node})",
+                                machine.describe()
+                            ),
+                        });
+                    }
                 } else {
                     claims.others.push(Claim {
                         weight: Weight::Trusted,

@@ -574,7 +574,33 @@ fn a_trusted_owner_wins_and_equals_block_both() {
         .policy_yaml(
             "machines: {apiGroups: []}\nserving: {addressSources: [Node]}\ninventory: [{name: metal-1, addresses: [10.1.0.21]}]",
         );
+    // One unlinked Machine names two hosts, and a Node registered under each name.
+    let one_host_two_nodes = World::new()
+        .machine(machine(
+            "w1",
+            ago(600),
+            &[
+                ("Hostname", "w1"),
+                ("InternalDNS", "w1.ec2.internal"),
+                ("InternalIP", "10.0.0.21"),
+            ],
+        ))
+        .node(node("w1", &[("InternalIP", "10.0.0.21")]))
+        .node(node("w1.ec2.internal", &[("InternalIP", "10.0.0.21")]));
     check([
+        Case::new(
+            "an unlinked Machine naming two registered Nodes backs neither: the second",
+            one_host_two_nodes.clone(),
+            serving("w1.ec2.internal", w("w1.ec2.internal").ip("10.0.0.21")),
+        )
+        .waits(Reason::AddressConflict)
+        .says("names both w1 and w1.ec2.internal"),
+        Case::new(
+            "an unlinked Machine naming two registered Nodes backs neither: the first",
+            one_host_two_nodes,
+            serving("w1", w("w1").ip("10.0.0.21")),
+        )
+        .waits(Reason::AddressConflict),
         worker1_asks(
             "the neighbour's renewal is approved: its linked Machine backs it",
             stolen.clone(),
