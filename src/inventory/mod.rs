@@ -400,6 +400,26 @@ mod tests {
     }
 
     #[test]
+    fn a_linked_machine_claims_its_node_name_after_the_node_is_gone() {
+        let mut inventory = Inventory::default();
+        let mut linked = machine("openshift-machine-api", "m-1", "10.0.0.1");
+        linked.node_ref = Some("worker-1".to_string());
+        inventory.upsert_machine(linked);
+        let name = AddressValue::parse("worker-1");
+        let claimants: Vec<&Claimant> = inventory.claimants(&name).collect();
+        assert!(
+            matches!(claimants.as_slice(), [Claimant::Machine(key)] if &*key.2 == "m-1"),
+            "{claimants:?}"
+        );
+        inventory.remove_machine(&(
+            "machine.openshift.io".into(),
+            "openshift-machine-api".into(),
+            "m-1".into(),
+        ));
+        assert_eq!(inventory.claimants(&name).count(), 0, "forgotten with it");
+    }
+
+    #[test]
     fn a_node_and_its_claims_share_one_copy_of_its_name() {
         let mut inventory = Inventory::default();
         inventory.upsert_node(NodeInfo {
