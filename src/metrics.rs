@@ -133,7 +133,7 @@ impl Metrics {
             r,
             opts(
                 "new_nodes_approved_last_hour",
-                "New node identities (client certificates not requested by a node itself) approved in the last hour, by anyone; new nodes wait while this reaches the cap.",
+                "New node identities (client certificates not requested by a node itself) approved in the last hour, by anyone, recoveries included; new nodes and recoveries wait while this reaches the cap.",
             ),
         )?;
         let recovery_pending = gauge(

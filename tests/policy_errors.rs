@@ -500,3 +500,86 @@ fn a_duplicate_key_is_named_with_its_path() {
     let (_, message) = error_of("deny: true\ndeny: false\n");
     assert!(!message.contains("DuplicateKeyPolicy"), "{message}");
 }
+
+#[test]
+fn a_recovery_window_that_forgets_is_rejected() {
+    assert_rejected(
+        "client: {recovery: {window: 0s}}",
+        "client.recovery.window",
+        "0s",
+    );
+    assert_rejected(
+        "client: {recovery: {enabled: true, window: 30m}}",
+        "client.recovery.window",
+        "shorter than 1h",
+    );
+    assert_rejected(
+        "client: {recovery: {enabled: true, offlineFor: 6h, window: 2h}}",
+        "client.recovery.window",
+        "client.recovery.offlineFor",
+    );
+    for ok in [
+        "client: {recovery: {enabled: true, window: 1h}}",
+        "client: {recovery: {enabled: true, offlineFor: 2h, window: 2h}}",
+        // Off, a short window decides nothing.
+        "client: {recovery: {window: 10m}}",
+    ] {
+        Policy::from_yaml(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+    }
+}
+
+#[test]
+fn a_join_window_too_short_to_join_in_is_rejected() {
+    assert_rejected("client: {joinWindow: 0s}", "client.joinWindow", "0s");
+    assert_rejected(
+        "client: {joinWindow: 5m}",
+        "client.joinWindow",
+        "shorter than 10m",
+    );
+    Policy::from_yaml("client: {joinWindow: 10m}").expect("valid");
+}
+
+#[test]
+fn bootstrappers_that_mean_everyone_are_rejected() {
+    for group in [
+        "system:authenticated",
+        "system:unauthenticated",
+        "system:serviceaccounts",
+        "system:nodes",
+        "system:masters",
+        "system:cluster-admins",
+    ] {
+        assert_rejected(
+            &format!("client: {{bootstrappers: [{{username: u}}, {{group: '{group}'}}]}}"),
+            "client.bootstrappers[1].group",
+            group,
+        );
+    }
+    for user in ["system:anonymous", "system:admin"] {
+        assert_rejected(
+            &format!("client: {{bootstrappers: [{{username: '{user}'}}]}}"),
+            "client.bootstrappers[0].username",
+            user,
+        );
+    }
+    // Narrowing a named user by such a group is what the OpenShift default does.
+    for ok in [
+        "client: {bootstrappers: [{group: 'system:bootstrappers'}]}",
+        "client: {bootstrappers: [{group: 'system:serviceaccounts:openshift-machine-config-operator'}]}",
+        "client: {bootstrappers: [{username: u, groups: ['system:authenticated', 'system:serviceaccounts']}]}",
+    ] {
+        Policy::from_yaml(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+    }
+}
+
+#[test]
+fn an_inventory_pattern_matching_every_name_is_rejected() {
+    for pattern in ["^.*$", "^.+$", "^[a-z0-9.-]+$", "^[^/]*$"] {
+        assert_rejected(
+            &format!("inventory: [{{name: a}}, {{namePattern: '{pattern}'}}]"),
+            "inventory[1].namePattern",
+            "every",
+        );
+    }
+    Policy::from_yaml("inventory: [{namePattern: '^worker-[0-9]+$'}]").expect("valid");
+}

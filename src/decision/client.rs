@@ -7,7 +7,8 @@
 //!    names (`RequesterMismatch`), in `system:nodes` (`MissingNodesGroup`), renewals
 //!    enabled (`RenewalsDisabled`), its Node registered (`NodeNotRegistered`).
 //! 3. Otherwise requested by a configured bootstrapper (`UnknownRequester`).
-//! 4. The Node exists: only certificate recovery may approve (see `recovery`).
+//! 4. The Node exists: only certificate recovery may approve (see `recovery`), within the
+//!    hourly cap on identities (see `flood`).
 //! 5. A new node: a Machine or an inventory entry vouches for the host, in the join window
 //!    (`vouch_for_new_node`: `NewNodeMachine`, `NewNodeInventory`).
 //! 6. One identity per host generation, under any of its names, remembered past the CSRs
@@ -77,6 +78,7 @@ pub(super) fn decide_client(
 
     if inventory.node(node).is_some() {
         let approval = recovery::decide_recovery(csr, node, inventory, policy, now)?;
+        flood::check_rate_cap(csr, inventory, policy, now)?;
         return Ok(Approval {
             message: format!("{}; requested by {bootstrapper}", approval.message),
             ..approval

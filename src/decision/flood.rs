@@ -5,13 +5,15 @@
 //! 1. Flood guard: more pending new-node client CSRs in the last hour than
 //!    `client.maxPending` pauses new-node approvals. Only CSRs that could be approved
 //!    count: from a configured bootstrapper, parseable, for a valid name with no Node.
-//! 2. Rate cap: at most `client.maxNewNodesPerHour` new node identities approved per hour
-//!    (by anyone: a manual approval mints an identity too).
+//! 2. Rate cap: at most `client.maxNewNodesPerHour` node identities approved for
+//!    bootstrappers per hour (by anyone: a manual approval mints an identity too), new nodes
+//!    and recoveries alike; a recovery waits on it too (`check_rate_cap`).
 
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::common::within;
 use super::{CsrFacts, Reason, Refusal, refuse};
 use crate::inventory::{CsrState, CsrSummary, Inventory};
 use crate::policy::Policy;
@@ -36,13 +38,25 @@ pub(super) fn check_new_node(
             ),
         ));
     }
+    check_rate_cap(csr, inventory, policy, now)
+}
+
+/// The hourly cap alone: every identity a bootstrapper obtains counts against it and waits
+/// on it, a new node's or a recovered one's — a stolen bootstrap credential asking for the
+/// identities of offline nodes is bounded like one asking for new names.
+pub(super) fn check_rate_cap(
+    csr: &CsrFacts,
+    inventory: &Inventory,
+    policy: &Policy,
+    now: Timestamp,
+) -> Result<(), Refusal> {
     let cap = max_new_nodes(inventory, policy, now);
     let approved = count_new_nodes_approved(inventory, now, &csr.name);
     if approved >= cap {
         return Err(refuse(
             Reason::NewNodeRateLimited,
             format!(
-                "{approved} new node identities approved in the last hour reach client.maxNewNodesPerHour {cap}; this one waits"
+                "{approved} node identities approved for bootstrappers in the last hour (new nodes and recoveries) reach client.maxNewNodesPerHour {cap}; this one waits"
             ),
         ));
     }
@@ -96,14 +110,21 @@ fn could_become_new_node(csr: &CsrSummary, inventory: &Inventory, policy: &Polic
 }
 
 /// The new-node cap in force: a number, or (`auto`) the hosts known to be joining —
-/// admitted Machines not yet linked or created within the window, and named inventory
-/// hosts — plus a margin.
+/// admitted Machines that can still vouch (not linked, created within `client.joinWindow`)
+/// or that were created within the window, and named inventory hosts — plus a margin. An
+/// unlinked Machine older than the join window vouches for nothing, so a cluster's stale
+/// Machines do not raise the cap.
 pub fn max_new_nodes(inventory: &Inventory, policy: &Policy, now: Timestamp) -> usize {
     let since = window_start(now);
+    let join_window = policy.client.join_window.0;
     let machines = inventory
         .machines()
         .filter(|m| !m.deleting && policy.machines.admits(&m.api_group, &m.namespace))
-        .filter(|m| m.node_ref.is_none() || m.created.is_some_and(|t| t >= since))
+        .filter(|m| {
+            m.created.is_some_and(|t| {
+                t >= since || (m.node_ref.is_none() && within(now.duration_since(t), join_window))
+            })
+        })
         .count();
     let named = policy.inventory.iter().filter(|e| e.name.is_some()).count();
     policy.client.max_new_nodes_per_hour.limit(machines + named)

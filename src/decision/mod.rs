@@ -11,7 +11,7 @@
 //!    and CN (`common`).
 //! 4. Client CSRs: renewal by the node itself, or a new node some evidence vouches for
 //!    (`client`), certificate recovery (`recovery`), the flood guard (`flood`).
-//! 5. Serving CSRs: every SAN an address the node owns, no other owner, inside the fences
+//! 5. Serving CSRs: every SAN an address the node owns, no claim outranking its, inside the fences
 //!    (`serving`); never a reserved name or address (`reserved`).
 //!
 //! A refusal's class (`reason`) decides what happens to the CSR: `Definitive` is denied

@@ -71,7 +71,7 @@ reasons! {
     ClientRenewal => Approval,
     /// `client.recovery`: an offline Node's host asks for a new identity.
     NodeRecovery => Approval,
-    /// Every SAN belongs to the node and to no other owner.
+    /// Every SAN belongs to the node, and no other host's claim outranks its.
     ServingAddressesVerified => Approval,
 
     AlreadyDecided => NotOurs,

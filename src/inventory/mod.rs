@@ -66,7 +66,9 @@ fn node_claims(node: &NodeInfo) -> impl Iterator<Item = (AddressValue, Claimant)
     )
 }
 
-/// `key`: the Machine's key as the inventory holds it, one allocation its claims share.
+/// A Machine claims its addresses and the name its `nodeRef` holds: that name stays its
+/// host's after the Node is deleted. `key`: the Machine's key as the inventory holds it,
+/// one allocation its claims share.
 fn machine_claims<'a>(
     machine: &'a MachineInfo,
     key: &'a Arc<MachineKey>,
@@ -74,7 +76,9 @@ fn machine_claims<'a>(
     machine
         .addresses
         .iter()
-        .map(|a| (a.value.clone(), Claimant::Machine(key.clone())))
+        .map(|a| a.value.clone())
+        .chain(machine.node_ref.clone().map(AddressValue::Dns))
+        .map(|value| (value, Claimant::Machine(key.clone())))
 }
 
 impl Inventory {
@@ -161,7 +165,7 @@ impl Inventory {
     }
 
     /// Everyone who claims `value` or an alias of it (Nodes by name or status, Machines by
-    /// status).
+    /// status or `nodeRef`).
     pub fn claimants(&self, value: &AddressValue) -> impl Iterator<Item = &Claimant> {
         self.claims.get(&*value.denoted()).into_iter().flatten()
     }
@@ -468,6 +472,26 @@ mod tests {
             "nothing kept after them"
         );
         assert_eq!(inventory.claimants(&new).count(), 0);
+    }
+
+    #[test]
+    fn a_linked_machine_claims_its_node_name_after_the_node_is_gone() {
+        let mut inventory = Inventory::default();
+        let mut linked = machine("openshift-machine-api", "m-1", "10.0.0.1");
+        linked.node_ref = Some("worker-1".to_string());
+        inventory.upsert_machine(linked);
+        let name = AddressValue::parse("worker-1");
+        let claimants: Vec<&Claimant> = inventory.claimants(&name).collect();
+        assert!(
+            matches!(claimants.as_slice(), [Claimant::Machine(key)] if &*key.2 == "m-1"),
+            "{claimants:?}"
+        );
+        inventory.remove_machine(&(
+            "machine.openshift.io".into(),
+            "openshift-machine-api".into(),
+            "m-1".into(),
+        ));
+        assert_eq!(inventory.claimants(&name).count(), 0, "forgotten with it");
     }
 
     #[test]

@@ -108,21 +108,6 @@ impl MachineInfo {
         )
     }
 
-    /// The node this Machine speaks for when it claims an address: the Node it is linked
-    /// to, else the first host it names; `None` when it names no host (it then stands for
-    /// itself, and its addresses belong to no node).
-    pub fn owner(&self) -> Option<&str> {
-        self.node_ref.as_deref().or_else(|| {
-            self.addresses
-                .iter()
-                .filter(|a| a.kind.names_a_host())
-                .find_map(|a| match &a.value {
-                    AddressValue::Dns(name) => Some(name.as_str()),
-                    AddressValue::Ip(_) | AddressValue::Invalid(_) => None,
-                })
-        })
-    }
-
     /// The node names this Machine concerns: the hosts it names (Hostname/InternalDNS) and
     /// the Node it is linked to.
     pub fn node_names(&self) -> impl Iterator<Item = String> + '_ {
@@ -182,8 +167,8 @@ pub struct CsrSummary {
 /// record, so a key costs no allocation).
 pub type MachineKey = (Arc<str>, Arc<str>, Arc<str>);
 
-/// Who says an address is theirs. The decision maps each claimant to the node it speaks
-/// for (and ignores claimants the policy does not trust) to find addresses two nodes claim.
+/// Who says an address is theirs. The decision weighs each claimant (a Node's status is a
+/// self-report, a trusted Machine is not) and ignores those the policy does not trust.
 /// Each names its Node or Machine by the inventory's one shared copy of the name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Claimant {
@@ -191,7 +176,8 @@ pub enum Claimant {
     NodeName(Arc<str>),
     /// A Node's status lists the address (written by its own kubelet).
     NodeStatus(Arc<str>),
-    /// A Machine's status lists the address.
+    /// A Machine's status lists the address, or its `nodeRef` holds the name. It speaks
+    /// for its host: the Node it is linked to and every host name it gives.
     Machine(Arc<MachineKey>),
 }
 
@@ -235,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn a_machine_speaks_for_its_linked_node_else_the_first_host_it_names() {
+    fn a_machine_concerns_every_host_it_names_and_its_linked_node() {
         let machine = |addresses: &[(&str, &str)], node_ref: Option<&str>| MachineInfo {
             api_group: "machine.openshift.io".into(),
             namespace: "openshift-machine-api".into(),
@@ -248,15 +234,22 @@ mod tests {
             node_ref: node_ref.map(str::to_string),
             deleting: false,
         };
-        let named = machine(&[("InternalIP", "10.0.0.1"), ("InternalDNS", "w-1")], None);
-        assert_eq!(named.owner(), Some("w-1"));
-        assert_eq!(named.node_names().collect::<Vec<_>>(), ["w-1"]);
+        let named = machine(
+            &[
+                ("InternalIP", "10.0.0.1"),
+                ("InternalDNS", "w-1.example.com"),
+                ("Hostname", "w-1"),
+            ],
+            None,
+        );
+        assert_eq!(
+            named.node_names().collect::<Vec<_>>(),
+            ["w-1.example.com", "w-1"]
+        );
         let linked = machine(&[("Hostname", "w-1")], Some("w-2"));
-        assert_eq!(linked.owner(), Some("w-2"));
         assert_eq!(linked.node_names().collect::<Vec<_>>(), ["w-1", "w-2"]);
         // An unknown type, or a host type holding an IP, names no host.
         let unnamed = machine(&[("VIP", "w-1"), ("Hostname", "10.0.0.1")], None);
-        assert_eq!(unnamed.owner(), None);
         assert_eq!(unnamed.node_names().count(), 0);
     }
 }

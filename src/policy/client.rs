@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-use super::{HumanDuration, OPENSHIFT_NODE_BOOTSTRAPPER};
+use super::{HumanDuration, OPENSHIFT_NODE_BOOTSTRAPPER, PolicyError};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -69,6 +69,119 @@ impl Default for RecoveryPolicy {
 /// The shortest `client.recovery.offlineFor` accepted: the node lifecycle controller
 /// itself waits 40 s before it calls a node unreachable.
 pub const MIN_RECOVERY_OFFLINE: Duration = Duration::from_secs(60);
+
+/// The shortest `client.recovery.window` accepted while recovery is on: the hourly cap
+/// (`client.maxNewNodesPerHour`) counts identities over an hour, and a shorter window
+/// would let one node be recovered again and again within it.
+pub const MIN_RECOVERY_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The shortest `client.joinWindow` accepted: a host's first boot, from its Machine's
+/// creation to its kubelet's CSR, takes minutes, and the duplicate rule looks back this
+/// far; shorter, the one-identity rule forgets an approval while its host still boots.
+pub const MIN_JOIN_WINDOW: Duration = Duration::from_secs(600);
+
+/// Groups that hold every identity, every service account, or every node: a bootstrapper
+/// `group` entry naming one lets anyone in it mint node identities. A `groups` list under
+/// a `username` only narrows that user, so these are accepted there (the OpenShift default
+/// requires `system:serviceaccounts`).
+/// Admin groups are here too: an admin approves by hand, and a leaked admin credential
+/// must not mint node identities with no decision recorded in its name (SECURITY.md).
+pub const EVERYONE_GROUPS: [(&str, &str); 6] = [
+    ("system:authenticated", "every authenticated identity"),
+    ("system:unauthenticated", "every anonymous request"),
+    (
+        "system:serviceaccounts",
+        "every service account of every namespace",
+    ),
+    (
+        "system:nodes",
+        "every node, which could then mint other nodes' identities",
+    ),
+    ("system:masters", "every cluster admin certificate"),
+    ("system:cluster-admins", "every OpenShift cluster admin"),
+];
+
+/// Users that are everyone (anonymous requests) or an admin.
+pub const EVERYONE_USERS: [(&str, &str); 2] = [
+    ("system:anonymous", "every unauthenticated request"),
+    ("system:admin", "the cluster admin, who approves by hand"),
+];
+
+impl ClientPolicy {
+    /// Settings that would switch a rule off while looking like a setting of it.
+    pub(super) fn validate(&self) -> Result<(), PolicyError> {
+        let error = |path: String, message: String| Err(PolicyError { path, message });
+        let join_window = self.join_window.0;
+        if join_window < MIN_JOIN_WINDOW {
+            return error(
+                "client.joinWindow".to_string(),
+                format!(
+                    "{} is shorter than {}: no host joins that fast, and the one-identity-per-host rule would forget an approval while its host still boots",
+                    humantime::format_duration(join_window),
+                    humantime::format_duration(MIN_JOIN_WINDOW)
+                ),
+            );
+        }
+        for (index, bootstrapper) in self.bootstrappers.iter().enumerate() {
+            if let Some(group) = &bootstrapper.group
+                && let Some((_, who)) = EVERYONE_GROUPS.iter().find(|(g, _)| g == group)
+            {
+                return error(
+                    format!("client.bootstrappers[{index}].group"),
+                    format!(
+                        "{group} is {who}: as a bootstrapper it lets any of them ask for a node identity; name the bootstrap user or its own group (kubeadm: system:bootstrappers)"
+                    ),
+                );
+            }
+            if let Some(user) = &bootstrapper.username
+                && let Some((_, who)) = EVERYONE_USERS.iter().find(|(u, _)| u == user)
+            {
+                return error(
+                    format!("client.bootstrappers[{index}].username"),
+                    format!("{user} is {who}: never a bootstrapper; name the bootstrap user"),
+                );
+            }
+        }
+        self.recovery.validate()
+    }
+}
+
+impl RecoveryPolicy {
+    fn validate(&self) -> Result<(), PolicyError> {
+        let window = self.window.0;
+        if window.is_zero() {
+            return Err(PolicyError {
+                path: "client.recovery.window".to_string(),
+                message: "0s makes \"one recovery per node per window\" no rule at all; give a window of at least 1h".to_string(),
+            });
+        }
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.offline_for.0 < MIN_RECOVERY_OFFLINE {
+            return Err(PolicyError {
+                path: "client.recovery.offlineFor".to_string(),
+                message: format!(
+                    "{} is shorter than {}: a kubelet renews its Lease every 10 s, and a node that missed a few renewals may be alive",
+                    humantime::format_duration(self.offline_for.0),
+                    humantime::format_duration(MIN_RECOVERY_OFFLINE)
+                ),
+            });
+        }
+        let minimum = MIN_RECOVERY_WINDOW.max(self.offline_for.0);
+        if window < minimum {
+            return Err(PolicyError {
+                path: "client.recovery.window".to_string(),
+                message: format!(
+                    "{} is shorter than {} (at least 1h, and at least client.recovery.offlineFor): within a shorter window the same node could be recovered again and again, once per window, while the hourly cap and the Lease check still count the first",
+                    humantime::format_duration(window),
+                    humantime::format_duration(minimum)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// 366 days, the longest a kubelet certificate is normally issued for.
 pub const DEFAULT_MAX_EXPIRATION_SECONDS: u32 = 31_622_400;
@@ -200,7 +313,7 @@ impl MaxPending {
     }
 }
 
-/// `auto` = Machines awaiting or just past their join + named inventory hosts + a margin,
+/// `auto` = Machines that can still vouch or just joined + named inventory hosts + a margin,
 /// or a fixed number per hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxNewNodes {
@@ -230,8 +343,8 @@ impl Serialize for MaxNewNodes {
 pub const AUTO_NEW_NODES_MARGIN: usize = 10;
 
 impl MaxNewNodes {
-    /// `joining`: Machines not yet linked or created within the last hour, plus named
-    /// inventory hosts.
+    /// `joining`: trusted Machines that can still vouch (not linked, created within
+    /// `client.joinWindow`) or were created within the last hour, plus named inventory hosts.
     pub fn limit(self, joining: usize) -> usize {
         match self {
             MaxNewNodes::Fixed(n) => n as usize,

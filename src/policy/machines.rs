@@ -152,6 +152,25 @@ impl InventoryEntry {
         }
     }
 
+    /// A pattern that matches every name vouches for every name: refused. Tested on names
+    /// that share no prefix, suffix or shape a real naming scheme would need.
+    pub(super) fn validate(&self, index: usize) -> Result<(), PolicyError> {
+        const UNRELATED_NAMES: [&str; 4] = ["a", "0", "zz-9", "x.example.invalid"];
+        match &self.name_pattern {
+            Some(pattern) if UNRELATED_NAMES.iter().all(|n| pattern.is_match(n)) => {
+                Err(PolicyError {
+                    path: format!("inventory[{index}].namePattern"),
+                    message: format!(
+                        "{:?} matches every name ({}): it would vouch for a node of any name; describe your hosts' names",
+                        pattern.as_written(),
+                        UNRELATED_NAMES.join(", ")
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match (&self.name, &self.name_pattern) {
             (Some(name), _) => format!("inventory entry {name}"),

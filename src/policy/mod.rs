@@ -126,16 +126,9 @@ impl Policy {
                 message: format!("{:?} is not a DNS name", self.serving.cluster_domain),
             });
         }
-        let recovery = &self.client.recovery;
-        if recovery.enabled && recovery.offline_for.0 < MIN_RECOVERY_OFFLINE {
-            return Err(PolicyError {
-                path: "client.recovery.offlineFor".to_string(),
-                message: format!(
-                    "{} is shorter than {}: a kubelet renews its Lease every 10 s, and a node that missed a few renewals may be alive",
-                    humantime::format_duration(recovery.offline_for.0),
-                    humantime::format_duration(MIN_RECOVERY_OFFLINE)
-                ),
-            });
+        self.client.validate()?;
+        for (index, entry) in self.inventory.iter().enumerate() {
+            entry.validate(index)?;
         }
         if self
             .serving

@@ -199,3 +199,91 @@ fn the_guards_never_hold_a_registered_nodes_rotation() {
             .approves(Reason::ServingAddressesVerified),
     ]);
 }
+
+/// Recoveries mint identities too: they count in the hourly tally, and the cap holds them
+/// back like new nodes once the tally reaches it. The `auto` cap grows only with Machines
+/// that can still vouch: unlinked ones created within `client.joinWindow`.
+#[test]
+fn recoveries_are_capped_and_stale_machines_raise_no_cap() {
+    let recovery = |cap: &str| {
+        registered_world()
+            .policy_yaml(&format!(
+                "client: {{maxNewNodesPerHour: {cap}, recovery: {{enabled: true, offlineFor: 10m, window: 24h}}}}"
+            ))
+            .lease("worker-1", Some(ago(2 * 3600)))
+    };
+    let two_this_hour = |world: World| {
+        world
+            .csr(approved_new_node("a", "worker-7", 10))
+            .csr(approved_new_node("b", "worker-8", 20))
+    };
+    // An earlier recovery of worker-2 within the hour, by the bootstrapper.
+    let recovered_worker2 = recovery("2").csr(approved_new_node("rec", "worker-2", 5));
+    // 40 Machines that never joined, created a day ago: no CSR can be vouched by them.
+    let stale = |mut world: World, i_max: usize| {
+        for i in 0..i_max {
+            world = world.machine(machine(
+                &format!("stale-{i}"),
+                ago(86_400),
+                &[("InternalDNS", &format!("stale-{i}"))],
+            ));
+        }
+        world
+    };
+    // One joining Machine: the default cap is 1 + 10; 11 approvals this hour reach it.
+    let mut eleven = joining_world();
+    for i in 0..11 {
+        eleven = eleven.csr(approved_new_node(&format!("a{i}"), &format!("old-{i}"), 5));
+    }
+    check([
+        Case::new(
+            "a recovery under the cap",
+            recovery("3").csr(approved_new_node("a", "worker-7", 10)),
+            worker1(),
+        )
+        .approves(Reason::NodeRecovery),
+        Case::new(
+            "a recovery when the tally reaches client.maxNewNodesPerHour",
+            two_this_hour(recovery("2")),
+            worker1(),
+        )
+        .waits(Reason::NewNodeRateLimited)
+        .says("maxNewNodesPerHour 2"),
+        Case::new(
+            "an earlier recovery counts in the tally of a new node",
+            recovered_worker2
+                .csr(approved_new_node("a", "worker-7", 10))
+                .machine(machine(
+                    "worker-3",
+                    ago(300),
+                    &[("InternalDNS", "worker-3")],
+                )),
+            Csr::client(&w("worker-3")),
+        )
+        .waits(Reason::NewNodeRateLimited),
+        Case::new(
+            "stale unlinked Machines do not raise the default cap",
+            stale(eleven.clone(), 40),
+            worker1(),
+        )
+        .waits(Reason::NewNodeRateLimited)
+        .says("maxNewNodesPerHour 11"),
+        Case::new(
+            "unlinked Machines created within client.joinWindow raise it",
+            eleven
+                .machine(machine(
+                    "worker-9",
+                    ago(3 * 3600),
+                    &[("InternalDNS", "worker-9")],
+                ))
+                .machine(machine(
+                    "worker-8",
+                    ago(600),
+                    &[("InternalDNS", "worker-8")],
+                ))
+                .policy_yaml("client: {joinWindow: 4h}"),
+            worker1(),
+        )
+        .approves(Reason::NewNodeMachine),
+    ]);
+}

@@ -13,13 +13,18 @@
 //!    certificate its kubelet presents today, verified against the kubelet-serving CA
 //!    (`serving.addressSources`: a renewal keeps addresses no status lists, such as a
 //!    secondary network's).
-//! 7. No other owner claims any SAN: an owner is a node name — its Node (name and status),
-//!    the Machine linked to it (or, before linking, naming it as host), its inventory
-//!    entry. A Machine naming no host is an owner of its own. Claims from sources the
-//!    policy does not trust, and from Machines being deleted, count for nothing.
+//! 7. No other host's claim outranks the node's (see `claims` for the model): a trusted
+//!    claim (a trusted Machine — for its linked Node and every host name it gives —, a
+//!    named inventory entry, a Node's name; whatever `addressSources` says) outranks a
+//!    self-report (a Node's status): a SAN the node has only from its own report and
+//!    another host holds by a trusted claim, or an inventory pattern reserves, is
+//!    `ForeignSan`; claims of equal standing block both (`AddressConflict`). A DNS name
+//!    also denotes the host its first label names. Machines being deleted or in places
+//!    the policy does not trust claim nothing.
 //! 8. Every SAN lies inside the fences (`serving.allowedIPRanges`,
 //!    `serving.dnsNamePatterns`, inventory `ipRanges`).
 
+mod claims;
 mod fences;
 mod ownership;
 
@@ -80,15 +85,7 @@ pub(super) fn decide_serving(
         }
     }
     for san in &sans {
-        if let Some(other) = ownership::other_owner(&san.value, node, inventory, policy) {
-            return Err(refuse(
-                Reason::AddressConflict,
-                format!(
-                    "{} SAN {} is claimed by node {node} and also by {other}; an address two owners claim vouches for neither",
-                    san.kind, san.value
-                ),
-            ));
-        }
+        ownership::contest(san, node, inventory, policy)?;
     }
     let entries: Vec<&InventoryEntry> = policy
         .inventory

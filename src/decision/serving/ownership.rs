@@ -1,12 +1,14 @@
-//! Which addresses are a node's own (rule 6), and who else claims one (rule 7).
+//! Which addresses are a node's own (rule 6), and whether another host's claim outranks
+//! the node's (rule 7; who claims what: `claims`).
 
 use jiff::Timestamp;
 
 use super::San;
+use super::claims::{self, Weight};
 use crate::decision::common::admitted_machines;
 use crate::decision::{Reason, Refusal, refuse};
 use crate::evidence::Wanted;
-use crate::inventory::{Claimant, Inventory, MachineInfo};
+use crate::inventory::{Inventory, MachineInfo};
 use crate::policy::{AddressSource, Policy};
 use crate::vocabulary::AddressValue;
 
@@ -164,48 +166,38 @@ fn kubelet_certificate_note(
     }
 }
 
-/// Another owner that claims `value` or an alias of it (`AddressValue::denoted`),
-/// described with its evidence, if any.
-pub(super) fn other_owner(
-    value: &AddressValue,
+/// Rule 7: nobody else claims the SAN with as much weight as the node. A trusted claim
+/// (a trusted Machine, a named inventory entry, a Node's name) outranks a self-report (a
+/// Node's status): the trusted owner keeps the SAN and the self-reporter is refused
+/// (`ForeignSan`: the SAN is another host's, not a question of time). Claims of equal
+/// standing — two trusted sources, or two self-reports — block both (`AddressConflict`).
+/// An inventory pattern's reservation outranks a self-report and yields to a trusted
+/// source.
+pub(super) fn contest(
+    san: &San,
     node: &str,
     inventory: &Inventory,
     policy: &Policy,
-) -> Option<String> {
-    let sources = &policy.serving.address_sources;
-    for claimant in inventory.claimants(value) {
-        let (owner, evidence) = match claimant {
-            Claimant::NodeName(name) => (name.to_string(), format!("Node {name}'s name")),
-            Claimant::NodeStatus(name) if sources.contains(&AddressSource::Node) => {
-                (name.to_string(), format!("Node {name} status"))
-            }
-            Claimant::NodeStatus(_) => continue,
-            Claimant::Machine(key) => {
-                let Some(machine) = inventory.machine(key) else {
-                    continue;
-                };
-                if machine.deleting
-                    || !sources.contains(&AddressSource::Machine)
-                    || !policy
-                        .machines
-                        .admits(&machine.api_group, &machine.namespace)
-                {
-                    continue;
-                }
-                match machine.owner() {
-                    Some(owner) => (owner.to_string(), machine.describe()),
-                    None => (machine.describe(), "a Machine naming no host".to_string()),
-                }
-            }
-        };
-        if owner != node {
-            return Some(format!("{owner} ({evidence})"));
-        }
+) -> Result<(), Refusal> {
+    let claims = claims::claims(&san.value, node, inventory, policy);
+    let Some(other) = claims.strongest_other() else {
+        return Ok(());
+    };
+    match (claims.trusted_for_node, other.weight) {
+        (true, Weight::Trusted) | (false, Weight::SelfReport) => Err(refuse(
+            Reason::AddressConflict,
+            format!(
+                "{} SAN {} is claimed by node {node} and also by {}; two claims of equal standing vouch for neither",
+                san.kind, san.value, other.owner
+            ),
+        )),
+        (true, _) => Ok(()),
+        (false, _) => Err(refuse(
+            Reason::ForeignSan,
+            format!(
+                "{} SAN {} belongs to {}: node {node} has it only from its own report, and a trusted source outranks a self-report",
+                san.kind, san.value, other.owner
+            ),
+        )),
     }
-    policy
-        .inventory
-        .iter()
-        .filter_map(|entry| entry.name.as_deref().map(|name| (name, entry)))
-        .find(|(name, entry)| *name != node && entry.addresses.iter().any(|a| a.is_alias_of(value)))
-        .map(|(name, entry)| format!("{name} ({})", entry.describe()))
 }

@@ -1,9 +1,10 @@
 //! Every serving SAN is an address of the node, from the sources the policy trusts
 //! (`serving.addressSources`: the Node's status, its linked Machine, inventory entries
-//! naming it), compared canonically; and an address two owners claim is evidence for
-//! neither.
+//! naming it), compared canonically; and no other host's claim outranks the node's
+//! (`serving/claims.rs`): a trusted claim beats a self-report, equals block both.
 
 use csr_approver::decision::Reason;
+use csr_approver::inventory::MachineInfo;
 
 use crate::builders::*;
 use crate::scenes::*;
@@ -227,26 +228,22 @@ fn addresses_claimed_by_two_owners_are_never_approved() {
             &[("InternalIP", "10.1.0.22"), ("InternalIP", "10.1.0.21")],
         ));
     check([
+        // Its neighbour's linked Machine outranks its self-report; the neighbour's own
+        // request is approved (`a_trusted_owner_wins_and_equals_block_both`).
         worker2_asks(
             "a kubelet claims its neighbour's IP and asks for it",
             two_nodes(&stolen_ip),
             w("worker-2").ip("10.0.0.11"),
         )
-        .waits(Reason::AddressConflict)
-        .says("claimed by node worker-2 and also by worker-1"),
-        worker1_asks(
-            "the victim's own request waits too: evidence conflicts",
-            two_nodes(&stolen_ip),
-            w("worker-1").ip("10.0.0.11"),
-        )
-        .waits(Reason::AddressConflict)
-        .says("also by worker-2 (Node worker-2 status)"),
+        .waits(Reason::ForeignSan)
+        .says("IP SAN 10.0.0.11 belongs to worker-1 (Machine openshift-machine-api/worker-1")
+        .says("node worker-2 has it only from its own report"),
         worker2_asks(
-            "inside an allowedIPRanges fence the claim still conflicts",
+            "inside an allowedIPRanges fence the claim is still refused",
             two_nodes(&stolen_ip).policy_yaml("serving: {allowedIPRanges: [10.0.0.0/24]}"),
             w("worker-2").ip("10.0.0.11"),
         )
-        .waits(Reason::AddressConflict)
+        .waits(Reason::ForeignSan)
         .says("worker-1"),
         Case::new(
             "bare metal, Node status only: a kubelet claims another's IP",
@@ -260,7 +257,7 @@ fn addresses_claimed_by_two_owners_are_never_approved() {
             two_nodes(&[("InternalIP", "10.0.0.12"), ("Hostname", "worker-1")]),
             w("worker-2").dns("worker-1").ip("10.0.0.12"),
         )
-        .waits(Reason::AddressConflict)
+        .waits(Reason::ForeignSan)
         .says("worker-1 (Node worker-1's name)"),
         worker2_asks(
             "compared canonically: an IPv4-mapped IPv6 claim is the same IP",
@@ -270,7 +267,7 @@ fn addresses_claimed_by_two_owners_are_never_approved() {
             ]),
             w("worker-2").ip("10.0.0.11"),
         )
-        .waits(Reason::AddressConflict)
+        .waits(Reason::ForeignSan)
         .says("worker-1"),
         worker2_asks(
             "compared canonically: a DNS claim in upper case with a trailing dot",
@@ -280,7 +277,7 @@ fn addresses_claimed_by_two_owners_are_never_approved() {
             ]),
             w("worker-2").dns("worker-1.example.com").ip("10.0.0.12"),
         )
-        .waits(Reason::AddressConflict)
+        .waits(Reason::ForeignSan)
         .says("worker-1"),
         worker1_asks(
             "a stale Machine of another node still lists the IP",
@@ -332,21 +329,32 @@ fn an_ipv4_address_embedded_in_ipv6_conflicts_with_that_address() {
                 two_nodes(&[("InternalIP", "10.0.0.12"), ("InternalIP", form)]),
                 w("worker-2").ip("10.0.0.12").ip(form),
             )
-            .waits(Reason::AddressConflict)
-            .says("also by worker-1"),
+            // worker-1's Machine is a trusted claim; worker-2 has the form only from its
+            // own report.
+            .waits(Reason::ForeignSan)
+            .says("belongs to worker-1"),
         );
     }
     rows.extend([
         worker1_asks(
-            "the other way round: the IPv4 address conflicts with its NAT64 form",
+            "the other way round: another's self-reported NAT64 form stalls no trusted owner",
             two_nodes(&[
                 ("InternalIP", "10.0.0.12"),
                 ("InternalIP", "64:ff9b::10.0.0.11"),
             ]),
             w("worker-1").ip("10.0.0.11"),
         )
+        .approves(Reason::ServingAddressesVerified),
+        worker1_asks(
+            "the other way round between equals: two self-reports of one address",
+            World::new()
+                .policy_yaml("serving: {addressSources: [Node]}")
+                .node(node("worker-1", &[("InternalIP", "10.0.0.11")]))
+                .node(node("worker-2", &[("InternalIP", "64:ff9b::10.0.0.11")])),
+            w("worker-1").ip("10.0.0.11"),
+        )
         .waits(Reason::AddressConflict)
-        .says("also by worker-2 (Node worker-2 status)"),
+        .says("also by worker-2"),
         worker2_asks(
             "two embeddings of one IPv4 address conflict with each other",
             registered_world()
@@ -360,8 +368,8 @@ fn an_ipv4_address_embedded_in_ipv6_conflicts_with_that_address() {
                 )),
             w("worker-2").ip("64:ff9b::a00:b"),
         )
-        .waits(Reason::AddressConflict)
-        .says("worker-1"),
+        .waits(Reason::ForeignSan)
+        .says("belongs to worker-1"),
         worker2_asks(
             "an inventory entry's IPv4 address conflicts with its NAT64 form",
             two_nodes(&[
@@ -371,7 +379,7 @@ fn an_ipv4_address_embedded_in_ipv6_conflicts_with_that_address() {
             .policy_yaml("inventory: [{name: worker-5, addresses: [10.0.0.99]}]"),
             w("worker-2").ip("64:ff9b::10.0.0.99"),
         )
-        .waits(Reason::AddressConflict)
+        .waits(Reason::ForeignSan)
         .says("worker-5 (inventory entry worker-5)"),
         worker1_asks(
             "owning the IPv4 address is not owning its NAT64 form",
@@ -463,5 +471,285 @@ fn one_owner_through_several_sources_is_no_conflict() {
         )
         .approves(Reason::ServingAddressesVerified)
         .says("192.168.111.20"),
+    ]);
+}
+
+/// worker-1 as `registered_world` has it, its kubelet also reporting `extra` in its status.
+fn worker1_reports(extra: &[(&str, &str)]) -> World {
+    let mut addresses = vec![("InternalIP", "10.0.0.11"), ("Hostname", "worker-1")];
+    addresses.extend_from_slice(extra);
+    registered_world().node(node("worker-1", &addresses))
+}
+
+/// A trusted Machine for host worker-5, created five minutes ago, not yet linked.
+fn joining_worker5() -> MachineInfo {
+    machine(
+        "worker-5",
+        ago(300),
+        &[("InternalDNS", "worker-5"), ("InternalIP", "10.0.0.15")],
+    )
+}
+
+/// Every trusted statement is a claim for its host, whatever `serving.addressSources` says;
+/// a name or address a trusted source attributes to another host is never certified on a
+/// node's self-report (its own Node status) alone.
+#[test]
+fn trusted_claims_of_other_hosts_refuse_self_reports() {
+    // Node worker-2 was deleted; its Machine still holds the name in its nodeRef.
+    let nodeless = linked(
+        machine("worker-2", ago(900), &[("InternalIP", "10.0.0.12")]),
+        "worker-2",
+    );
+    // worker-2 registered; its status and Machine give only its short name.
+    let short_named = registered_world()
+        .machine(linked(
+            machine("worker-2", ago(900), &[("InternalDNS", "worker-2")]),
+            "worker-2",
+        ))
+        .node(node(
+            "worker-2",
+            &[("InternalIP", "10.0.0.12"), ("Hostname", "worker-2")],
+        ));
+    let fqdn_in_status = |world: World| {
+        world.node(node(
+            "worker-1",
+            &[
+                ("InternalIP", "10.0.0.11"),
+                ("Hostname", "worker-1"),
+                ("InternalDNS", "worker-2.example.com"),
+            ],
+        ))
+    };
+    let bare_metal_fqdn = World::new()
+        .policy_yaml("machines: {apiGroups: []}")
+        .node(node("metal-2", &[("InternalIP", "10.1.0.22")]))
+        .node(node(
+            "metal-1",
+            &[
+                ("InternalIP", "10.1.0.21"),
+                ("InternalDNS", "metal-2.corp.example"),
+            ],
+        ));
+    check([
+        worker1_asks(
+            "the name a linked Machine's nodeRef holds after its Node is deleted",
+            worker1_reports(&[("Hostname", "worker-2")]).machine(nodeless),
+            w("worker-1").dns("worker-2"),
+        )
+        .waits(Reason::ForeignSan)
+        .says("worker-2 (Machine openshift-machine-api/worker-2"),
+        worker1_asks(
+            "an inventory entry's own name",
+            worker1_reports(&[("Hostname", "worker-5")])
+                .policy_yaml("inventory: [{name: worker-5, addresses: [10.0.0.15]}]"),
+            w("worker-1").dns("worker-5"),
+        )
+        .waits(Reason::ForeignSan)
+        .says("worker-5 (inventory entry worker-5)"),
+        worker1_asks(
+            "a name an inventory pattern reserves for a host not yet joined",
+            worker1_reports(&[("Hostname", "worker-7")])
+                .policy_yaml("inventory: [{namePattern: '^worker-[0-9]+$'}]"),
+            w("worker-1").dns("worker-7"),
+        )
+        .waits(Reason::ForeignSan)
+        .says("inventory pattern ^worker-[0-9]+$"),
+        worker1_asks(
+            "a joining host's IP from its trusted Machine, with addressSources [Node]",
+            worker1_reports(&[("InternalIP", "10.0.0.15")])
+                .machine(joining_worker5())
+                .policy_yaml("serving: {addressSources: [Node]}"),
+            w("worker-1").ip("10.0.0.15"),
+        )
+        .waits(Reason::ForeignSan)
+        .says("worker-5 (Machine openshift-machine-api/worker-5"),
+        worker1_asks(
+            "a joining host's name from its trusted Machine, with addressSources [Node]",
+            worker1_reports(&[("Hostname", "worker-5")])
+                .machine(joining_worker5())
+                .policy_yaml("serving: {addressSources: [Node]}"),
+            w("worker-1").dns("worker-5"),
+        )
+        .waits(Reason::ForeignSan)
+        .says("worker-5"),
+        worker1_asks(
+            "another node's FQDN when that node's status lists only its short name",
+            fqdn_in_status(short_named),
+            w("worker-1").dns("worker-2.example.com"),
+        )
+        .waits(Reason::ForeignSan)
+        .says("worker-2 (Node worker-2's name)"),
+        worker1_asks(
+            "the FQDN of a joining host its Machine names by its short name",
+            worker1_reports(&[("InternalDNS", "worker-5.example.com")]).machine(joining_worker5()),
+            w("worker-1").dns("worker-5.example.com"),
+        )
+        .waits(Reason::ForeignSan)
+        .says("worker-5"),
+        worker1_asks(
+            "the FQDN of a host an inventory pattern reserves",
+            worker1_reports(&[("InternalDNS", "worker-7.example.com")])
+                .policy_yaml("inventory: [{namePattern: '^worker-[0-9]+$'}]"),
+            w("worker-1").dns("worker-7.example.com"),
+        )
+        .waits(Reason::ForeignSan)
+        .says("inventory pattern"),
+        Case::new(
+            "bare metal: another node's FQDN, Node status only",
+            bare_metal_fqdn,
+            serving("metal-1", w("metal-1").dns("metal-2.corp.example")),
+        )
+        .waits(Reason::ForeignSan)
+        .says("metal-2 (Node metal-2's name)"),
+    ]);
+}
+
+/// The node's own names stay its own: its name, the names its trusted sources give it, and
+/// names whose first label is its own name.
+#[test]
+fn a_hosts_own_names_are_never_anothers() {
+    let pattern = "inventory: [{namePattern: '^worker-[0-9a-z.-]+$'}]";
+    // The AWS shape: the Machine gives the FQDN first, the Node is named by the short name.
+    let aws = World::new()
+        .machine(machine(
+            "w1",
+            ago(600),
+            &[
+                ("InternalDNS", "ip-10-0-0-21.ec2.internal"),
+                ("Hostname", "ip-10-0-0-21"),
+                ("InternalIP", "10.0.0.21"),
+            ],
+        ))
+        .node(node(
+            "ip-10-0-0-21",
+            &[
+                ("InternalIP", "10.0.0.21"),
+                ("Hostname", "ip-10-0-0-21"),
+                ("InternalDNS", "ip-10-0-0-21.ec2.internal"),
+            ],
+        ));
+    check([
+        worker1_asks(
+            "its own name matches an inventory pattern",
+            registered_world().policy_yaml(pattern),
+            w("worker-1").dns("worker-1").ip("10.0.0.11"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        worker1_asks(
+            "a pattern reserves nothing a trusted source gives the node",
+            registered_world().policy_yaml(pattern),
+            w("worker-1").dns("worker-1.example.com"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        worker1_asks(
+            "its own FQDN from its status: the first label is its name",
+            worker1_reports(&[("InternalDNS", "worker-1.corp.example")]).policy_yaml(pattern),
+            w("worker-1").dns("worker-1.corp.example"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        Case::new(
+            "an unlinked Machine speaks for every host name it gives, not its first",
+            aws,
+            serving(
+                "ip-10-0-0-21",
+                w("ip-10-0-0-21")
+                    .dns("ip-10-0-0-21.ec2.internal")
+                    .dns("ip-10-0-0-21")
+                    .ip("10.0.0.21"),
+            ),
+        )
+        .approves(Reason::ServingAddressesVerified),
+    ]);
+}
+
+/// A compromised node that writes its neighbour's name and IP into its own Node status
+/// gains nothing and stalls nothing when a trusted source backs the neighbour; two
+/// self-reports, or two trusted sources, still block both.
+#[test]
+fn a_trusted_owner_wins_and_equals_block_both() {
+    let stolen = two_nodes(&[
+        ("InternalIP", "10.0.0.12"),
+        ("InternalIP", "10.0.0.11"),
+        ("Hostname", "worker-1"),
+    ]);
+    let bare_metal = World::new()
+        .policy_yaml("machines: {apiGroups: []}\nserving: {addressSources: [Node]}")
+        .node(node("metal-1", &[("InternalIP", "10.1.0.21")]))
+        .node(node(
+            "metal-2",
+            &[("InternalIP", "10.1.0.22"), ("InternalIP", "10.1.0.21")],
+        ));
+    let inventory_backed = bare_metal
+        .clone()
+        .policy_yaml(
+            "machines: {apiGroups: []}\nserving: {addressSources: [Node]}\ninventory: [{name: metal-1, addresses: [10.1.0.21]}]",
+        );
+    // One unlinked Machine names two hosts, and a Node registered under each name.
+    let one_host_two_nodes = World::new()
+        .machine(machine(
+            "w1",
+            ago(600),
+            &[
+                ("Hostname", "w1"),
+                ("InternalDNS", "w1.ec2.internal"),
+                ("InternalIP", "10.0.0.21"),
+            ],
+        ))
+        .node(node("w1", &[("InternalIP", "10.0.0.21")]))
+        .node(node("w1.ec2.internal", &[("InternalIP", "10.0.0.21")]));
+    check([
+        Case::new(
+            "an unlinked Machine naming two registered Nodes backs neither: the second",
+            one_host_two_nodes.clone(),
+            serving("w1.ec2.internal", w("w1.ec2.internal").ip("10.0.0.21")),
+        )
+        .waits(Reason::AddressConflict)
+        .says("names both w1 and w1.ec2.internal"),
+        Case::new(
+            "an unlinked Machine naming two registered Nodes backs neither: the first",
+            one_host_two_nodes,
+            serving("w1", w("w1").ip("10.0.0.21")),
+        )
+        .waits(Reason::AddressConflict),
+        worker1_asks(
+            "the neighbour's renewal is approved: its linked Machine backs it",
+            stolen.clone(),
+            w("worker-1").dns("worker-1").ip("10.0.0.11"),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        Case::new(
+            "the compromised node's request for the neighbour's IP is refused",
+            stolen.clone(),
+            serving("worker-2", w("worker-2").ip("10.0.0.11")),
+        )
+        .waits(Reason::ForeignSan)
+        .says("worker-1 (Machine openshift-machine-api/worker-1"),
+        Case::new(
+            "the compromised node's request for the neighbour's name is refused",
+            stolen,
+            serving("worker-2", w("worker-2").dns("worker-1")),
+        )
+        .waits(Reason::ForeignSan)
+        .says("worker-1 (Node worker-1's name)"),
+        Case::new(
+            "bare metal, two self-reports: the first node waits too",
+            bare_metal.clone(),
+            serving("metal-1", w("metal-1").ip("10.1.0.21")),
+        )
+        .waits(Reason::AddressConflict)
+        .says("metal-2 (Node metal-2 status)"),
+        Case::new(
+            "bare metal, an inventory entry backs the first node: it is approved",
+            inventory_backed.clone(),
+            serving("metal-1", w("metal-1").ip("10.1.0.21")),
+        )
+        .approves(Reason::ServingAddressesVerified),
+        Case::new(
+            "bare metal, an inventory entry backs the first node: the other is refused",
+            inventory_backed,
+            serving("metal-2", w("metal-2").ip("10.1.0.21")),
+        )
+        .waits(Reason::ForeignSan)
+        .says("metal-1 (inventory entry metal-1)"),
     ]);
 }
