@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use serde_json::Value;
 
 use crate::cluster::KubernetesService;
+use crate::identity::NodeIdentity;
 use crate::inventory::MachineInfo;
 use crate::{Error, Result};
 
@@ -22,6 +23,8 @@ pub struct ObjectSet {
     pub machines: Vec<MachineInfo>,
     /// The Service `default/kubernetes`, whose ClusterIPs are never a node's address.
     pub kubernetes_service: Option<Service>,
+    /// csr-approver's record of identities minted (`kubectl get nodeidentities -o yaml`).
+    pub identities: Vec<NodeIdentity>,
     /// CertificateSigningRequests that could not be read, in file order.
     pub unreadable: Vec<UnreadableCsr>,
 }
@@ -289,9 +292,16 @@ impl ObjectSet {
                 ))?;
                 self.machines.push(machine);
             }
+            (crate::identity::KIND, crate::identity::API_VERSION) => {
+                let record: NodeIdentity =
+                    serde_path_to_error::deserialize(object).map_err(|e| {
+                        Unread::Other(format!("invalid NodeIdentity: {}", field_error(&e)))
+                    })?;
+                self.identities.push(record);
+            }
             _ => {
                 return Err(Unread::Other(format!(
-                    "unsupported object {api_version} {kind}: expected CertificateSigningRequest, Node, Machine or Service"
+                    "unsupported object {api_version} {kind}: expected CertificateSigningRequest, Node, Machine, Service or NodeIdentity"
                 )));
             }
         }

@@ -18,10 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use builders::Request;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
@@ -37,28 +35,6 @@ fn bare_metal() -> SceneOptions {
         machine_crds: false,
         policy: None,
     }
-}
-
-/// The Lease `kube-node-lease/<node>` as its kubelet leaves it, last renewed `ago` ago.
-async fn node_lease(scene: &Scene, node: &str, ago: Duration) {
-    harness::ensure_namespace(&scene.admin, "kube-node-lease").await;
-    let renewed = jiff::Timestamp::now() - jiff::SignedDuration::try_from(ago).unwrap();
-    let lease = Lease {
-        metadata: ObjectMeta {
-            name: Some(node.to_string()),
-            ..Default::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some(node.to_string()),
-            lease_duration_seconds: Some(40),
-            renew_time: Some(MicroTime(renewed)),
-            ..Default::default()
-        }),
-    };
-    Api::<Lease>::namespaced(scene.admin.clone(), "kube-node-lease")
-        .create(&PostParams::default(), &lease)
-        .await
-        .expect("create Lease");
 }
 
 /// The Warning Event's note about `csr` once there is one.
@@ -107,8 +83,10 @@ async fn an_offline_node_recovers_its_identity_and_a_live_one_is_left_to_an_admi
         scene.register_node(node, &[("Hostname", node)]).await;
     }
     // worker-1 has been off for two hours; worker-2 renewed its Lease a moment ago.
-    node_lease(&scene, "worker-1", Duration::from_secs(2 * 3600)).await;
-    node_lease(&scene, "worker-2", Duration::from_secs(2)).await;
+    scene
+        .node_lease("worker-1", Duration::from_secs(2 * 3600))
+        .await;
+    scene.node_lease("worker-2", Duration::from_secs(2)).await;
     let c = scene.start_controller("replica-a", &[]);
     scene.wait_ready(c).await;
 

@@ -20,7 +20,10 @@ pub enum RecordError {
     Write { node: String, source: kube::Error },
     /// The record changed since the decision read it: decide again on the new one.
     #[error("NodeIdentity {node} changed since the decision read it; deciding again")]
-    Stale { node: String, live: Option<Box<NodeIdentity>> },
+    Stale {
+        node: String,
+        live: Option<Box<NodeIdentity>>,
+    },
 }
 
 impl RecordError {

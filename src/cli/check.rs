@@ -203,9 +203,10 @@ impl Offline<'_> {
             if !targets.nodes.is_empty()
                 || !targets.machines.is_empty()
                 || targets.kubernetes_service.is_some()
+                || !targets.identities.is_empty()
             {
                 return Err(Error::Usage(format!(
-                    "{}: CSR files may hold only CertificateSigningRequests; pass Nodes, Machines and the kubernetes Service with --objects",
+                    "{}: CSR files may hold only CertificateSigningRequests; pass Nodes, Machines, NodeIdentities and the kubernetes Service with --objects",
                     path.display()
                 )));
             }
@@ -214,12 +215,13 @@ impl Offline<'_> {
         // what is reported, as it does live.
         let known: Vec<_> = cluster.csrs.iter().map(facts::csr_facts).collect();
         let read: Vec<_> = targets.csrs.iter().map(facts::csr_facts).collect();
-        let inventory = check::build_inventory(
+        let mut inventory = check::build_inventory(
             &cluster.nodes,
             cluster.machines,
             known.iter().chain(&read),
             cluster.kubernetes_service.as_ref(),
         );
+        inventory.replace_identities(cluster.identities);
         let selected = read
             .iter()
             .filter(|c| !self.pending_only || c.state == CsrState::Pending);

@@ -32,7 +32,8 @@ pub(super) async fn apply(
             Ok(minted) => minted,
             Err(approval::RecordError::Stale { node, live }) => {
                 tracing::info!(csr = %facts.name, %node, "its NodeIdentity changed since the decision; deciding again");
-                ctx.cache.remember_identity(&node, live.map(|record| *record));
+                ctx.cache
+                    .remember_identity(&node, live.map(|record| *record));
                 return Ok(Action::requeue(Duration::from_secs(1)));
             }
             Err(error) => {
@@ -100,9 +101,14 @@ async fn record_identity(
         at: Timestamp::now(),
         host_generation: generation.key.clone(),
     };
-    let record =
-        approval::record_minted(&ctx.identities, node, seen.as_ref(), generation.clone(), minted)
-            .await?;
+    let record = approval::record_minted(
+        &ctx.identities,
+        node,
+        seen.as_ref(),
+        generation.clone(),
+        minted,
+    )
+    .await?;
     ctx.cache.remember_identity(node, Some(record));
     Ok(true)
 }

@@ -17,6 +17,7 @@ use crate::check::{self, Evaluation, WriteError};
 use crate::cluster::KubernetesService;
 use crate::decision::CsrFacts;
 use crate::facts;
+use crate::identity::NodeIdentity;
 use crate::inventory::CsrState;
 use crate::policy::Policy;
 use crate::policy_watch::policy_from_configmap;
@@ -120,6 +121,15 @@ impl LiveCheck {
                 .get_opt(KubernetesService::NAME)
                 .await
                 .map_err(api_error("Service default/kubernetes"))?;
+        // The record of identities minted decides duplicates and recoveries; the controller
+        // decides nothing without it, and neither does this check.
+        let identities = Api::<NodeIdentity>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(api_error(
+                "NodeIdentities (csr-approver decides nothing without them: install the chart's CRD)",
+            ))?
+            .items;
         let all: Vec<(CsrFacts, Option<String>)> = csrs
             .iter()
             .map(|c| (facts::csr_facts(c), c.metadata.uid.clone()))
@@ -130,6 +140,7 @@ impl LiveCheck {
             all.iter().map(|(facts, _)| facts),
             kubernetes_service.as_ref(),
         );
+        inventory.replace_identities(identities);
         let mut targets: Vec<&(CsrFacts, Option<String>)> = all
             .iter()
             .filter(|(c, _)| {

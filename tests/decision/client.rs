@@ -430,11 +430,7 @@ fn two_named(extra: (&str, &str)) -> MachineInfo {
     machine(
         "worker-1",
         ago(300),
-        &[
-            ("Hostname", "worker-1"),
-            extra,
-            ("InternalIP", "10.0.0.11"),
-        ],
+        &[("Hostname", "worker-1"), extra, ("InternalIP", "10.0.0.11")],
     )
 }
 
@@ -510,8 +506,7 @@ fn one_host_generation_one_identity_under_any_of_its_names() {
         )
         .waits(Reason::DuplicateClientRequest),
         // The first identity of the host, under either name, is still minted.
-        fqdn_case("its FQDN's first identity", under_short_name())
-            .approves(Reason::NewNodeMachine),
+        fqdn_case("its FQDN's first identity", under_short_name()).approves(Reason::NewNodeMachine),
         asks("its short name's first identity", under_short_name())
             .approves(Reason::NewNodeMachine),
         fqdn_case("a Cluster API Machine's first", capi_world).approves(Reason::NewNodeMachine),
@@ -553,7 +548,9 @@ fn a_name_two_live_host_generations_claim_is_ambiguous() {
         .waits(Reason::AmbiguousHost),
         asks(
             "the older one being deleted: the newer one is the host",
-            World::new().machine(deleting(older.clone())).machine(newer.clone()),
+            World::new()
+                .machine(deleting(older.clone()))
+                .machine(newer.clone()),
         )
         .approves(Reason::NewNodeMachine),
         asks(
@@ -651,7 +648,13 @@ fn the_record_remembers_identities_after_their_csrs_are_gone() {
             "client.allowDuplicates switches the record off too",
             only(m)
                 .policy_yaml("client: {allowDuplicates: true}")
-                .minted("worker-1", "csr-gone", "NewNodeMachine", ago(30 * 60), generation),
+                .minted(
+                    "worker-1",
+                    "csr-gone",
+                    "NewNodeMachine",
+                    ago(30 * 60),
+                    generation,
+                ),
         )
         .approves(Reason::NewNodeMachine),
         asks(
@@ -681,7 +684,10 @@ fn an_identity_minted_names_its_host_generation_for_the_record() {
     assert!(generation.key.contains("openshift-machine-api/worker-1"));
     let renewal = registered_world().decide(&renewal("worker-1"));
     assert_eq!(renewal.reason, Reason::ClientRenewal);
-    assert_eq!(renewal.mints_for, None, "a renewal keeps the identity it has");
+    assert_eq!(
+        renewal.mints_for, None,
+        "a renewal keeps the identity it has"
+    );
     let refused = joining_world().decide(&worker1().user("alice", &[]));
     assert_eq!(refused.mints_for, None);
 }

@@ -270,13 +270,7 @@ fn one_recovery_per_window_is_remembered_after_the_csr_is_gone() {
         .approves(Reason::NodeRecovery),
         Case::new(
             "this very CSR recorded before a crash",
-            offline_world().minted(
-                "worker-1",
-                "csr-client",
-                "NodeRecovery",
-                ago(1),
-                generation,
-            ),
+            offline_world().minted("worker-1", "csr-client", "NodeRecovery", ago(1), generation),
             worker1(),
         )
         .approves(Reason::NodeRecovery),

@@ -149,6 +149,9 @@ fn assert_least_privilege(what: &str, docs: &[Value]) {
         ("leases", "update"),
         ("leases", "patch"),
         ("events", "create"),
+        // Its own record of identities minted, never deleted by it (an admin frees a name).
+        ("nodeidentities", "create"),
+        ("nodeidentities", "update"),
     ];
     let bad: Vec<_> = all(&view)
         .filter(|a| {
@@ -158,7 +161,16 @@ fn assert_least_privilege(what: &str, docs: &[Value]) {
         .collect();
     assert!(
         bad.is_empty(),
-        "{what}: writes only the approval subresource, its Lease and Events: {bad:?}"
+        "{what}: writes only the approval subresource, its Lease, Events and its NodeIdentity records: {bad:?}"
+    );
+    let identities: BTreeSet<&str> = all(&view)
+        .filter(|a| a.1 == "nodeidentities")
+        .map(|a| a.0.as_str())
+        .collect();
+    assert_eq!(
+        identities,
+        BTreeSet::from(["csr-approver.io"]),
+        "{what}: NodeIdentity only in csr-approver's own API group"
     );
     let services: BTreeSet<Atom> = all(&view).filter(|a| a.1 == "services").cloned().collect();
     let kubernetes: BTreeSet<Atom> = ["get", "list", "watch"]

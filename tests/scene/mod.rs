@@ -13,9 +13,10 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
 };
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ServiceAccount};
 use k8s_openapi::api::rbac::v1::Subject;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -302,6 +303,37 @@ impl Scene {
             crate::builders::Request::node(node).pem(),
         )
         .await;
+    }
+
+    /// The Lease `kube-node-lease/<node>` as its kubelet leaves it, last renewed `ago` ago.
+    pub async fn node_lease(&self, node: &str, ago: Duration) {
+        crate::harness::ensure_namespace(&self.admin, "kube-node-lease").await;
+        let renewed = jiff::Timestamp::now() - jiff::SignedDuration::try_from(ago).unwrap();
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(node.to_string()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(node.to_string()),
+                lease_duration_seconds: Some(40),
+                renew_time: Some(MicroTime(renewed)),
+                ..Default::default()
+            }),
+        };
+        Api::<Lease>::namespaced(self.admin.clone(), "kube-node-lease")
+            .create(&PostParams::default(), &lease)
+            .await
+            .expect("create Lease");
+    }
+
+    /// Deletes a CSR as kube-controller-manager's CSR cleaner does an hour after its
+    /// verdict (the cleaner's delays are constants: the tests delete in its place).
+    pub async fn delete_csr_as_the_cleaner_does(&self, name: &str) {
+        Api::<CertificateSigningRequest>::all(self.admin.clone())
+            .delete(name, &Default::default())
+            .await
+            .expect("delete CSR");
     }
 
     pub async fn csr(&self, name: &str) -> CertificateSigningRequest {

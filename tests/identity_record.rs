@@ -1,0 +1,197 @@
+//! The durable record of identities minted (`NodeIdentity`), end to end on a real
+//! kube-apiserver + etcd, with the controller binary under its ServiceAccount and the
+//! RBAC and CRD of deploy/. kube-controller-manager's CSR cleaner deletes an approved CSR
+//! an hour after approval; these tests delete the CSRs as it does (its delays are
+//! constants) and restart the controller, and the memory must hold: no second identity
+//! for a host generation, no second recovery for a node in its window.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod builders;
+mod harness;
+mod scene;
+
+use std::time::Duration;
+
+use csr_approver::identity::NodeIdentity;
+use kube::api::Api;
+use scene::*;
+
+const APPROVAL_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn openshift() -> SceneOptions {
+    SceneOptions {
+        machine_crds: true,
+        policy: None,
+    }
+}
+
+/// The Warning `NotApproved` Event's note about `csr` that holds `words`, once there is one.
+async fn refusal(scene: &Scene, csr: &str, words: &str) -> String {
+    wait_for(APPROVAL_TIMEOUT, || async {
+        scene
+            .events_about("default", csr)
+            .await
+            .into_iter()
+            .find(|(t, r, n)| t == "Warning" && r == "NotApproved" && n.contains(words))
+            .map(|(_, _, note)| note)
+    })
+    .await
+    .unwrap_or_else(|| panic!("a Warning Event about {csr} saying {words:?}"))
+}
+
+async fn approved(scene: &Scene, csr: &str, controller: usize) {
+    assert_eq!(
+        scene.wait_condition(csr, APPROVAL_TIMEOUT).await.as_deref(),
+        Some("Approved"),
+        "{csr}\n{}",
+        scene.controller_log(controller)
+    );
+}
+
+async fn record(scene: &Scene, node: &str) -> Option<NodeIdentity> {
+    Api::<NodeIdentity>::all(scene.admin.clone())
+        .get_opt(node)
+        .await
+        .unwrap()
+}
+
+/// Kills the controller and starts another replica that must list the record again.
+async fn restart(scene: &mut Scene, controller: usize, name: &'static str) -> usize {
+    scene.kill_controller(controller);
+    let next = scene.start_controller(name, &[]);
+    scene.wait_ready(next).await;
+    next
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_generation_keeps_one_identity_after_the_cleaner_and_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(c).await;
+
+    // A host whose Machine gives it a short name and an FQDN.
+    scene
+        .create_machine(
+            "worker-1",
+            &[
+                ("Hostname", "worker-1"),
+                ("InternalDNS", "worker-1.example.com"),
+                ("InternalIP", "10.0.0.11"),
+            ],
+        )
+        .await;
+    scene.join_request("first", "worker-1").await;
+    approved(&scene, "first", c).await;
+
+    // Recorded before the approval was written, and readable with kubectl.
+    let recorded = record(&scene, "worker-1").await.expect("a NodeIdentity");
+    assert_eq!(recorded.spec.minted.len(), 1, "{recorded:?}");
+    assert_eq!(recorded.spec.minted[0].csr, "first");
+    assert_eq!(recorded.spec.minted[0].reason, "NewNodeMachine");
+    assert_eq!(
+        recorded.spec.host_generation.names,
+        ["worker-1", "worker-1.example.com"]
+    );
+    let table = scene.cp.kubectl(&["get", "nodeidentities"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("HOST GENERATION")
+            && table.contains("Machine openshift-machine-api/worker-1 (machine.openshift.io)"),
+        "{table}"
+    );
+
+    // The cleaner deletes the approved CSR; the controller restarts.
+    scene.delete_csr_as_the_cleaner_does("first").await;
+    let c = restart(&mut scene, c, "replica-b").await;
+
+    // The bootstrap credential asks again, under the same name and under the FQDN.
+    scene.join_request("second", "worker-1").await;
+    let note = refusal(&scene, "second", "DuplicateClientRequest").await;
+    assert!(note.contains("CSR first"), "{note}");
+    scene.join_request("fqdn", "worker-1.example.com").await;
+    let note = refusal(&scene, "fqdn", "DuplicateClientRequest").await;
+    assert!(note.contains("system:node:worker-1"), "{note}");
+    for csr in ["second", "fqdn"] {
+        assert_eq!(scene.condition(csr).await, None, "{csr} stays pending");
+    }
+    assert_eq!(
+        record(&scene, "worker-1").await.unwrap().spec.minted.len(),
+        1,
+        "{}",
+        scene.controller_log(c)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_recovery_per_window_survives_the_cleaner_and_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(SceneOptions {
+        machine_crds: false,
+        policy: Some(
+            "client: {recovery: {enabled: true, offlineFor: 1m}}\ninventory: [{name: worker-1}]\n",
+        ),
+    })
+    .await;
+    scene
+        .register_node("worker-1", &[("Hostname", "worker-1")])
+        .await;
+    scene
+        .node_lease("worker-1", Duration::from_secs(2 * 3600))
+        .await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(c).await;
+
+    scene.join_request("recover", "worker-1").await;
+    approved(&scene, "recover", c).await;
+    let recorded = record(&scene, "worker-1").await.expect("a NodeIdentity");
+    assert_eq!(recorded.spec.minted[0].reason, "NodeRecovery");
+
+    scene.delete_csr_as_the_cleaner_does("recover").await;
+    let c = restart(&mut scene, c, "replica-b").await;
+
+    scene.join_request("recover-again", "worker-1").await;
+    let note = refusal(&scene, "recover-again", "one recovery per node per window").await;
+    assert!(
+        note.starts_with("NodeAlreadyExists: ") && note.contains("CSR recover"),
+        "{note}"
+    );
+    assert_eq!(
+        scene.condition("recover-again").await,
+        None,
+        "{}",
+        scene.controller_log(c)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_record_the_controller_decides_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    // The CRD gone: the record cannot be read, so nothing may be decided.
+    let out = scene.cp.kubectl(&[
+        "delete",
+        "crd",
+        "nodeidentities.csr-approver.io",
+        "--wait=true",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    scene
+        .create_machine("worker-1", &[("InternalDNS", "worker-1")])
+        .await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.join_request("first", "worker-1").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(scene.readyz(c), Some(503), "{}", scene.controller_log(c));
+    assert_eq!(scene.condition("first").await, None);
+    assert!(
+        scene.controller_log(c).contains("NodeIdentity"),
+        "the log says which watch fails: {}",
+        scene.controller_log(c)
+    );
+}
