@@ -1,11 +1,11 @@
 //! Real kubelets (v1.37.2, built by scripts/node-assets.sh) with their own containerd join a
 //! real control plane through a bootstrap token (or, OpenShift's way, the node-bootstrapper
 //! ServiceAccount's token), and csr-approver — the binary under its ServiceAccount and the
-//! RBAC of deploy/ — is the only approver; kube-controller-manager only signs. Covered: a
-//! join from nothing, both renewals (with a 2 min signing duration), strangers and
-//! impostors refused, a host re-provisioned under its name (the admin deletes the earlier
-//! CSR, or a new Machine starts a new generation), the OpenShift shape. See
-//! tests/harness/node.rs.
+//! RBAC of deploy/ — is the only approver; kube-controller-manager only signs and cleans
+//! CSRs up. Covered: a join from nothing, both renewals (with a 2 min signing duration),
+//! strangers and impostors refused, a host re-provisioned under its name (the admin deletes
+//! its NodeIdentity record and earlier CSR, or a new Machine starts a new generation), the
+//! OpenShift shape. See tests/harness/node.rs.
 //!
 //! Needs Linux and root (and scripts/node-packages.sh); elsewhere each test prints one line
 //! saying why it is skipped and passes. The tests run one at a time.
@@ -19,6 +19,7 @@ mod scene;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use csr_approver::identity::NodeIdentity;
 use harness::node::{
     Bootstrap, RealNode, SIGNING_DURATION, pause_image, restart_signer, unsupported,
 };
@@ -943,9 +944,9 @@ async fn wipe(scene: &Scene, mut node: RealNode) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reprovisioned_host_joins_again_once_the_admin_deletes_its_earlier_csr() {
+async fn a_reprovisioned_host_joins_again_once_the_admin_deletes_its_record() {
     let _serial = SERIAL.lock().await;
-    let test = "a_reprovisioned_host_joins_again_once_the_admin_deletes_its_earlier_csr";
+    let test = "a_reprovisioned_host_joins_again_once_the_admin_deletes_its_record";
     let Some((scene, controller)) = scene(test).await else {
         return;
     };
@@ -974,8 +975,8 @@ async fn a_reprovisioned_host_joins_again_once_the_admin_deletes_its_earlier_csr
         )
     });
     let csr = csr.metadata.name.unwrap();
-    // Inventory only, no Machine: the name's identity was issued once within the join
-    // window; only the admin can say the earlier host is gone.
+    // Inventory only, no Machine: the name's identity was issued once (its NodeIdentity
+    // says so, whatever became of the CSR); only the admin can say the earlier host is gone.
     let Some((type_, reason, note)) =
         event(&scene, &csr, "DuplicateClientRequest", CLIENT_TIMEOUT).await
     else {
@@ -991,7 +992,9 @@ async fn a_reprovisioned_host_joins_again_once_the_admin_deletes_its_earlier_csr
         "{note}"
     );
     assert!(
-        note.contains(&first_client) && note.contains("delete that CSR"),
+        note.contains(&first_client)
+            && note.contains("kubectl delete nodeidentity node-a")
+            && note.contains(&format!("kubectl delete csr {first_client}")),
         "the message names the earlier CSR and the remedy: {note}"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1002,23 +1005,26 @@ async fn a_reprovisioned_host_joins_again_once_the_admin_deletes_its_earlier_csr
     );
     lap(&format!("new CSR pending: {note:?}"));
 
-    // The admin's explicit word that the earlier host is gone.
+    // The admin's explicit word that the earlier host is gone: its record, and its CSR
+    // (which the CSR cleaner would delete an hour after its approval).
     let csrs: Api<CertificateSigningRequest> = Api::all(scene.admin.clone());
     csrs.delete(&first_client, &Default::default())
         .await
         .unwrap();
+    let records: Api<NodeIdentity> = Api::all(scene.admin.clone());
+    records.delete("node-a", &Default::default()).await.unwrap();
     let deleted = Instant::now();
     // The deletion itself re-checks the node's pending CSRs: well within the 30 s requeue.
     let certificate = issued_certificate(&scene.admin, &csr, Duration::from_secs(10))
         .await
         .unwrap_or_else(|| {
             panic!(
-                "{csr} not approved within 10 s of {first_client}'s deletion\n{}",
+                "{csr} not approved within 10 s of the deletion of {first_client} and NodeIdentity node-a\n{}",
                 context(&scene, controller, &second)
             )
         });
     lap(&format!(
-        "new CSR approved {:.1?} after the earlier one was deleted",
+        "new CSR approved {:.1?} after the earlier one and the record were deleted",
         deleted.elapsed()
     ));
     assert_issued_by_cluster_ca(&scene.cp, &certificate, "system:node:node-a");

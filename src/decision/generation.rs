@@ -120,10 +120,21 @@ pub(super) fn check_no_identity_yet(
     // The record of this very CSR, written just before a crash, is no earlier identity.
     let earlier = |m: &&Minted| !m.is_for(&csr.name, csr.uid.as_deref());
     let source = &generation.record.source;
-    let remedy = if generation.since.is_some() {
-        "a re-provisioned host gets a new Machine"
-    } else {
-        "if the host was re-provisioned, delete its record (kubectl delete nodeidentity <node>) to allow a new identity"
+    // What frees the names of a re-provisioned host: a new Machine is a new generation; an
+    // inventory generation's names are freed by an admin deleting the record (and the
+    // minting CSR, while the CSR cleaner has not: both are this generation's memory).
+    let remedy = |record: &str, minted: &Minted| {
+        if generation.since.is_some() {
+            return "a re-provisioned host gets a new Machine".to_string();
+        }
+        let csr_too = if inventory.csr_state(&minted.csr).is_some() {
+            format!(" and its CSR (kubectl delete csr {})", minted.csr)
+        } else {
+            String::new()
+        };
+        format!(
+            "if the host was re-provisioned, delete its record (kubectl delete nodeidentity {record}){csr_too} to allow a new identity"
+        )
     };
     // 1. By generation, in the durable record.
     if let Some((minted_node, minted)) = inventory
@@ -131,8 +142,10 @@ pub(super) fn check_no_identity_yet(
         .find(|(_, m)| earlier(m))
     {
         return Err(duplicate(format!(
-            "{source} already has its identity: system:node:{minted_node} was minted for it by CSR {} at {} (NodeIdentity {minted_node}); one host generation, one identity; {remedy}",
-            minted.csr, minted.at
+            "{source} already has its identity: system:node:{minted_node} was minted for it by CSR {} at {} (NodeIdentity {minted_node}); one host generation, one identity; {}",
+            minted.csr,
+            minted.at,
+            remedy(minted_node, minted)
         )));
     }
     let start = generation.start();
@@ -148,14 +161,23 @@ pub(super) fn check_no_identity_yet(
                 .find(|m| start.is_none_or(|s| m.at >= s))
         {
             return Err(duplicate(format!(
-                "host name {name} of {source} already has an identity: CSR {} ({}) at {} (NodeIdentity {name}, host generation {}); {remedy}",
-                minted.csr, minted.reason, minted.at, record.spec.host_generation.source
+                "host name {name} of {source} already has an identity: CSR {} ({}) at {} (NodeIdentity {name}, host generation {}); {}",
+                minted.csr,
+                minted.reason,
+                minted.at,
+                record.spec.host_generation.source,
+                remedy(name, minted)
             )));
         }
         // 3. Another of its names already registered as a Node.
         if name != node && inventory.node(name).is_some() {
             return Err(duplicate(format!(
-                "{source} names host {node} and {name}, and Node {name} is registered: the host already has its identity; {remedy}"
+                "{source} names host {node} and {name}, and Node {name} is registered: the host already has its identity; {}",
+                if generation.since.is_some() {
+                    "a re-provisioned host gets a new Machine".to_string()
+                } else {
+                    format!("if the host was re-provisioned, delete Node {name} first")
+                }
             )));
         }
         // 4. The CSRs still held, approved by anyone.
@@ -174,7 +196,7 @@ pub(super) fn check_no_identity_yet(
                 format!(" under its other name {name}")
             };
             let remedy = if generation.since.is_some() {
-                remedy.to_string()
+                "a re-provisioned host gets a new Machine".to_string()
             } else {
                 format!(
                     "if the host was re-provisioned, delete that CSR (kubectl delete csr {}) to allow a new identity",
