@@ -12,9 +12,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
 use super::wire::{WatchedMachine, WatchedNode};
-use super::{
-    ClusterCache, KubernetesService, SyncTracker, Trigger, WatchBackoff, fire, watch_config,
-};
+use super::{ClusterCache, KubernetesService, Trigger, WatchBackoff, fire, watch_config};
+use crate::http::Source;
 use crate::inventory::{Inventory, MachineInfo, NodeInfo};
 
 /// Turns a watch event about a full object into one about its compact form, so that a
@@ -73,13 +72,14 @@ impl Cached for MachineInfo {
 }
 
 /// Applies a compact watch stream to the cache and triggers the pending CSRs each change
-/// concerns. `replace` swaps in the records of a (re-)list.
-async fn drive<I, S>(
+/// concerns. `replace` swaps in the records of a (re-)list. `source` says when the first
+/// list is done, and why it is not while it fails.
+pub(super) async fn drive<I, S>(
     stream: S,
     replace: impl Fn(Vec<I>, &mut Inventory),
     cache: Arc<ClusterCache>,
     trigger: Trigger,
-    tracker: Arc<SyncTracker>,
+    source: Source,
 ) where
     I: Cached,
     S: Stream<Item = Result<Event<I>, watcher::Error>>,
@@ -101,17 +101,19 @@ async fn drive<I, S>(
             }
             Ok(Event::InitDone) => {
                 replace(std::mem::take(&mut relist), &mut cache.write().inventory);
-                if !synced {
-                    synced = true;
-                    tracker.done();
-                    tracing::info!(kind = I::KIND, "watch synced");
-                }
+                synced = true;
+                source.synced();
                 // A re-list (after an outage) may bring any change at all: look again at
                 // everything still pending rather than wait for its requeue.
                 Concerns::Everything
             }
             Err(error) => {
                 tracing::warn!(kind = I::KIND, %error, "watch error; retrying with backoff");
+                // Before its first list, readiness says why it waits. After it, the records
+                // already listed stand while the watch catches up.
+                if !synced {
+                    source.failing(error.to_string());
+                }
                 continue;
             }
         };
@@ -128,7 +130,7 @@ pub async fn watch_nodes(
     client: Client,
     cache: Arc<ClusterCache>,
     trigger: Trigger,
-    tracker: Arc<SyncTracker>,
+    source: Source,
 ) {
     let stream = watcher::watcher(Api::<WatchedNode>::all(client), watch_config())
         .backoff(WatchBackoff::default())
@@ -142,7 +144,7 @@ pub async fn watch_nodes(
         |nodes, inventory| inventory.replace_nodes(nodes),
         cache,
         trigger,
-        tracker,
+        source,
     )
     .await;
 }
@@ -153,7 +155,7 @@ pub async fn watch_kubernetes_service(
     client: Client,
     cache: Arc<ClusterCache>,
     trigger: Trigger,
-    tracker: Arc<SyncTracker>,
+    source: Source,
 ) {
     let api: Api<Service> = Api::namespaced(client, KubernetesService::NAMESPACE);
     let config = watch_config().fields(&format!("metadata.name={}", KubernetesService::NAME));
@@ -167,7 +169,7 @@ pub async fn watch_kubernetes_service(
     let replace = |listed: Vec<KubernetesService>, inventory: &mut Inventory| {
         inventory.set_kubernetes_service_ips(listed.into_iter().flat_map(|s| s.cluster_ips));
     };
-    drive(stream, replace, cache, trigger, tracker).await;
+    drive(stream, replace, cache, trigger, source).await;
 }
 
 /// Watches one Machine API (OpenShift or Cluster API) into the cache.
@@ -176,7 +178,7 @@ pub async fn watch_machines(
     resource: ApiResource,
     cache: Arc<ClusterCache>,
     trigger: Trigger,
-    tracker: Arc<SyncTracker>,
+    source: Source,
 ) {
     let api: Api<WatchedMachine> = Api::all_with(client, &resource);
     let group = resource.group.clone();
@@ -197,5 +199,5 @@ pub async fn watch_machines(
     // One watch per API group: a re-list replaces only that group's Machines.
     let replace =
         move |machines, inventory: &mut Inventory| inventory.replace_machines(&group, machines);
-    drive(stream, replace, cache, trigger, tracker).await;
+    drive(stream, replace, cache, trigger, source).await;
 }

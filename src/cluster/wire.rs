@@ -18,6 +18,10 @@ use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec, CertificateSigningRequestStatus,
 };
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionNames, CustomResourceDefinitionSpec,
+    CustomResourceDefinitionVersion,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::DynamicObject;
 use kube::core::{Resource, TypeMeta};
@@ -222,6 +226,60 @@ impl<'de> Deserialize<'de> for WatchedMachine {
     }
 }
 
+/// A CustomResourceDefinition as the Machine API's watch reads it: the group, the names
+/// and which versions are served. The schemas (most of a CRD's bytes) are skipped.
+#[derive(Debug, Clone)]
+pub struct WatchedCrd(pub CustomResourceDefinition);
+
+impl<'de> Deserialize<'de> for WatchedCrd {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            metadata: Identity,
+            spec: WireSpec,
+        }
+        #[derive(Deserialize)]
+        struct WireSpec {
+            group: String,
+            names: CustomResourceDefinitionNames,
+            #[serde(default)]
+            scope: String,
+            #[serde(default)]
+            versions: Vec<WireVersion>,
+        }
+        #[derive(Deserialize)]
+        struct WireVersion {
+            name: String,
+            served: bool,
+            #[serde(default)]
+            storage: bool,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        Ok(WatchedCrd(CustomResourceDefinition {
+            metadata: wire.metadata.into(),
+            spec: CustomResourceDefinitionSpec {
+                group: wire.spec.group,
+                names: wire.spec.names,
+                scope: wire.spec.scope,
+                versions: wire
+                    .spec
+                    .versions
+                    .into_iter()
+                    .map(|v| CustomResourceDefinitionVersion {
+                        name: v.name,
+                        served: v.served,
+                        storage: v.storage,
+                        ..CustomResourceDefinitionVersion::default()
+                    })
+                    .collect(),
+                ..CustomResourceDefinitionSpec::default()
+            },
+            status: None,
+        }))
+    }
+}
+
 /// `Resource` for a watched form: the API of the type it stands for (so a watch on it lists
 /// and watches that type's endpoint), the metadata it holds.
 macro_rules! resource_as {
@@ -258,6 +316,7 @@ macro_rules! resource_as {
 resource_as!(WatchedCsr, CertificateSigningRequest);
 resource_as!(WatchedNode, Node);
 resource_as!(WatchedMachine, DynamicObject);
+resource_as!(WatchedCrd, CustomResourceDefinition);
 
 #[cfg(test)]
 mod tests {
