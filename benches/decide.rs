@@ -78,6 +78,7 @@ fn inventory(now: Timestamp) -> Inventory {
                     TypedAddress::new("InternalIP", &ip),
                     TypedAddress::new("Hostname", &name),
                 ],
+                control_plane: false,
             });
         }
     }

@@ -218,6 +218,7 @@ fn node(name: &str, addresses: &[(&str, &str)]) -> NodeInfo {
             .iter()
             .map(|(k, v)| TypedAddress::new(k, v))
             .collect(),
+        control_plane: false,
     }
 }
 

@@ -29,8 +29,11 @@ use kube::runtime::watcher::Event;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use crate::facts::CONTROL_PLANE_LABELS;
+
 /// The metadata a record or the watch itself reads (the watch resumes from
-/// `resourceVersion`); labels, annotations, owners and managed fields are skipped.
+/// `resourceVersion`); annotations, owners, managed fields and every label but the
+/// control-plane role are skipped.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct Identity {
@@ -40,11 +43,49 @@ struct Identity {
     resource_version: Option<String>,
     creation_timestamp: Option<Time>,
     deletion_timestamp: Option<Time>,
+    labels: RoleLabels,
+}
+
+/// Of a Node's labels, only those that make it a control-plane node
+/// (`facts::CONTROL_PLANE_LABELS`); every other label is skipped as it is read.
+#[derive(Debug, Default)]
+struct RoleLabels(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for RoleLabels {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RoleLabels;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of labels")
+            }
+            fn visit_unit<E>(self) -> Result<RoleLabels, E> {
+                Ok(RoleLabels::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RoleLabels, A::Error> {
+                let mut kept = BTreeMap::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if CONTROL_PLANE_LABELS.contains(&&*key) {
+                        kept.insert(key.into_owned(), map.next_value::<String>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(RoleLabels(kept))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl From<Identity> for ObjectMeta {
     fn from(identity: Identity) -> ObjectMeta {
+        let labels = identity.labels.0;
         ObjectMeta {
+            labels: (!labels.is_empty()).then_some(labels),
             name: identity.name,
             namespace: identity.namespace,
             uid: identity.uid,

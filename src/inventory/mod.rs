@@ -10,9 +10,11 @@ use std::net::IpAddr;
 
 use jiff::Timestamp;
 
+mod endpoints;
 mod records;
 mod sorted_set;
 
+pub use endpoints::{ApiServerEndpoints, EndpointSource};
 pub use records::{
     AddressKind, Claimant, CsrState, CsrSummary, MachineInfo, MachineKey, NodeInfo, TypedAddress,
 };
@@ -41,6 +43,8 @@ pub struct Inventory {
     pending: BTreeSet<(Option<Timestamp>, Arc<str>)>,
     /// ClusterIP(s) of the `default/kubernetes` Service: never a node's address.
     kubernetes_service_ips: Vec<IpAddr>,
+    /// The API server's endpoints recorded by the cluster: never a node's.
+    api_server_endpoints: ApiServerEndpoints,
     /// Address → everyone who claims it, so ownership is one lookup per SAN.
     claims: HashMap<AddressValue, SortedSet<Claimant>>,
     /// Evidence read on demand (Leases, kubelet certificates), with when it was read.
@@ -151,6 +155,21 @@ impl Inventory {
     /// Records the `default/kubernetes` Service's ClusterIP(s) (empty when it is absent).
     pub fn set_kubernetes_service_ips(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
         self.kubernetes_service_ips = ips.into_iter().map(canonical_ip).collect();
+    }
+
+    /// The API server's endpoints as the cluster records them.
+    pub fn api_server_endpoints(&self) -> &ApiServerEndpoints {
+        &self.api_server_endpoints
+    }
+
+    /// Records what `source` says of the API server's endpoints (empty when it is absent);
+    /// says whether anything changed.
+    pub fn set_api_server_endpoints(
+        &mut self,
+        source: EndpointSource,
+        values: Vec<AddressValue>,
+    ) -> bool {
+        self.api_server_endpoints.set(source, values)
     }
 
     /// Everyone who claims `value` (Nodes by name or status, Machines by status).
@@ -398,6 +417,7 @@ mod tests {
     fn a_node_and_its_claims_share_one_copy_of_its_name() {
         let mut inventory = Inventory::default();
         inventory.upsert_node(NodeInfo {
+            control_plane: false,
             name: "worker-1".into(),
             addresses: vec![
                 TypedAddress::new("InternalIP", "10.0.0.1"),
