@@ -64,61 +64,130 @@ pub fn machine_resource(crd: &CustomResourceDefinition) -> Option<ApiResource> {
     })
 }
 
-/// The Machine watch of one API group while its CRD exists.
+/// An API that exists while its CRD does: what csr-approver watches of it, and what it
+/// forgets when the CRD goes.
+pub(super) trait GatedApi: Send {
+    /// What `crd` serves that csr-approver watches, if anything.
+    fn resource(&self, crd: &CustomResourceDefinition) -> Option<ApiResource>;
+    /// Starts the watch of `resource`. Its readiness source is registered before this
+    /// returns: from then on nothing is decided until it has listed.
+    fn start(&self, resource: ApiResource) -> JoinHandle<()>;
+    /// The API is gone: forget what its watch recorded.
+    fn forget(&self);
+}
+
+/// The watch of a gated API while its CRD exists.
 struct Running {
     resource: ApiResource,
     task: JoinHandle<()>,
 }
 
-/// What the CRD watch of one group needs to start and stop that group's Machine watch.
+/// Follows one CRD: starts, restarts (another version) and stops the watch it gates.
+struct Follower<A: GatedApi> {
+    api: A,
+    running: Option<Running>,
+}
+
+impl<A: GatedApi> Follower<A> {
+    /// The CRD as it is now (or gone: `None`): watch what it serves, or nothing.
+    async fn follow(&mut self, crd: Option<&CustomResourceDefinition>) {
+        let wanted = crd.and_then(|crd| self.api.resource(crd));
+        if self.running.as_ref().map(|r| &r.resource) == wanted.as_ref() {
+            return;
+        }
+        // The new watch (if any) is registered before the old one goes, so readiness never
+        // sees a moment with neither.
+        let started = wanted.map(|resource| Running {
+            task: self.api.start(resource.clone()),
+            resource,
+        });
+        let stopped = self.stop().await;
+        if stopped && started.is_none() {
+            self.api.forget();
+        }
+        self.running = started;
+    }
+
+    /// Stops the running watch, if one runs; says whether one did.
+    async fn stop(&mut self) -> bool {
+        let Some(running) = self.running.take() else {
+            return false;
+        };
+        running.task.abort();
+        // Wait until it is dropped (its readiness source with it): no event of the old
+        // watch may land after what it recorded is forgotten.
+        let _ = running.task.await;
+        true
+    }
+}
+
+/// Watches CRD `crd_name` (by name: RBAC grants only the CRDs csr-approver reads) and
+/// keeps the watch it gates running while it exists. `source` is this CRD watch's own:
+/// until it has listed, nobody knows whether the API is installed.
+pub(super) async fn follow_crd<A: GatedApi>(client: Client, crd_name: String, api: A, source: Source) {
+    let crds: Api<WatchedCrd> = Api::all(client);
+    let config = watch_config().fields(&format!("metadata.name={crd_name}"));
+    let mut stream =
+        std::pin::pin!(watcher::watcher(crds, config).backoff(WatchBackoff::default()));
+    let mut follower = Follower { api, running: None };
+    let mut synced = false;
+    // The CRD as the (re-)list in progress shows it.
+    let mut listed: Option<WatchedCrd> = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(crd)) => follower.follow(Some(&crd.0)).await,
+            Ok(Event::Delete(_)) => follower.follow(None).await,
+            Ok(Event::Init) => listed = None,
+            Ok(Event::InitApply(crd)) => listed = Some(crd),
+            Ok(Event::InitDone) => {
+                follower
+                    .follow(listed.take().as_ref().map(|crd| &crd.0))
+                    .await;
+                if !synced && follower.running.is_none() {
+                    tracing::info!(crd = %crd_name, "not installed; watching for it");
+                }
+                synced = true;
+                source.synced();
+            }
+            Err(error) => {
+                tracing::warn!(crd = %crd_name, %error, "CRD watch error; retrying with backoff");
+                if !synced {
+                    source.failing(error.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// One Machine API group: its Machines are watched while its CRD exists.
 struct MachineApi {
     group: &'static str,
     client: Client,
     cache: Arc<ClusterCache>,
     trigger: Trigger,
     readiness: Arc<Readiness>,
-    running: Option<Running>,
 }
 
-impl MachineApi {
-    /// The CRD as it is now (or gone: `None`): watch the version it serves, or nothing.
-    async fn follow(&mut self, crd: Option<&CustomResourceDefinition>) {
-        let wanted = crd.and_then(machine_resource);
-        if self.running.as_ref().map(|r| &r.resource) == wanted.as_ref() {
-            return;
-        }
-        // The new watch (if any) is registered before the old one goes, so readiness never
-        // sees a moment with neither.
-        let started = wanted.map(|resource| self.start(resource));
-        self.stop().await;
-        self.running = started;
+impl GatedApi for MachineApi {
+    fn resource(&self, crd: &CustomResourceDefinition) -> Option<ApiResource> {
+        machine_resource(crd)
     }
 
-    fn start(&self, resource: ApiResource) -> Running {
-        // Registered here, before the CRD watch says it has listed: from this moment no
-        // decision is taken until these Machines have listed.
+    fn start(&self, resource: ApiResource) -> JoinHandle<()> {
         let source: Source = self.readiness.source(machines_source(&resource));
         tracing::info!(group = self.group, version = %resource.version, "Machine API installed; watching its Machines");
-        let task = tokio::spawn(watch_machines(
+        tokio::spawn(watch_machines(
             self.client.clone(),
-            resource.clone(),
+            resource,
             self.cache.clone(),
             self.trigger.clone(),
             source,
-        ));
-        Running { resource, task }
+        ))
     }
 
-    /// Stops the Machine watch, if one runs, and forgets its Machines: a CRD deleted takes
-    /// its Machines with it (the API server deletes them first), so they are truly gone.
-    async fn stop(&mut self) {
-        let Some(running) = self.running.take() else {
-            return;
-        };
-        running.task.abort();
-        // Wait until it is dropped (its readiness source with it): no event of the old
-        // watch may land after its Machines are forgotten.
-        let _ = running.task.await;
+    /// A CRD deleted takes its Machines with it (the API server deletes them first), so
+    /// they are truly gone: an admin's act, like deleting every Machine.
+    fn forget(&self) {
         let forgotten = {
             let inventory = &mut self.cache.write().inventory;
             let forgotten = inventory
@@ -137,9 +206,7 @@ impl MachineApi {
     }
 }
 
-/// Watches the Machine CRD of `group` (by name: RBAC grants only the Machine CRDs) and
-/// keeps that group's Machine watch running while it exists. `source` is this CRD watch's
-/// own: until it has listed, nobody knows whether the group is installed.
+/// Watches the Machine CRD of `group` and that group's Machines while it exists.
 pub async fn watch_machine_api(
     client: Client,
     group: &'static str,
@@ -148,44 +215,14 @@ pub async fn watch_machine_api(
     readiness: Arc<Readiness>,
     source: Source,
 ) {
-    let api: Api<WatchedCrd> = Api::all(client.clone());
-    let config = watch_config().fields(&format!("metadata.name={}", machine_crd_name(group)));
-    let mut stream = std::pin::pin!(watcher::watcher(api, config).backoff(WatchBackoff::default()));
-    let mut api = MachineApi {
+    let api = MachineApi {
         group,
-        client,
+        client: client.clone(),
         cache,
         trigger,
         readiness,
-        running: None,
     };
-    let mut synced = false;
-    // The CRD as the (re-)list in progress shows it.
-    let mut listed: Option<WatchedCrd> = None;
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Apply(crd)) => api.follow(Some(&crd.0)).await,
-            Ok(Event::Delete(_)) => api.follow(None).await,
-            Ok(Event::Init) => listed = None,
-            Ok(Event::InitApply(crd)) => listed = Some(crd),
-            Ok(Event::InitDone) => {
-                api.follow(listed.take().as_ref().map(|crd| &crd.0)).await;
-                if !synced {
-                    synced = true;
-                    if api.running.is_none() {
-                        tracing::info!(group, "Machine API not installed; watching for it");
-                    }
-                }
-                source.synced();
-            }
-            Err(error) => {
-                tracing::warn!(group, %error, "Machine CRD watch error; retrying with backoff");
-                if !synced {
-                    source.failing(error.to_string());
-                }
-            }
-        }
-    }
+    follow_crd(client, machine_crd_name(group), api, source).await;
 }
 
 #[cfg(test)]

@@ -232,7 +232,9 @@ async fn serve_http(
 }
 
 /// The watches that keep the inventory current: the Service default/kubernetes, Nodes,
-/// and each Machine API while its CRD exists. Each registers its readiness source here.
+/// each Machine API while its CRD exists, and the API server's endpoints (kubeadm's
+/// ConfigMaps; OpenShift's Infrastructure while its CRD exists). Each registers its
+/// readiness source before this returns.
 fn watch_inventory(
     client: &Client,
     cache: &Arc<ClusterCache>,
@@ -261,4 +263,6 @@ fn watch_inventory(
             readiness.source(cluster::machine_crd_source(group)),
         ));
     }
+    cluster::watch_kubeadm_endpoints(client, cache, trigger, readiness);
+    cluster::watch_infrastructure_api(client, cache, trigger, readiness);
 }
