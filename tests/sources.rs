@@ -1,6 +1,7 @@
-//! Sources are watched for as long as they exist, end to end on a real kube-apiserver: a
-//! Machine API installed after the controller started is watched from then on, and no
-//! decision that needs it is taken before its first list.
+//! Sources are watched for as long as they exist, end to end on a real kube-apiserver under
+//! the shipped RBAC: a Machine API installed after the controller started is watched from
+//! then on, and no decision that needs it is taken before its first list; the API server's
+//! endpoints kubeadm records are reserved as soon as they are written.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -10,7 +11,9 @@ mod scene;
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use scene::*;
 use serde_json::json;
@@ -23,7 +26,7 @@ const CAPI_AND_PATTERN: &str = "machines:
   apiGroups: [cluster.x-k8s.io]
   namespaces: {cluster.x-k8s.io: [capi]}
 inventory:
-  - namePattern: 'w-[0-9]+'
+  - namePattern: '^w-[0-9]+$'
 ";
 
 /// A Cluster API Machine in `capi` whose `status.nodeRef` names `node`.
@@ -109,4 +112,150 @@ async fn a_machine_api_installed_after_start_is_watched_before_anything_it_prote
     .await;
     assert!(gone.is_some(), "{}", scene.metrics(c));
     assert_eq!(scene.readyz(c), Some(200), "{}", scene.controller_log(c));
+}
+
+/// A ConfigMap `namespace/name` with `key: text`, created or replaced.
+async fn apply_config_map(scene: &Scene, namespace: &str, name: &str, key: &str, text: &str) {
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        data: Some([(key.to_string(), text.to_string())].into()),
+        ..Default::default()
+    };
+    Api::<ConfigMap>::namespaced(scene.admin.clone(), namespace)
+        .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&cm))
+        .await
+        .unwrap_or_else(|e| panic!("apply ConfigMap {namespace}/{name}: {e}"));
+}
+
+fn cluster_info(server: &str) -> String {
+    format!("apiVersion: v1\nkind: Config\nclusters:\n- name: ''\n  cluster:\n    server: {server}\n")
+}
+
+/// kubeadm's records of the API server's endpoint, read under the shipped RBAC: a worker
+/// that writes the API VIP or the controlPlaneEndpoint name into its own Node status gets
+/// neither certified; a cluster-info that cannot be read stops every decision until it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_servers_endpoints_recorded_by_kubeadm_are_never_a_workers() {
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(SceneOptions {
+        machine_crds: false,
+        policy: None,
+    })
+    .await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(c).await;
+
+    // kubeadm init, after csr-approver started.
+    apply_config_map(
+        &scene,
+        "kube-public",
+        "cluster-info",
+        "kubeconfig",
+        &cluster_info("https://192.168.10.5:6443"),
+    )
+    .await;
+    apply_config_map(
+        &scene,
+        "kube-system",
+        "kubeadm-config",
+        "ClusterConfiguration",
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: k8s-api.corp.example:6443\n",
+    )
+    .await;
+    // A worker that reports the VIP and the endpoint's name as its own.
+    scene
+        .register_node(
+            "worker-7",
+            &[
+                ("InternalIP", "10.0.0.17"),
+                ("InternalIP", "192.168.10.5"),
+                ("InternalDNS", "k8s-api.corp.example"),
+                ("Hostname", "worker-7"),
+            ],
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ask = |csr: &'static str, request: builders::Request| {
+        let scene = &scene;
+        async move {
+            scene
+                .create_csr(
+                    &scene.node_client("worker-7"),
+                    csr,
+                    SERVING_SIGNER,
+                    &["digital signature", "server auth"],
+                    request.pem(),
+                )
+                .await;
+        }
+    };
+    ask(
+        "worker-7-vip",
+        builders::Request::node("worker-7").ip("10.0.0.17").ip("192.168.10.5"),
+    )
+    .await;
+    ask(
+        "worker-7-endpoint-name",
+        builders::Request::node("worker-7").dns("k8s-api.corp.example"),
+    )
+    .await;
+    ask(
+        "worker-7-own",
+        builders::Request::node("worker-7").dns("worker-7").ip("10.0.0.17"),
+    )
+    .await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-7-own", DECISION_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved"),
+        "{}",
+        scene.controller_log(c)
+    );
+    let refused = wait_for(DECISION_TIMEOUT, || async {
+        let metrics = scene.metrics(c);
+        (metric(&metrics, "csr_approver_decisions_total{reason=\"ReservedSan\"") >= 2.0)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "{}\n{}",
+        scene.metrics(c),
+        scene.controller_log(c)
+    );
+    for csr in ["worker-7-vip", "worker-7-endpoint-name"] {
+        assert_eq!(scene.condition(csr).await, None, "{csr}");
+    }
+
+    // A cluster-info that does not parse: nothing is decided, and /readyz says why.
+    apply_config_map(&scene, "kube-public", "cluster-info", "kubeconfig", "clusters: {").await;
+    let unready = wait_for(DECISION_TIMEOUT, || async {
+        http_get(scene.controller_port(c), "/readyz")
+            .filter(|(code, body)| *code == 503 && body.contains("ConfigMap kube-public/cluster-info"))
+    })
+    .await;
+    assert!(unready.is_some(), "{}", scene.controller_log(c));
+    let metrics = scene.metrics(c);
+    assert_eq!(
+        metric(
+            &metrics,
+            "csr_approver_source_synced{source=\"ConfigMap kube-public/cluster-info\"}"
+        ),
+        0.0,
+        "{metrics}"
+    );
+    apply_config_map(
+        &scene,
+        "kube-public",
+        "cluster-info",
+        "kubeconfig",
+        &cluster_info("https://192.168.10.5:6443"),
+    )
+    .await;
+    scene.wait_ready(c).await;
 }
