@@ -90,6 +90,11 @@ impl Source {
         self.set(SourceState::Failing(why.into()));
     }
 
+    /// Its watch could not list it (API server away, forbidden): decisions wait until it can.
+    pub fn list_failed(&self, error: &impl std::fmt::Display) {
+        self.failing(format!("the API server has not listed it: {error}"));
+    }
+
     fn set(&self, new: SourceState) {
         let mut changed = false;
         self.readiness.state.send_if_modified(|s| {
@@ -116,12 +121,13 @@ impl Source {
 
 impl Drop for Source {
     fn drop(&mut self) {
-        let removed = self.readiness.state.send_if_modified(|s| {
-            match s.sources.get(&self.name) {
+        let removed = self
+            .readiness
+            .state
+            .send_if_modified(|s| match s.sources.get(&self.name) {
                 Some((id, _)) if *id == self.id => s.sources.remove(&self.name).is_some(),
                 _ => false,
-            }
-        });
+            });
         if removed {
             tracing::info!(source = %self.name, "source gone; no longer waited for");
         }
@@ -209,7 +215,7 @@ impl Readiness {
         }
         for (name, (_, s)) in &state.sources {
             if let SourceState::Failing(why) = s {
-                waits.push(format!("{name} to be readable ({why})"));
+                waits.push(format!("{name}: {why}"));
             }
         }
         if !state.policy_loaded {
@@ -338,16 +344,19 @@ mod tests {
         assert!(readiness.is_ready());
 
         // Unreadable after all: not ready, and /readyz says why.
-        machines.failing("403 Forbidden");
+        machines.list_failed(&"403 Forbidden");
         assert!(!readiness.is_ready());
         assert_eq!(
             readiness.waiting_for(),
-            "Machines cluster.x-k8s.io/v1beta1 to be readable (403 Forbidden)"
+            "Machines cluster.x-k8s.io/v1beta1: the API server has not listed it: 403 Forbidden"
         );
         // Its API removed: no longer waited for.
         drop(machines);
         assert!(readiness.is_ready());
-        assert_eq!(readiness.sources(), vec![("Nodes".to_string(), SourceState::Synced)]);
+        assert_eq!(
+            readiness.sources(),
+            vec![("Nodes".to_string(), SourceState::Synced)]
+        );
     }
 
     #[test]

@@ -51,8 +51,7 @@ async fn create_linked_capi_machine(scene: &Scene, name: &str, node: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_machine_api_installed_after_start_is_watched_before_anything_it_protects_is_approved()
-{
+async fn a_machine_api_installed_after_start_is_watched_before_anything_it_protects_is_approved() {
     let _serial = SERIAL.lock().await;
     let mut scene = Scene::new(SceneOptions {
         machine_crds: false,
@@ -131,7 +130,9 @@ async fn apply_config_map(scene: &Scene, namespace: &str, name: &str, key: &str,
 }
 
 fn cluster_info(server: &str) -> String {
-    format!("apiVersion: v1\nkind: Config\nclusters:\n- name: ''\n  cluster:\n    server: {server}\n")
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: ''\n  cluster:\n    server: {server}\n"
+    )
 }
 
 /// kubeadm's records of the API server's endpoint, read under the shipped RBAC: a worker
@@ -194,7 +195,9 @@ async fn the_api_servers_endpoints_recorded_by_kubeadm_are_never_a_workers() {
     };
     ask(
         "worker-7-vip",
-        builders::Request::node("worker-7").ip("10.0.0.17").ip("192.168.10.5"),
+        builders::Request::node("worker-7")
+            .ip("10.0.0.17")
+            .ip("192.168.10.5"),
     )
     .await;
     ask(
@@ -204,7 +207,9 @@ async fn the_api_servers_endpoints_recorded_by_kubeadm_are_never_a_workers() {
     .await;
     ask(
         "worker-7-own",
-        builders::Request::node("worker-7").dns("worker-7").ip("10.0.0.17"),
+        builders::Request::node("worker-7")
+            .dns("worker-7")
+            .ip("10.0.0.17"),
     )
     .await;
     assert_eq!(
@@ -218,7 +223,10 @@ async fn the_api_servers_endpoints_recorded_by_kubeadm_are_never_a_workers() {
     );
     let refused = wait_for(DECISION_TIMEOUT, || async {
         let metrics = scene.metrics(c);
-        (metric(&metrics, "csr_approver_decisions_total{reason=\"ReservedSan\"") >= 2.0)
+        (metric(
+            &metrics,
+            "csr_approver_decisions_total{reason=\"ReservedSan\"",
+        ) >= 2.0)
             .then_some(())
     })
     .await;
@@ -233,10 +241,18 @@ async fn the_api_servers_endpoints_recorded_by_kubeadm_are_never_a_workers() {
     }
 
     // A cluster-info that does not parse: nothing is decided, and /readyz says why.
-    apply_config_map(&scene, "kube-public", "cluster-info", "kubeconfig", "clusters: {").await;
+    apply_config_map(
+        &scene,
+        "kube-public",
+        "cluster-info",
+        "kubeconfig",
+        "clusters: {",
+    )
+    .await;
     let unready = wait_for(DECISION_TIMEOUT, || async {
-        http_get(scene.controller_port(c), "/readyz")
-            .filter(|(code, body)| *code == 503 && body.contains("ConfigMap kube-public/cluster-info"))
+        http_get(scene.controller_port(c), "/readyz").filter(|(code, body)| {
+            *code == 503 && body.contains("ConfigMap kube-public/cluster-info")
+        })
     })
     .await;
     assert!(unready.is_some(), "{}", scene.controller_log(c));

@@ -124,7 +124,12 @@ impl<A: GatedApi> Follower<A> {
 /// Watches CRD `crd_name` (by name: RBAC grants only the CRDs csr-approver reads) and
 /// keeps the watch it gates running while it exists. `source` is this CRD watch's own:
 /// until it has listed, nobody knows whether the API is installed.
-pub(super) async fn follow_crd<A: GatedApi>(client: Client, crd_name: String, api: A, source: Source) {
+pub(super) async fn follow_crd<A: GatedApi>(
+    client: Client,
+    crd_name: String,
+    api: A,
+    source: Source,
+) {
     let crds: Api<WatchedCrd> = Api::all(client);
     let config = watch_config().fields(&format!("metadata.name={crd_name}"));
     let mut stream =
@@ -152,7 +157,7 @@ pub(super) async fn follow_crd<A: GatedApi>(client: Client, crd_name: String, ap
             Err(error) => {
                 tracing::warn!(crd = %crd_name, %error, "CRD watch error; retrying with backoff");
                 if !synced {
-                    source.failing(error.to_string());
+                    source.list_failed(&error);
                 }
             }
         }
@@ -255,7 +260,10 @@ mod tests {
         .unwrap();
         assert_eq!(resource.api_version, "cluster.x-k8s.io/v1beta1");
         assert_eq!(resource.plural, "machines");
-        assert_eq!(machines_source(&resource), "Machines cluster.x-k8s.io/v1beta1");
+        assert_eq!(
+            machines_source(&resource),
+            "Machines cluster.x-k8s.io/v1beta1"
+        );
         let ga = machine_resource(&crd("Machine", &[("v1beta2", true), ("v1", true)])).unwrap();
         assert_eq!(ga.version, "v1");
     }

@@ -9,8 +9,8 @@ use kube::runtime::watcher::{self, Event};
 
 use super::cache::SeenCsr;
 use super::{ClusterCache, Trigger, fire};
-use crate::http::Source;
 use crate::facts;
+use crate::http::Source;
 use crate::inventory::CsrState;
 use crate::vocabulary::is_kubelet_signer;
 
@@ -71,7 +71,7 @@ where
             synced = true;
             source.synced();
         }
-        Err(error) if !synced => source.failing(error.to_string()),
+        Err(error) if !synced => source.list_failed(error),
         Err(_) => {}
     })
 }

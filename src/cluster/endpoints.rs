@@ -45,13 +45,16 @@ type Reading = Result<Vec<AddressValue>, String>;
 
 /// `host` (a URL's or `controlPlaneEndpoint`'s, brackets removed) as an address.
 fn address(host: &str) -> Result<AddressValue, String> {
-    AddressValue::parse_valid(host).ok_or_else(|| format!("{host:?} is neither an IP nor a DNS name"))
+    AddressValue::parse_valid(host)
+        .ok_or_else(|| format!("{host:?} is neither an IP nor a DNS name"))
 }
 
 /// The host of URL `url` (`https://api.example.com:6443`, `https://[fd00::1]:6443`).
 fn url_host(url: &str) -> Result<AddressValue, String> {
     let uri = axum::http::Uri::from_str(url).map_err(|e| format!("URL {url:?}: {e}"))?;
-    let host = uri.host().ok_or_else(|| format!("URL {url:?} has no host"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("URL {url:?} has no host"))?;
     address(host.trim_start_matches('[').trim_end_matches(']'))
 }
 
@@ -197,7 +200,11 @@ async fn watch_endpoint_object<K>(
                 .set_api_server_endpoints(endpoint_source, values.clone());
             if changed {
                 let values: Vec<String> = values.iter().map(ToString::to_string).collect();
-                tracing::info!(source = source.name(), ?values, "API server endpoints reserved");
+                tracing::info!(
+                    source = source.name(),
+                    ?values,
+                    "API server endpoints reserved"
+                );
                 fire(&trigger, cache.all_pending());
             }
             source.synced();
@@ -219,7 +226,7 @@ async fn watch_endpoint_object<K>(
             Err(error) => {
                 tracing::warn!(source = source.name(), %error, "watch error; retrying with backoff");
                 if !synced {
-                    source.failing(error.to_string());
+                    source.list_failed(&error);
                 }
             }
         }
@@ -234,8 +241,16 @@ pub fn watch_kubeadm_endpoints(
     readiness: &Arc<Readiness>,
 ) {
     let watches = [
-        (CLUSTER_INFO, EndpointSource::ClusterInfo, read_cluster_info as fn(&ConfigMap) -> Reading),
-        (KUBEADM_CONFIG, EndpointSource::KubeadmConfig, read_kubeadm_config),
+        (
+            CLUSTER_INFO,
+            EndpointSource::ClusterInfo,
+            read_cluster_info as fn(&ConfigMap) -> Reading,
+        ),
+        (
+            KUBEADM_CONFIG,
+            EndpointSource::KubeadmConfig,
+            read_kubeadm_config,
+        ),
     ];
     for ((namespace, name), endpoint_source, read) in watches {
         let source = readiness.source(format!("ConfigMap {namespace}/{name}"));
@@ -361,7 +376,13 @@ mod tests {
             Ok(values(&["fd00::5", "api.example.com"]))
         );
         assert_eq!(read_cluster_info(&ConfigMap::default()), Ok(Vec::new()));
-        assert!(read_cluster_info(&config_map("kubeconfig", "clusters: [{cluster: {server: 'https://'}}]")).is_err());
+        assert!(
+            read_cluster_info(&config_map(
+                "kubeconfig",
+                "clusters: [{cluster: {server: 'https://'}}]"
+            ))
+            .is_err()
+        );
         assert!(read_cluster_info(&config_map("kubeconfig", "clusters: {")).is_err());
     }
 
@@ -370,11 +391,19 @@ mod tests {
         let read = |endpoint: &str| {
             read_kubeadm_config(&config_map(
                 "ClusterConfiguration",
-                &format!("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: \"{endpoint}\"\nnetworking: {{serviceSubnet: 10.96.0.0/12}}\n"),
+                &format!(
+                    "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\ncontrolPlaneEndpoint: \"{endpoint}\"\nnetworking: {{serviceSubnet: 10.96.0.0/12}}\n"
+                ),
             ))
         };
-        assert_eq!(read("k8s-api.corp.example:6443"), Ok(values(&["k8s-api.corp.example"])));
-        assert_eq!(read("k8s-api.corp.example"), Ok(values(&["k8s-api.corp.example"])));
+        assert_eq!(
+            read("k8s-api.corp.example:6443"),
+            Ok(values(&["k8s-api.corp.example"]))
+        );
+        assert_eq!(
+            read("k8s-api.corp.example"),
+            Ok(values(&["k8s-api.corp.example"]))
+        );
         assert_eq!(read("192.168.10.5:6443"), Ok(values(&["192.168.10.5"])));
         assert_eq!(read("[fd00::5]:6443"), Ok(values(&["fd00::5"])));
         assert_eq!(read("fd00::5"), Ok(values(&["fd00::5"])));
@@ -422,6 +451,10 @@ mod tests {
             "status": {"platformStatus": {"vsphere": {"ingressIPs": ["not-an-ip"]}}}
         }))
         .unwrap();
-        assert!(read_infrastructure(&broken).unwrap_err().contains("vsphere.ingressIPs"));
+        assert!(
+            read_infrastructure(&broken)
+                .unwrap_err()
+                .contains("vsphere.ingressIPs")
+        );
     }
 }

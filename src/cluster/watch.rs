@@ -112,7 +112,7 @@ pub(super) async fn drive<I, S>(
                 // Before its first list, readiness says why it waits. After it, the records
                 // already listed stand while the watch catches up.
                 if !synced {
-                    source.failing(error.to_string());
+                    source.list_failed(&error);
                 }
                 continue;
             }

@@ -4,8 +4,8 @@
 use jiff::Timestamp;
 
 use crate::cluster::ClusterCache;
-use crate::http::{Readiness, SourceState};
 use crate::decision::{count_new_nodes_approved, max_new_nodes, max_pending};
+use crate::http::{Readiness, SourceState};
 use crate::inventory::CsrState;
 use crate::metrics::Metrics;
 use crate::policy_watch::PolicyHolder;
@@ -65,6 +65,9 @@ pub(super) fn refresh_source_gauges(readiness: &Readiness, metrics: &Metrics) {
     metrics.source_synced.reset();
     for (name, state) in readiness.sources() {
         let synced = i64::from(state == SourceState::Synced);
-        metrics.source_synced.with_label_values(&[&name]).set(synced);
+        metrics
+            .source_synced
+            .with_label_values(&[&name])
+            .set(synced);
     }
 }
