@@ -500,3 +500,35 @@ fn a_duplicate_key_is_named_with_its_path() {
     let (_, message) = error_of("deny: true\ndeny: false\n");
     assert!(!message.contains("DuplicateKeyPolicy"), "{message}");
 }
+
+#[test]
+fn serving_reserved_names_and_ranges_are_validated_with_their_path() {
+    let p = Policy::from_yaml(
+        "serving: {reserved: {names: [LB.Example.com., '*.apps.example.com'], ipRanges: [192.168.10.0/28]}}",
+    )
+    .expect("valid");
+    assert!(p.serving.reserved.names[0].matches("lb.example.com"));
+    assert!(p.serving.reserved.names[1].matches("console.apps.example.com"));
+    assert_eq!(p.serving.reserved.ip_ranges.len(), 1);
+    assert!(Policy::default().serving.reserved.names.is_empty());
+    assert_rejected(
+        "serving: {reserved: {names: [ok.example.com, 'bad_name.example.com']}}",
+        "serving.reserved.names[1]",
+        "not a DNS name",
+    );
+    assert_rejected(
+        "serving: {reserved: {names: ['*']}}",
+        "serving.reserved.names[0]",
+        "*.<domain>",
+    );
+    assert_rejected(
+        "serving: {reserved: {ipRanges: [192.168.10.1/24]}}",
+        "serving.reserved.ipRanges[0]",
+        "",
+    );
+    assert_rejected(
+        "serving: {reserved: {ranges: []}}",
+        "serving.reserved.ranges",
+        "unknown field",
+    );
+}
