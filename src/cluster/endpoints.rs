@@ -40,6 +40,18 @@ pub const KUBEADM_CONFIG: (&str, &str) = ("kube-system", "kubeadm-config");
 pub const INFRASTRUCTURE_CRD: &str = "infrastructures.config.openshift.io";
 pub const INFRASTRUCTURE_NAME: &str = "cluster";
 
+/// `config.openshift.io/v1` Infrastructure, for a one-off read (`check --live`); the
+/// controller follows the version the CRD serves.
+pub fn infrastructure_resource() -> ApiResource {
+    ApiResource {
+        group: "config.openshift.io".to_string(),
+        version: "v1".to_string(),
+        api_version: "config.openshift.io/v1".to_string(),
+        kind: "Infrastructure".to_string(),
+        plural: "infrastructures".to_string(),
+    }
+}
+
 /// What is read of an object: its endpoints, or why they cannot be read.
 type Reading = Result<Vec<AddressValue>, String>;
 

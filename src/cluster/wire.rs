@@ -424,6 +424,21 @@ mod tests {
     }
 
     #[test]
+    fn a_control_plane_role_label_is_the_one_label_kept() {
+        for role in CONTROL_PLANE_LABELS {
+            let mut object = kubelet_node(json!([]));
+            object["metadata"]["labels"][role] = json!("");
+            let (whole, watched) = both_ways_node(object);
+            assert!(whole.as_ref().unwrap().control_plane, "{role}");
+            assert_eq!(node_info(&watched.0), whole);
+            let kept = watched.0.metadata.labels.unwrap();
+            assert_eq!(kept.keys().collect::<Vec<_>>(), [role], "only the role label");
+        }
+        let (worker, _) = both_ways_node(kubelet_node(json!([])));
+        assert!(!worker.unwrap().control_plane);
+    }
+
+    #[test]
     fn odd_node_addresses_read_as_they_do_in_a_whole_node() {
         for addresses in [
             json!([{"address": "10.0.0.7"}]),
