@@ -1,6 +1,7 @@
-//! Which Machine APIs are installed, for as long as the controller runs: one watch per
-//! Machine CRD (by name), which starts that API's Machine watch when its CRD appears and
-//! stops it, dropping its Machines, when the CRD goes.
+//! APIs followed through their CRDs for as long as the controller runs: one watch per CRD
+//! (by name), which starts the watch of what the CRD serves when it appears and stops it,
+//! forgetting what it recorded, when the CRD goes. The Machine APIs here; OpenShift's
+//! Infrastructure in `endpoints`.
 //!
 //! Asked once at start-up, a Machine API installed later (`clusterctl init` after
 //! csr-approver) stayed unseen, and its Machines' evidence against a request (a Machine

@@ -432,7 +432,11 @@ mod tests {
             assert!(whole.as_ref().unwrap().control_plane, "{role}");
             assert_eq!(node_info(&watched.0), whole);
             let kept = watched.0.metadata.labels.unwrap();
-            assert_eq!(kept.keys().collect::<Vec<_>>(), [role], "only the role label");
+            assert_eq!(
+                kept.keys().collect::<Vec<_>>(),
+                [role],
+                "only the role label"
+            );
         }
         let (worker, _) = both_ways_node(kubelet_node(json!([])));
         assert!(!worker.unwrap().control_plane);
