@@ -79,6 +79,7 @@ fn inventory(now: Timestamp) -> Inventory {
                     TypedAddress::new("InternalIP", &ip),
                     TypedAddress::new("Hostname", &name),
                 ],
+                control_plane: false,
             });
         }
     }

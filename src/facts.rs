@@ -136,9 +136,23 @@ pub fn approved_at(csr: &CertificateSigningRequest) -> Option<Timestamp> {
         .map(|t| t.0)
 }
 
-/// A Node's name (normalised) and status addresses; `None` for a Node without a name.
+/// The labels that make a Node a control-plane node. A kubelet cannot set them on its own
+/// Node (NodeRestriction refuses `node-role.kubernetes.io/` labels from nodes): an admin or
+/// the installer does.
+pub const CONTROL_PLANE_LABELS: [&str; 2] = [
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+];
+
+/// A Node's name (normalised), status addresses, and whether it is a control-plane node;
+/// `None` for a Node without a name.
 pub fn node_info(node: &Node) -> Option<NodeInfo> {
     let name = normalize_dns_name(node.metadata.name.as_deref()?);
+    let control_plane = node
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|labels| CONTROL_PLANE_LABELS.iter().any(|l| labels.contains_key(*l)));
     let addresses = node
         .status
         .as_ref()
@@ -152,6 +166,7 @@ pub fn node_info(node: &Node) -> Option<NodeInfo> {
     Some(NodeInfo {
         name: name.into(),
         addresses,
+        control_plane,
     })
 }
 

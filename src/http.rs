@@ -1,5 +1,6 @@
 //! `/metrics`, `/healthz` and `/readyz` on one port.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -11,26 +12,49 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
-/// Ready only once every watch has listed its objects and a policy is in force. The
-/// controller decides nothing before that (see `controller::reconcile`), so this is both
+/// Ready only while every source a decision reads has listed and a policy is in force.
+/// The controller decides nothing otherwise (see `controller::reconcile`), so this is both
 /// the `/readyz` answer and the gate in front of every decision.
+///
+/// Sources come and go: a Machine API installed while the controller runs is a new source,
+/// unsynced until its watch has listed, and readiness goes away until it has (fail closed:
+/// its Machines may speak against a request). Each source is registered by name with
+/// [`Readiness::source`] and reports through the [`Source`] handle it gets; dropping the
+/// handle removes the source (its API is gone, or its watch was stopped).
 #[derive(Debug)]
 pub struct Readiness {
     state: watch::Sender<ReadyState>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a source reports: its first list has not finished, has, or it cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceState {
+    Listing,
+    Synced,
+    /// Present but unusable (forbidden, unparsable): nothing that reads it can be decided.
+    Failing(String),
+}
+
+#[derive(Debug, Clone, Default)]
 struct ReadyState {
-    caches_synced: bool,
     policy_loaded: bool,
-    /// Start-up is still asking the API server which Machine APIs exist (the watches
-    /// start after it answers).
-    discovering: bool,
+    /// Start-up has registered every source it starts with (until then an empty registry
+    /// would read as "everything listed").
+    started: bool,
+    /// Name → (registration id, state). The id tells a source re-registered under the same
+    /// name (a CRD deleted and installed again) from the handle it replaces.
+    sources: BTreeMap<String, (u64, SourceState)>,
+    next_id: u64,
 }
 
 impl ReadyState {
-    fn is_ready(self) -> bool {
-        self.caches_synced && self.policy_loaded && !self.discovering
+    fn is_ready(&self) -> bool {
+        self.policy_loaded
+            && self.started
+            && self
+                .sources
+                .values()
+                .all(|(_, state)| *state == SourceState::Synced)
     }
 }
 
@@ -42,14 +66,102 @@ impl Default for Readiness {
     }
 }
 
-impl Readiness {
-    /// Start-up waits for the API server to answer discovery (or no longer does).
-    pub fn set_discovering(&self, discovering: bool) {
-        self.state.send_modify(|s| s.discovering = discovering);
+/// One registered source's handle: reports its state; removes it from readiness when
+/// dropped.
+#[derive(Debug)]
+pub struct Source {
+    readiness: Arc<Readiness>,
+    name: String,
+    id: u64,
+}
+
+impl Source {
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
+    /// Its first list is done (again, after [`Source::failing`]).
+    pub fn synced(&self) {
+        self.set(SourceState::Synced);
+    }
+
+    /// It exists but cannot be used: decisions wait until it can.
+    pub fn failing(&self, why: impl Into<String>) {
+        self.set(SourceState::Failing(why.into()));
+    }
+
+    /// Its watch could not list it (API server away, forbidden): decisions wait until it can.
+    pub fn list_failed(&self, error: &impl std::fmt::Display) {
+        self.failing(format!("the API server has not listed it: {error}"));
+    }
+
+    fn set(&self, new: SourceState) {
+        let mut changed = false;
+        self.readiness.state.send_if_modified(|s| {
+            match s.sources.get_mut(&self.name) {
+                Some((id, state)) if *id == self.id && *state != new => {
+                    *state = new.clone();
+                    changed = true;
+                }
+                _ => {}
+            }
+            changed
+        });
+        if changed {
+            match &new {
+                SourceState::Synced => tracing::info!(source = %self.name, "source synced"),
+                SourceState::Failing(why) => {
+                    tracing::warn!(source = %self.name, %why, "source unusable; not deciding until it is")
+                }
+                SourceState::Listing => {}
+            }
+        }
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let removed = self
+            .readiness
+            .state
+            .send_if_modified(|s| match s.sources.get(&self.name) {
+                Some((id, _)) if *id == self.id => s.sources.remove(&self.name).is_some(),
+                _ => false,
+            });
+        if removed {
+            tracing::info!(source = %self.name, "source gone; no longer waited for");
+        }
+    }
+}
+
+impl Readiness {
+    /// Registers source `name`, listing until its handle says otherwise. A source of the
+    /// same name registered before is replaced (its old handle no longer reports).
+    pub fn source(self: &Arc<Self>, name: impl Into<String>) -> Source {
+        let name = name.into();
+        let mut id = 0;
+        self.state.send_modify(|s| {
+            s.next_id += 1;
+            id = s.next_id;
+            s.sources.insert(name.clone(), (id, SourceState::Listing));
+        });
+        tracing::info!(source = %name, "watching a new source; not deciding until it has listed");
+        Source {
+            readiness: self.clone(),
+            name,
+            id,
+        }
+    }
+
+    /// Start-up has registered the sources it starts with: from now on readiness is theirs
+    /// (and any registered later).
+    pub fn set_started(&self) {
+        self.state.send_modify(|s| s.started = true);
+    }
+
+    /// Every source as listed, for tests that have no watches: start-up done.
     pub fn set_caches_synced(&self) {
-        self.state.send_modify(|s| s.caches_synced = true);
+        self.set_started();
     }
 
     /// A policy is in force: a valid ConfigMap, or the defaults when there is none. Never
@@ -66,20 +178,53 @@ impl Readiness {
     pub async fn ready(&self) {
         let mut state = self.state.subscribe();
         // Cannot fail: `self` holds the sender.
-        let _ = state.wait_for(|s| s.is_ready()).await;
+        let _ = state.wait_for(ReadyState::is_ready).await;
+    }
+
+    /// Resolves once not ready (at once if not).
+    pub async fn not_ready(&self) {
+        let mut state = self.state.subscribe();
+        let _ = state.wait_for(|s| !s.is_ready()).await;
+    }
+
+    /// Every registered source and its state, by name.
+    pub fn sources(&self) -> Vec<(String, SourceState)> {
+        let state = self.state.borrow();
+        state
+            .sources
+            .iter()
+            .map(|(name, (_, s))| (name.clone(), s.clone()))
+            .collect()
     }
 
     /// What readiness still waits for, for `/readyz` and logs.
-    pub fn waiting_for(&self) -> &'static str {
-        let state = *self.state.borrow();
-        if state.discovering {
-            return "the API server to answer discovery of the Machine APIs (see the log)";
+    pub fn waiting_for(&self) -> String {
+        let state = self.state.borrow();
+        let mut waits = Vec::new();
+        if !state.started {
+            waits.push("start-up to watch its sources".to_string());
         }
-        match (state.caches_synced, state.policy_loaded) {
-            (true, true) => "nothing",
-            (false, true) => "the watches' first lists",
-            (true, false) => "a valid policy",
-            (false, false) => "the watches' first lists and a valid policy",
+        let listing: Vec<&str> = state
+            .sources
+            .iter()
+            .filter(|(_, (_, s))| *s == SourceState::Listing)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !listing.is_empty() {
+            waits.push(format!("the first list of {}", listing.join(", ")));
+        }
+        for (name, (_, s)) in &state.sources {
+            if let SourceState::Failing(why) = s {
+                waits.push(format!("{name}: {why}"));
+            }
+        }
+        if !state.policy_loaded {
+            waits.push("a valid policy".to_string());
+        }
+        if waits.is_empty() {
+            "nothing".to_string()
+        } else {
+            waits.join("; ")
         }
     }
 }
@@ -157,23 +302,78 @@ mod tests {
     }
 
     #[test]
-    fn start_up_says_it_waits_for_the_api_server() {
+    fn start_up_says_it_has_not_started_its_watches() {
         let readiness = Readiness::default();
-        readiness.set_discovering(true);
-        assert!(!readiness.is_ready());
-        assert!(readiness.waiting_for().starts_with("the API server"));
-        readiness.set_discovering(false);
         assert_eq!(
             readiness.waiting_for(),
-            "the watches' first lists and a valid policy"
+            "start-up to watch its sources; a valid policy"
         );
     }
 
     #[test]
     fn a_policy_alone_is_not_ready() {
-        let readiness = Readiness::default();
+        let readiness = Arc::new(Readiness::default());
         readiness.set_policy_loaded();
+        let nodes = readiness.source("Nodes");
+        readiness.set_started();
         assert!(!readiness.is_ready());
-        assert_eq!(readiness.waiting_for(), "the watches' first lists");
+        assert_eq!(readiness.waiting_for(), "the first list of Nodes");
+        nodes.synced();
+        assert!(readiness.is_ready());
+    }
+
+    #[tokio::test]
+    async fn a_source_added_later_takes_readiness_away_until_it_has_listed() {
+        let readiness = Arc::new(Readiness::default());
+        let nodes = readiness.source("Nodes");
+        readiness.set_started();
+        readiness.set_policy_loaded();
+        nodes.synced();
+        assert!(readiness.is_ready());
+
+        let machines = readiness.source("Machines cluster.x-k8s.io/v1beta1");
+        assert!(!readiness.is_ready(), "a new source is waited for");
+        assert_eq!(
+            readiness.waiting_for(),
+            "the first list of Machines cluster.x-k8s.io/v1beta1"
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(1), readiness.not_ready())
+            .await
+            .expect("not_ready() resolves at once");
+        machines.synced();
+        assert!(readiness.is_ready());
+
+        // Unreadable after all: not ready, and /readyz says why.
+        machines.list_failed(&"403 Forbidden");
+        assert!(!readiness.is_ready());
+        assert_eq!(
+            readiness.waiting_for(),
+            "Machines cluster.x-k8s.io/v1beta1: the API server has not listed it: 403 Forbidden"
+        );
+        // Its API removed: no longer waited for.
+        drop(machines);
+        assert!(readiness.is_ready());
+        assert_eq!(
+            readiness.sources(),
+            vec![("Nodes".to_string(), SourceState::Synced)]
+        );
+    }
+
+    #[test]
+    fn a_replaced_handle_no_longer_reports() {
+        let readiness = Arc::new(Readiness::default());
+        readiness.set_started();
+        readiness.set_policy_loaded();
+        let old = readiness.source("Machines");
+        let new = readiness.source("Machines");
+        old.synced();
+        assert!(!readiness.is_ready(), "the old handle speaks for nothing");
+        drop(old);
+        assert_eq!(
+            readiness.sources(),
+            vec![("Machines".to_string(), SourceState::Listing)]
+        );
+        new.synced();
+        assert!(readiness.is_ready());
     }
 }

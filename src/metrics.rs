@@ -4,7 +4,7 @@
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::decision::Decision;
@@ -27,6 +27,7 @@ pub struct Metrics {
     pub leader: IntGauge,
     pub kube_api_errors: IntCounterVec,
     pub write_failures: IntCounterVec,
+    pub source_synced: IntGaugeVec,
 }
 
 const PREFIX: &str = "csr_approver";
@@ -181,6 +182,16 @@ impl Metrics {
             ),
             &["write", "cause"],
         )?;
+        let source_synced = registered(
+            r,
+            IntGaugeVec::new(
+                opts(
+                    "source_synced",
+                    "Each source decisions read (watches of CSRs, Nodes, each installed Machine API, the CRDs that say which are installed, the API server's endpoints): 1 once its first list is done, 0 while it lists or cannot be read. Nothing is decided while any is 0; a source whose API is removed is no longer listed.",
+                ),
+                &["source"],
+            )?,
+        )?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -212,6 +223,7 @@ impl Metrics {
             leader,
             kube_api_errors,
             write_failures,
+            source_synced,
         })
     }
 
@@ -245,6 +257,7 @@ impl Metrics {
         probe.decisions.with_label_values(&["", "", ""]);
         probe.policy_reloads.with_label_values(&[""]);
         probe.kube_api_errors.with_label_values(&[""]);
+        probe.source_synced.with_label_values(&[""]);
         Ok(probe
             .registry
             .gather()

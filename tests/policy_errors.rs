@@ -583,3 +583,35 @@ fn an_inventory_pattern_matching_every_name_is_rejected() {
     }
     Policy::from_yaml("inventory: [{namePattern: '^worker-[0-9]+$'}]").expect("valid");
 }
+
+#[test]
+fn serving_reserved_names_and_ranges_are_validated_with_their_path() {
+    let p = Policy::from_yaml(
+        "serving: {reserved: {names: [LB.Example.com., '*.apps.example.com'], ipRanges: [192.168.10.0/28]}}",
+    )
+    .expect("valid");
+    assert!(p.serving.reserved.names[0].matches("lb.example.com"));
+    assert!(p.serving.reserved.names[1].matches("console.apps.example.com"));
+    assert_eq!(p.serving.reserved.ip_ranges.len(), 1);
+    assert!(Policy::default().serving.reserved.names.is_empty());
+    assert_rejected(
+        "serving: {reserved: {names: [ok.example.com, 'bad_name.example.com']}}",
+        "serving.reserved.names[1]",
+        "not a DNS name",
+    );
+    assert_rejected(
+        "serving: {reserved: {names: ['*']}}",
+        "serving.reserved.names[0]",
+        "*.<domain>",
+    );
+    assert_rejected(
+        "serving: {reserved: {ipRanges: [192.168.10.1/24]}}",
+        "serving.reserved.ipRanges[0]",
+        "",
+    );
+    assert_rejected(
+        "serving: {reserved: {ranges: []}}",
+        "serving.reserved.ranges",
+        "unknown field",
+    );
+}

@@ -228,6 +228,7 @@ fn node(name: &str, addresses: &[(&str, &str)]) -> NodeInfo {
             .iter()
             .map(|(k, v)| TypedAddress::new(k, v))
             .collect(),
+        control_plane: false,
     }
 }
 

@@ -1,10 +1,8 @@
 //! The cache: one `Inventory` shared by the watches (writers) and reconciles (readers),
-//! with the verdicts this replica wrote ahead of the watch, and the count of watches that
-//! have not listed yet.
+//! with the verdicts this replica wrote ahead of the watch.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use jiff::Timestamp;
@@ -355,27 +353,6 @@ impl ClusterCache {
             .filter(|c| is_kubelet_signer(&c.signer))
             .map(|c| c.name.to_string())
             .collect()
-    }
-}
-
-/// Counts the watches that have not finished their first list; fires once when all have.
-pub struct SyncTracker {
-    remaining: AtomicUsize,
-    on_synced: Box<dyn Fn() + Send + Sync>,
-}
-
-impl SyncTracker {
-    pub fn new(watches: usize, on_synced: impl Fn() + Send + Sync + 'static) -> Arc<SyncTracker> {
-        Arc::new(SyncTracker {
-            remaining: AtomicUsize::new(watches),
-            on_synced: Box::new(on_synced),
-        })
-    }
-
-    pub(super) fn done(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            (self.on_synced)();
-        }
     }
 }
 

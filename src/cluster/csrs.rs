@@ -8,8 +8,9 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::runtime::watcher::{self, Event};
 
 use super::cache::SeenCsr;
-use super::{ClusterCache, SyncTracker, Trigger, fire};
+use super::{ClusterCache, Trigger, fire};
 use crate::facts;
+use crate::http::Source;
 use crate::inventory::CsrState;
 use crate::vocabulary::is_kubelet_signer;
 
@@ -41,7 +42,7 @@ pub fn track_csrs<S>(
     stream: S,
     cache: Arc<ClusterCache>,
     trigger: Trigger,
-    tracker: Arc<SyncTracker>,
+    source: Source,
 ) -> impl Stream<Item = Result<Event<CertificateSigningRequest>, watcher::Error>>
 where
     S: Stream<Item = Result<Event<CertificateSigningRequest>, watcher::Error>>,
@@ -67,12 +68,10 @@ where
         Ok(Event::InitApply(csr)) => relist.push(SeenCsr::of(csr, cache.known_request(csr))),
         Ok(Event::InitDone) => {
             cache.write().replace_csrs(std::mem::take(&mut relist));
-            if !synced {
-                synced = true;
-                tracker.done();
-                tracing::info!(kind = "CertificateSigningRequest", "watch synced");
-            }
+            synced = true;
+            source.synced();
         }
+        Err(error) if !synced => source.list_failed(error),
         Err(_) => {}
     })
 }

@@ -1,11 +1,9 @@
-//! Which Machine APIs the cluster has: asked once at start-up, and only a definitive
-//! answer counts.
+//! Which Machine APIs the cluster has, asked once (`check --live`); only a definitive
+//! answer counts. The controller watches the Machine CRDs instead (`crds`).
 
 use kube::Client;
 use kube::api::ApiResource;
-use kube::runtime::utils::Backoff;
 
-use super::WatchBackoff;
 use crate::policy::{CLUSTER_API_MACHINE_GROUP, OPENSHIFT_MACHINE_GROUP};
 
 /// Why Machine API discovery gave no definitive answer.
@@ -72,39 +70,5 @@ async fn api_server_ready(client: &Client) -> Result<(), String> {
             Ok(())
         }
         Err(error) => Err(format!("/readyz: {error}")),
-    }
-}
-
-/// How long one discovery may take: the client has no read timeout, and an API server
-/// that accepts connections but does not answer would otherwise hold start-up forever.
-const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// [`discover_machine_apis`] until the API server answers it, retried with the watches'
-/// backoff (capped at 2 s): at start-up the control plane may be restarting.
-pub async fn discover_machine_apis_until_answered(client: &Client) -> Vec<ApiResource> {
-    let mut backoff = WatchBackoff::default();
-    let mut failures = 0u32;
-    loop {
-        let error =
-            match tokio::time::timeout(DISCOVERY_TIMEOUT, discover_machine_apis(client)).await {
-                Ok(Ok(found)) => {
-                    if failures > 0 {
-                        tracing::info!(failures, "Machine API discovery answered");
-                    }
-                    backoff.reset();
-                    return found;
-                }
-                Ok(Err(error)) => error.to_string(),
-                Err(_) => format!("no answer within {DISCOVERY_TIMEOUT:?}"),
-            };
-        failures += 1;
-        let delay = backoff.next().unwrap_or(WatchBackoff::LONGEST);
-        // Once, then every minute or so: the outage may last.
-        if failures == 1 || failures.is_multiple_of(30) {
-            tracing::warn!(%error, failures, retry_in = ?delay, "Machine API discovery failed; not ready until the API server answers it");
-        } else {
-            tracing::debug!(%error, failures, retry_in = ?delay, "Machine API discovery failed");
-        }
-        tokio::time::sleep(delay).await;
     }
 }

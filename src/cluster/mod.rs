@@ -9,13 +9,17 @@
 //!   the controller's store keeps (CSRs awaiting a decision).
 //! - [`recent`]: the decisions of ours of the last minutes, for a new leader to explain.
 //! - [`service`]: the Service `default/kubernetes`.
-//! - [`discovery`]: which Machine APIs exist.
+//! - [`crds`]: which Machine APIs exist, watched for as long as the controller runs.
+//! - [`endpoints`]: the API server's endpoints the cluster records (kubeadm, OpenShift).
+//! - [`discovery`]: which Machine APIs exist, asked once (`check --live`).
 //! - [`backoff`]: how every watch retries.
 
 mod backoff;
 mod cache;
+mod crds;
 mod csrs;
 mod discovery;
+mod endpoints;
 mod recent;
 mod service;
 mod watch;
@@ -27,9 +31,14 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 pub use backoff::WatchBackoff;
-pub use cache::{ClusterCache, InventoryGuard, SyncTracker};
+pub use cache::{ClusterCache, InventoryGuard};
+pub use crds::{MACHINE_API_GROUPS, machine_crd_source, watch_machine_api};
 pub use csrs::{for_the_store, track_csrs};
-pub use discovery::{DiscoveryError, discover_machine_apis, discover_machine_apis_until_answered};
+pub use discovery::{DiscoveryError, discover_machine_apis};
+pub use endpoints::{
+    CLUSTER_INFO, INFRASTRUCTURE_NAME, KUBEADM_CONFIG, infrastructure_resource, read_cluster_info,
+    read_infrastructure, read_kubeadm_config, watch_infrastructure_api, watch_kubeadm_endpoints,
+};
 pub use service::KubernetesService;
 pub use watch::{watch_identities, watch_kubernetes_service, watch_machines, watch_nodes};
 pub use wire::WatchedCsr;

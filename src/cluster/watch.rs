@@ -12,9 +12,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 
 use super::wire::{WatchedMachine, WatchedNode};
-use super::{
-    ClusterCache, KubernetesService, SyncTracker, Trigger, WatchBackoff, fire, watch_config,
-};
+use super::{ClusterCache, KubernetesService, Trigger, WatchBackoff, fire, watch_config};
+use crate::http::Source;
 use crate::identity::NodeIdentity;
 use crate::inventory::{Inventory, MachineInfo, NodeInfo};
 
@@ -95,13 +94,14 @@ fn identity_concerns(record: &NodeIdentity) -> Vec<String> {
 }
 
 /// Applies a compact watch stream to the cache and triggers the pending CSRs each change
-/// concerns. `replace` swaps in the records of a (re-)list.
-async fn drive<I, S>(
+/// concerns. `replace` swaps in the records of a (re-)list. `source` says when the first
+/// list is done, and why it is not while it fails.
+pub(super) async fn drive<I, S>(
     stream: S,
     replace: impl Fn(Vec<I>, &mut Inventory),
     cache: Arc<ClusterCache>,
     trigger: Trigger,
-    tracker: Arc<SyncTracker>,
+    source: Source,
 ) where
     I: Cached,
     S: Stream<Item = Result<Event<I>, watcher::Error>>,
@@ -123,17 +123,19 @@ async fn drive<I, S>(
             }
             Ok(Event::InitDone) => {
                 replace(std::mem::take(&mut relist), &mut cache.write().inventory);
-                if !synced {
-                    synced = true;
-                    tracker.done();
-                    tracing::info!(kind = I::KIND, "watch synced");
-                }
+                synced = true;
+                source.synced();
                 // A re-list (after an outage) may bring any change at all: look again at
                 // everything still pending rather than wait for its requeue.
                 Concerns::Everything
             }
             Err(error) => {
                 tracing::warn!(kind = I::KIND, %error, "watch error; retrying with backoff");
+                // Before its first list, readiness says why it waits. After it, the records
+                // already listed stand while the watch catches up.
+                if !synced {
+                    source.list_failed(&error);
+                }
                 continue;
             }
         };
@@ -150,7 +152,7 @@ pub async fn watch_nodes(
     client: Client,
     cache: Arc<ClusterCache>,
     trigger: Trigger,
-    tracker: Arc<SyncTracker>,
+    source: Source,
 ) {
     let stream = watcher::watcher(Api::<WatchedNode>::all(client), watch_config())
         .backoff(WatchBackoff::default())
@@ -164,7 +166,7 @@ pub async fn watch_nodes(
         |nodes, inventory| inventory.replace_nodes(nodes),
         cache,
         trigger,
-        tracker,
+        source,
     )
     .await;
 }
@@ -177,7 +179,7 @@ pub async fn watch_identities(
     client: Client,
     cache: Arc<ClusterCache>,
     trigger: Trigger,
-    tracker: Arc<SyncTracker>,
+    source: Source,
 ) {
     let stream = watcher::watcher(Api::<NodeIdentity>::all(client), watch_config())
         .backoff(WatchBackoff::default());
@@ -186,7 +188,7 @@ pub async fn watch_identities(
         |records, inventory| inventory.replace_identities(records),
         cache,
         trigger,
-        tracker,
+        source,
     )
     .await;
 }
@@ -197,7 +199,7 @@ pub async fn watch_kubernetes_service(
     client: Client,
     cache: Arc<ClusterCache>,
     trigger: Trigger,
-    tracker: Arc<SyncTracker>,
+    source: Source,
 ) {
     let api: Api<Service> = Api::namespaced(client, KubernetesService::NAMESPACE);
     let config = watch_config().fields(&format!("metadata.name={}", KubernetesService::NAME));
@@ -211,7 +213,7 @@ pub async fn watch_kubernetes_service(
     let replace = |listed: Vec<KubernetesService>, inventory: &mut Inventory| {
         inventory.set_kubernetes_service_ips(listed.into_iter().flat_map(|s| s.cluster_ips));
     };
-    drive(stream, replace, cache, trigger, tracker).await;
+    drive(stream, replace, cache, trigger, source).await;
 }
 
 /// Watches one Machine API (OpenShift or Cluster API) into the cache.
@@ -220,7 +222,7 @@ pub async fn watch_machines(
     resource: ApiResource,
     cache: Arc<ClusterCache>,
     trigger: Trigger,
-    tracker: Arc<SyncTracker>,
+    source: Source,
 ) {
     let api: Api<WatchedMachine> = Api::all_with(client, &resource);
     let group = resource.group.clone();
@@ -241,5 +243,5 @@ pub async fn watch_machines(
     // One watch per API group: a re-list replaces only that group's Machines.
     let replace =
         move |machines, inventory: &mut Inventory| inventory.replace_machines(&group, machines);
-    drive(stream, replace, cache, trigger, tracker).await;
+    drive(stream, replace, cache, trigger, source).await;
 }

@@ -18,6 +18,10 @@ use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec, CertificateSigningRequestStatus,
 };
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionNames, CustomResourceDefinitionSpec,
+    CustomResourceDefinitionVersion,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::DynamicObject;
 use kube::core::{Resource, TypeMeta};
@@ -25,8 +29,11 @@ use kube::runtime::watcher::Event;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use crate::facts::CONTROL_PLANE_LABELS;
+
 /// The metadata a record or the watch itself reads (the watch resumes from
-/// `resourceVersion`); labels, annotations, owners and managed fields are skipped.
+/// `resourceVersion`); annotations, owners, managed fields and every label but the
+/// control-plane role are skipped.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct Identity {
@@ -36,11 +43,49 @@ struct Identity {
     resource_version: Option<String>,
     creation_timestamp: Option<Time>,
     deletion_timestamp: Option<Time>,
+    labels: RoleLabels,
+}
+
+/// Of a Node's labels, only those that make it a control-plane node
+/// (`facts::CONTROL_PLANE_LABELS`); every other label is skipped as it is read.
+#[derive(Debug, Default)]
+struct RoleLabels(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for RoleLabels {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RoleLabels;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of labels")
+            }
+            fn visit_unit<E>(self) -> Result<RoleLabels, E> {
+                Ok(RoleLabels::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RoleLabels, A::Error> {
+                let mut kept = BTreeMap::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if CONTROL_PLANE_LABELS.contains(&&*key) {
+                        kept.insert(key.into_owned(), map.next_value::<String>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(RoleLabels(kept))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl From<Identity> for ObjectMeta {
     fn from(identity: Identity) -> ObjectMeta {
+        let labels = identity.labels.0;
         ObjectMeta {
+            labels: (!labels.is_empty()).then_some(labels),
             name: identity.name,
             namespace: identity.namespace,
             uid: identity.uid,
@@ -222,6 +267,60 @@ impl<'de> Deserialize<'de> for WatchedMachine {
     }
 }
 
+/// A CustomResourceDefinition as the Machine API's watch reads it: the group, the names
+/// and which versions are served. The schemas (most of a CRD's bytes) are skipped.
+#[derive(Debug, Clone)]
+pub struct WatchedCrd(pub CustomResourceDefinition);
+
+impl<'de> Deserialize<'de> for WatchedCrd {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            metadata: Identity,
+            spec: WireSpec,
+        }
+        #[derive(Deserialize)]
+        struct WireSpec {
+            group: String,
+            names: CustomResourceDefinitionNames,
+            #[serde(default)]
+            scope: String,
+            #[serde(default)]
+            versions: Vec<WireVersion>,
+        }
+        #[derive(Deserialize)]
+        struct WireVersion {
+            name: String,
+            served: bool,
+            #[serde(default)]
+            storage: bool,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        Ok(WatchedCrd(CustomResourceDefinition {
+            metadata: wire.metadata.into(),
+            spec: CustomResourceDefinitionSpec {
+                group: wire.spec.group,
+                names: wire.spec.names,
+                scope: wire.spec.scope,
+                versions: wire
+                    .spec
+                    .versions
+                    .into_iter()
+                    .map(|v| CustomResourceDefinitionVersion {
+                        name: v.name,
+                        served: v.served,
+                        storage: v.storage,
+                        ..CustomResourceDefinitionVersion::default()
+                    })
+                    .collect(),
+                ..CustomResourceDefinitionSpec::default()
+            },
+            status: None,
+        }))
+    }
+}
+
 /// `Resource` for a watched form: the API of the type it stands for (so a watch on it lists
 /// and watches that type's endpoint), the metadata it holds.
 macro_rules! resource_as {
@@ -258,6 +357,7 @@ macro_rules! resource_as {
 resource_as!(WatchedCsr, CertificateSigningRequest);
 resource_as!(WatchedNode, Node);
 resource_as!(WatchedMachine, DynamicObject);
+resource_as!(WatchedCrd, CustomResourceDefinition);
 
 #[cfg(test)]
 mod tests {
@@ -321,6 +421,25 @@ mod tests {
         no_status.as_object_mut().unwrap().remove("status");
         let (whole, watched) = both_ways_node(no_status);
         assert_eq!(node_info(&watched.0), whole);
+    }
+
+    #[test]
+    fn a_control_plane_role_label_is_the_one_label_kept() {
+        for role in CONTROL_PLANE_LABELS {
+            let mut object = kubelet_node(json!([]));
+            object["metadata"]["labels"][role] = json!("");
+            let (whole, watched) = both_ways_node(object);
+            assert!(whole.as_ref().unwrap().control_plane, "{role}");
+            assert_eq!(node_info(&watched.0), whole);
+            let kept = watched.0.metadata.labels.unwrap();
+            assert_eq!(
+                kept.keys().collect::<Vec<_>>(),
+                [role],
+                "only the role label"
+            );
+        }
+        let (worker, _) = both_ways_node(kubelet_node(json!([])));
+        assert!(!worker.unwrap().control_plane);
     }
 
     #[test]

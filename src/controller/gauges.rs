@@ -5,6 +5,7 @@ use jiff::Timestamp;
 
 use crate::cluster::ClusterCache;
 use crate::decision::{count_new_nodes_approved, max_new_nodes, max_pending};
+use crate::http::{Readiness, SourceState};
 use crate::inventory::CsrState;
 use crate::metrics::Metrics;
 use crate::policy_watch::PolicyHolder;
@@ -56,4 +57,17 @@ pub(super) fn refresh_gauges(cache: &ClusterCache, policy: &PolicyHolder, metric
     metrics
         .new_nodes_last_hour
         .set(gauge(count_new_nodes_approved(&inventory, now, "")));
+}
+
+/// Refreshes `csr_approver_source_synced`: one series per source registered now (a source
+/// whose API was removed loses its series).
+pub(super) fn refresh_source_gauges(readiness: &Readiness, metrics: &Metrics) {
+    metrics.source_synced.reset();
+    for (name, state) in readiness.sources() {
+        let synced = i64::from(state == SourceState::Synced);
+        metrics
+            .source_synced
+            .with_label_values(&[&name])
+            .set(synced);
+    }
 }

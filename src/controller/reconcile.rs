@@ -43,14 +43,15 @@ async fn reconcile_in_turn(
     if !ctx.leader.may_write() {
         return Ok(Action::await_change());
     }
-    // Fail closed: with a Node, Machine or CSR cache still empty, or no policy in force,
-    // a decision could approve what the cluster forbids (a client CSR for a Node that
-    // exists, a signer the policy disables). Nothing — no write, no Event — until ready;
-    // becoming ready reconciles every CSR (see `run`).
+    // Fail closed: with a Node, Machine or CSR cache still empty (or a Machine API just
+    // installed and not listed yet), or no policy in force, a decision could approve what
+    // the cluster forbids (a client CSR for a Node that exists, a signer the policy
+    // disables). Nothing — no write, no Event — until ready; becoming ready (again)
+    // reconciles every CSR (see `run`).
     let Some(policy) = ctx.policy.get().filter(|_| ctx.readiness.is_ready()) else {
         tracing::debug!(
             csr = csr.metadata.name.as_deref().unwrap_or_default(),
-            waiting_for = ctx.readiness.waiting_for(),
+            waiting_for = %ctx.readiness.waiting_for(),
             "not deciding before ready"
         );
         return Ok(Action::await_change());
@@ -91,6 +92,11 @@ async fn reconcile_in_turn(
     } else {
         None
     };
+    // A source found meanwhile (a Machine API installed while evidence was read) may hold
+    // what speaks against this decision: take it again once that source has listed.
+    if !ctx.readiness.is_ready() {
+        return Ok(Action::await_change());
+    }
     writer::apply(&ctx, &csr, &facts, &decision, effect, write_lock).await
 }
 

@@ -1,6 +1,7 @@
 //! `csr-approver run`: the wiring. HTTP first (probes answer while the API server is
-//! away), then the Lease, Machine API discovery, the watches and the policy, and last the
-//! controller that reconciles CSRs until SIGTERM.
+//! away), then the Lease, the watches (each a readiness source; the Machine CRD watches
+//! start and stop the Machine watches) and the policy, and last the controller that
+//! reconciles CSRs until SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use futures::{StreamExt, TryStreamExt, future};
 use kube::Client;
-use kube::api::{Api, ApiResource};
+use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::watch;
@@ -16,10 +17,10 @@ use tokio::task::JoinHandle;
 
 use super::context::Context;
 use super::explain::explain_recent_decisions;
-use super::gauges::refresh_gauges;
+use super::gauges::{refresh_gauges, refresh_source_gauges};
 use super::reconcile::{error_policy, reconcile};
 use super::{ControllerError, RunConfig, client};
-use crate::cluster::{self, ClusterCache, SyncTracker, Trigger, WatchedCsr};
+use crate::cluster::{self, ClusterCache, Trigger, WatchedCsr};
 use crate::http::{self, Readiness};
 use crate::leader::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
@@ -56,7 +57,11 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         config.http_addr,
         http::router(metrics.clone(), readiness.clone(), {
             let (cache, policy, metrics) = (cache.clone(), policy.clone(), metrics.clone());
-            Arc::new(move || refresh_gauges(&cache, &policy, &metrics))
+            let readiness = readiness.clone();
+            Arc::new(move || {
+                refresh_gauges(&cache, &policy, &metrics);
+                refresh_source_gauges(&readiness, &metrics);
+            })
         }),
         stop_signal.clone(),
     )
@@ -78,33 +83,31 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         leader::always_leader(&metrics)
     };
 
-    // Which Machine APIs exist decides once which watches run, so only a definitive answer
-    // will do — an unreachable API server is not "no Machine API", which would drop
-    // Machine evidence for good: ask until it answers (exiting instead would only restart
-    // the pod into CrashLoopBackOff during a control-plane restart). Meanwhile /healthz
-    // says alive and /readyz what it waits for.
-    readiness.set_discovering(true);
-    let machine_apis = tokio::select! {
-        apis = cluster::discover_machine_apis_until_answered(&client) => apis,
-        () = stop_signal.stopped() => return stop(leadership, http_task).await,
-    };
-    readiness.set_discovering(false);
-    // CSRs, Nodes, the Service default/kubernetes, the NodeIdentity records, and each
-    // Machine API.
-    let tracker = SyncTracker::new(4 + machine_apis.len(), {
-        let readiness = readiness.clone();
-        move || readiness.set_caches_synced()
-    });
-    // Reconciles before readiness decide nothing: look at every CSR once it is reached.
+    // Every source registers with readiness before its watch starts; a source found later
+    // (a Machine API installed while we run) registers then, and takes readiness away until
+    // it has listed.
+    let csr_source = readiness.source("CertificateSigningRequests");
+    watch_inventory(&client, &cache, &trigger, &readiness);
+    readiness.set_started();
+    // Reconciles while not ready decide nothing: look at every CSR each time readiness
+    // comes (back).
     tokio::spawn({
         let (readiness, reconcile_all) = (readiness.clone(), reconcile_all.clone());
         async move {
-            readiness.ready().await;
-            tracing::info!("every watch has listed and a policy is in force: deciding");
-            let _ = reconcile_all.unbounded_send(());
+            loop {
+                readiness.ready().await;
+                tracing::info!("every source has listed and a policy is in force: deciding");
+                if reconcile_all.unbounded_send(()).is_err() {
+                    return;
+                }
+                readiness.not_ready().await;
+                tracing::warn!(
+                    waiting_for = %readiness.waiting_for(),
+                    "not deciding until every source has listed"
+                );
+            }
         }
     });
-    watch_inventory(&client, machine_apis, &cache, &trigger, &tracker);
     tokio::spawn(
         PolicyWatch {
             client: client.clone(),
@@ -129,7 +132,7 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         .map_ok(WatchedCsr::unwrap_event),
         cache.clone(),
         trigger,
-        tracker,
+        csr_source,
     )
     .try_filter_map(|event| future::ready(Ok(cluster::for_the_store(event))))
     .reflect(writer)
@@ -229,39 +232,43 @@ async fn serve_http(
 }
 
 /// The watches that keep the inventory current: the Service default/kubernetes, the
-/// NodeIdentity records, Nodes, and each Machine API found.
+/// NodeIdentity records, Nodes, each Machine API while its CRD exists, and the API
+/// server's endpoints (kubeadm's ConfigMaps; OpenShift's Infrastructure while its CRD
+/// exists). Each registers its readiness source before this returns.
 fn watch_inventory(
     client: &Client,
-    machine_apis: Vec<ApiResource>,
     cache: &Arc<ClusterCache>,
     trigger: &Trigger,
-    tracker: &Arc<SyncTracker>,
+    readiness: &Arc<Readiness>,
 ) {
     tokio::spawn(cluster::watch_kubernetes_service(
         client.clone(),
         cache.clone(),
         trigger.clone(),
-        tracker.clone(),
+        readiness.source("Service default/kubernetes"),
     ));
     tokio::spawn(cluster::watch_identities(
         client.clone(),
         cache.clone(),
         trigger.clone(),
-        tracker.clone(),
+        readiness.source("NodeIdentity records"),
     ));
     tokio::spawn(cluster::watch_nodes(
         client.clone(),
         cache.clone(),
         trigger.clone(),
-        tracker.clone(),
+        readiness.source("Nodes"),
     ));
-    for resource in machine_apis {
-        tokio::spawn(cluster::watch_machines(
+    for group in cluster::MACHINE_API_GROUPS {
+        tokio::spawn(cluster::watch_machine_api(
             client.clone(),
-            resource,
+            group,
             cache.clone(),
             trigger.clone(),
-            tracker.clone(),
+            readiness.clone(),
+            readiness.source(cluster::machine_crd_source(group)),
         ));
     }
+    cluster::watch_kubeadm_endpoints(client, cache, trigger, readiness);
+    cluster::watch_infrastructure_api(client, cache, trigger, readiness);
 }

@@ -4,10 +4,15 @@
 //! identify no host (unspecified, link-local, multicast, broadcast; loopback unless the
 //! policy allows it for development clusters). An IPv6 address that embeds an IPv4
 //! address (NAT64, 6to4, IPv4-compatible) is reserved when either is.
+//! A serving certificate may moreover carry none of the API server's endpoints the
+//! cluster records (kubeadm's `controlPlaneEndpoint` and `cluster-info` server,
+//! OpenShift's API and ingress URLs and VIPs) nor the policy's `serving.reserved`, in any
+//! form: a certificate for them, signed by the CA that clients trust for the API server,
+//! would let a node pose as the API server.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, NodeInfo};
 use crate::policy::Policy;
 use crate::vocabulary::{AddressValue, canonical_dns_name, embedded_ipv4};
 
@@ -42,6 +47,67 @@ pub fn why_reserved(
         AddressValue::Dns(name) => reserved_name(name, &policy.serving.cluster_domain),
         AddressValue::Ip(ip) => reserved_ip(*ip, inventory, policy.serving.allow_loopback),
         AddressValue::Invalid(_) => Some("not a valid address".to_string()),
+    }
+}
+
+/// Why serving SAN `value` may never be certified for `node`, or `None` when it may: what
+/// [`why_reserved`] says, then the API server's endpoints and `serving.reserved`.
+///
+/// One exception, for the API server's endpoint addresses only: a control-plane node (a
+/// label its kubelet cannot set) keeps an address its own Node status lists. Single-node
+/// OpenShift serves the API on its node's IP, and a kubeadm cluster without a
+/// `controlPlaneEndpoint` records its first control-plane node's IP as the server. A
+/// worker that writes the VIP into its own status stays refused.
+pub fn why_reserved_san(
+    value: &AddressValue,
+    node: &str,
+    inventory: &Inventory,
+    policy: &Policy,
+) -> Option<String> {
+    if let Some(why) = why_reserved(value, inventory, policy) {
+        return Some(why);
+    }
+    // An IPv6 form embedding an IPv4 address is reserved when the IPv4 address is.
+    let embedded = match value {
+        AddressValue::Ip(ip) => embedded_ipv4(*ip).map(|(v4, _)| AddressValue::Ip(v4.into())),
+        _ => None,
+    };
+    let forms = || std::iter::once(value).chain(embedded.as_ref());
+    if let Some(why) = forms().find_map(|form| reserved_by_policy(form, policy)) {
+        return Some(why);
+    }
+    let source = forms().find_map(|form| inventory.api_server_endpoints().source_of(form))?;
+    if inventory
+        .node(node)
+        .is_some_and(|own| own_control_plane_address(own, value))
+    {
+        return None;
+    }
+    Some(source.describe().to_string())
+}
+
+/// Whether `value` is one of control-plane node `node`'s own status addresses (names as
+/// well as IPs: a control-plane host may be the endpoint under its own name).
+fn own_control_plane_address(node: &NodeInfo, value: &AddressValue) -> bool {
+    node.control_plane
+        && (node.addresses.iter().any(|a| a.value == *value)
+            || matches!(value, AddressValue::Dns(name) if **name == *node.name))
+}
+
+fn reserved_by_policy(value: &AddressValue, policy: &Policy) -> Option<String> {
+    let reserved = &policy.serving.reserved;
+    match value {
+        AddressValue::Dns(name) => reserved
+            .names
+            .iter()
+            .find(|r| r.matches(name))
+            .map(|r| format!("reserved by serving.reserved.names ({})", r.as_written())),
+        AddressValue::Ip(ip) => reserved
+            .ip_ranges
+            .iter()
+            .find(|range| range.contains(*ip))
+            .map(|range| format!("reserved by serving.reserved.ipRanges ({range})")),
+        AddressValue::Invalid(_) => None,
     }
 }
 

@@ -10,9 +10,11 @@ use std::net::IpAddr;
 
 use jiff::Timestamp;
 
+mod endpoints;
 mod records;
 mod sorted_set;
 
+pub use endpoints::{ApiServerEndpoints, EndpointSource};
 pub use records::{
     AddressKind, Claimant, CsrState, CsrSummary, MachineInfo, MachineKey, NodeInfo, TypedAddress,
 };
@@ -42,6 +44,8 @@ pub struct Inventory {
     pending: BTreeSet<(Option<Timestamp>, Arc<str>)>,
     /// ClusterIP(s) of the `default/kubernetes` Service: never a node's address.
     kubernetes_service_ips: Vec<IpAddr>,
+    /// The API server's endpoints recorded by the cluster: never a node's.
+    api_server_endpoints: ApiServerEndpoints,
     /// Address, as it denotes (`AddressValue::denoted`: an IPv6 form embedding an IPv4
     /// address is filed under the IPv4 address) → everyone who claims it, so a conflict
     /// is one lookup per SAN whatever form either side wrote.
@@ -162,6 +166,21 @@ impl Inventory {
     /// Records the `default/kubernetes` Service's ClusterIP(s) (empty when it is absent).
     pub fn set_kubernetes_service_ips(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
         self.kubernetes_service_ips = ips.into_iter().map(canonical_ip).collect();
+    }
+
+    /// The API server's endpoints as the cluster records them.
+    pub fn api_server_endpoints(&self) -> &ApiServerEndpoints {
+        &self.api_server_endpoints
+    }
+
+    /// Records what `source` says of the API server's endpoints (empty when it is absent);
+    /// says whether anything changed.
+    pub fn set_api_server_endpoints(
+        &mut self,
+        source: EndpointSource,
+        values: Vec<AddressValue>,
+    ) -> bool {
+        self.api_server_endpoints.set(source, values)
     }
 
     /// Everyone who claims `value` or an alias of it (Nodes by name or status, Machines by
@@ -498,6 +517,7 @@ mod tests {
     fn a_node_and_its_claims_share_one_copy_of_its_name() {
         let mut inventory = Inventory::default();
         inventory.upsert_node(NodeInfo {
+            control_plane: false,
             name: "worker-1".into(),
             addresses: vec![
                 TypedAddress::new("InternalIP", "10.0.0.1"),

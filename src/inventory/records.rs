@@ -83,6 +83,10 @@ pub struct NodeInfo {
     /// Normalised node name; shared with the inventory's indexes, which name the Node by it.
     pub name: Arc<str>,
     pub addresses: Vec<TypedAddress>,
+    /// Labelled a control-plane node (`node-role.kubernetes.io/control-plane` or `master`):
+    /// set by an admin or the installer, never by the kubelet itself (NodeRestriction
+    /// refuses `node-role.kubernetes.io/` labels from a node).
+    pub control_plane: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,14 +14,14 @@ use kube::api::{Api, DynamicObject, ListParams};
 
 use crate::approval;
 use crate::check::{self, Evaluation, WriteError};
-use crate::cluster::KubernetesService;
+use crate::cluster::{self, KubernetesService};
 use crate::decision::CsrFacts;
 use crate::facts;
 use crate::identity::NodeIdentity;
-use crate::inventory::CsrState;
+use crate::inventory::{CsrState, EndpointSource};
 use crate::policy::Policy;
 use crate::policy_watch::policy_from_configmap;
-use crate::vocabulary::is_kubelet_signer;
+use crate::vocabulary::{AddressValue, is_kubelet_signer};
 use crate::{Error, Result};
 
 mod kubeconfig;
@@ -39,6 +39,55 @@ pub struct LiveCheck {
     pub policy: Option<Policy>,
     pub names: Vec<String>,
     pub pending_only: bool,
+}
+
+/// The API server's endpoints the cluster records, read as the controller's watches read
+/// them: an absent object records nothing, one that cannot be read or parsed is an error.
+async fn api_server_endpoints(
+    client: &kube::Client,
+    target: &ClusterTarget,
+) -> Result<Vec<(EndpointSource, Vec<AddressValue>)>> {
+    let mut found = Vec::new();
+    let kubeadm = [
+        (
+            cluster::CLUSTER_INFO,
+            EndpointSource::ClusterInfo,
+            cluster::read_cluster_info as fn(&ConfigMap) -> _,
+        ),
+        (
+            cluster::KUBEADM_CONFIG,
+            EndpointSource::KubeadmConfig,
+            cluster::read_kubeadm_config,
+        ),
+    ];
+    for ((namespace, name), source, read) in kubeadm {
+        let what = format!("ConfigMap {namespace}/{name}");
+        let object = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(read_error(&what, target))?;
+        if let Some(object) = object {
+            let values = read(&object).map_err(|why| Error::Cluster(format!("{what}: {why}")))?;
+            found.push((source, values));
+        }
+    }
+    let infrastructure =
+        Api::<DynamicObject>::all_with(client.clone(), &cluster::infrastructure_resource())
+            .get_opt(cluster::INFRASTRUCTURE_NAME)
+            .await;
+    let what = "Infrastructure cluster";
+    match infrastructure {
+        Ok(Some(object)) => {
+            let values = cluster::read_infrastructure(&object)
+                .map_err(|why| Error::Cluster(format!("{what}: {why}")))?;
+            found.push((EndpointSource::Infrastructure, values));
+        }
+        Ok(None) => {}
+        // No such API (not OpenShift): nothing to reserve.
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(error) => return Err(read_error(what, target)(error)),
+    }
+    Ok(found)
 }
 
 fn read_error<'a>(what: &'a str, cluster: &'a ClusterTarget) -> impl Fn(kube::Error) -> Error + 'a {
@@ -130,6 +179,7 @@ impl LiveCheck {
                 "NodeIdentities (csr-approver decides nothing without them: install the chart's CRD)",
             ))?
             .items;
+        let endpoints = api_server_endpoints(&client, &target).await?;
         let all: Vec<(CsrFacts, Option<String>)> = csrs
             .iter()
             .map(|c| (facts::csr_facts(c), c.metadata.uid.clone()))
@@ -141,6 +191,9 @@ impl LiveCheck {
             kubernetes_service.as_ref(),
         );
         inventory.replace_identities(identities);
+        for (source, values) in endpoints {
+            inventory.set_api_server_endpoints(source, values);
+        }
         let mut targets: Vec<&(CsrFacts, Option<String>)> = all
             .iter()
             .filter(|(c, _)| {

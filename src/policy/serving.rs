@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{AnchoredRegex, Cidr, DEFAULT_MAX_EXPIRATION_SECONDS};
+use crate::vocabulary::canonical_dns_name;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum AddressSource {
@@ -32,6 +33,73 @@ pub struct ServingPolicy {
     /// `KubeletCertificate`.
     #[serde(rename = "kubeletServingCAFile")]
     pub kubelet_serving_ca_file: String,
+    /// Names and addresses no node may have certified, beside those csr-approver reads from
+    /// the cluster (the API server's endpoints): load balancers, ingress VIPs.
+    pub reserved: ReservedPolicy,
+}
+
+/// `serving.reserved`: names and IP ranges no serving certificate may carry, for any node.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ReservedPolicy {
+    /// DNS names: `api.example.com` reserves that name, `*.apps.example.com` every name
+    /// under `apps.example.com` (and the wildcard itself).
+    pub names: Vec<ReservedName>,
+    #[serde(rename = "ipRanges")]
+    pub ip_ranges: Vec<Cidr>,
+}
+
+/// One entry of `serving.reserved.names`: a DNS name, or `*.` and a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedName {
+    written: String,
+    /// The name, canonical; for a wildcard, the domain under it.
+    name: String,
+    wildcard: bool,
+}
+
+impl ReservedName {
+    pub fn new(written: &str) -> Result<ReservedName, String> {
+        let (wildcard, rest) = match written.strip_prefix("*.") {
+            Some(domain) => (true, domain),
+            None => (false, written),
+        };
+        let name = canonical_dns_name(rest).ok_or_else(|| {
+            format!("{written:?} is not a DNS name (write a name, or *.<domain> for every name under a domain)")
+        })?;
+        Ok(ReservedName {
+            written: written.to_string(),
+            name,
+            wildcard,
+        })
+    }
+
+    /// Whether canonical DNS name `name` is reserved by this entry.
+    pub fn matches(&self, name: &str) -> bool {
+        if self.wildcard {
+            name.strip_suffix(&self.name)
+                .is_some_and(|head| head.ends_with('.'))
+        } else {
+            name == self.name
+        }
+    }
+
+    pub fn as_written(&self) -> &str {
+        &self.written
+    }
+}
+
+impl Serialize for ReservedName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.written)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReservedName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        ReservedName::new(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Where a Pod finds its cluster's CA: on kubeadm clusters it also signs kubelet serving
@@ -50,8 +118,31 @@ impl Default for ServingPolicy {
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             allow_loopback: false,
             kubelet_serving_ca_file: DEFAULT_KUBELET_SERVING_CA_FILE.to_string(),
+            reserved: ReservedPolicy::default(),
         }
     }
 }
 
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use super::*;
+
+    #[test]
+    fn a_reserved_name_is_exact_and_a_wildcard_reserves_its_domain() {
+        let exact = ReservedName::new("API.Example.com.").unwrap();
+        assert!(exact.matches("api.example.com"));
+        assert!(!exact.matches("x.api.example.com"));
+        let under = ReservedName::new("*.apps.example.com").unwrap();
+        assert!(under.matches("console.apps.example.com"));
+        assert!(under.matches("a.b.apps.example.com"));
+        assert!(!under.matches("apps.example.com"));
+        assert!(!under.matches("xapps.example.com"));
+        for bad in ["", "*", "*.", "a..b", "10.0.0.1", "under_score.example.com"] {
+            assert!(ReservedName::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}

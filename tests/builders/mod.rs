@@ -331,7 +331,14 @@ pub fn node(name: &str, addresses: &[(&str, &str)]) -> NodeInfo {
             .iter()
             .map(|(k, v)| TypedAddress::new(k, v))
             .collect(),
+        control_plane: false,
     }
+}
+
+/// `node` labelled a control-plane node by its installer.
+pub fn control_plane(mut node: NodeInfo) -> NodeInfo {
+    node.control_plane = true;
+    node
 }
 
 pub fn summary(

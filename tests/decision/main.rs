@@ -28,8 +28,8 @@ use std::net::IpAddr;
 use builders::{Csr, World, now};
 use csr_approver::decision::{Decision, Reason, ReasonClass, Verdict, decide, reads_verdicts_of};
 use csr_approver::evidence::Wanted;
-use csr_approver::inventory::CsrState;
-use csr_approver::vocabulary::{CLIENT_SIGNER, SERVING_SIGNER, Signer};
+use csr_approver::inventory::{CsrState, EndpointSource};
+use csr_approver::vocabulary::{AddressValue, CLIENT_SIGNER, SERVING_SIGNER, Signer};
 
 /// The verdict a row expects. `Wait` matches whatever retry delay the policy gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,8 @@ pub struct Case {
     wants: Option<Option<Wanted>>,
     /// ClusterIPs of the `kubernetes` Service, which the watch path records apart.
     service_ips: Vec<IpAddr>,
+    /// The API server's endpoints as the cluster records them.
+    endpoints: Vec<(EndpointSource, AddressValue)>,
 }
 
 impl Case {
@@ -85,6 +87,7 @@ impl Case {
             class: None,
             wants: None,
             service_ips: Vec::new(),
+            endpoints: Vec::new(),
         }
     }
 
@@ -153,6 +156,12 @@ impl Case {
     /// Checks that the decision asks for no evidence, unless the row already expects some.
     pub fn or_wants_nothing(mut self) -> Case {
         self.wants.get_or_insert(None);
+        self
+    }
+
+    /// `value` recorded by `source` as an API server endpoint.
+    pub fn api_server_endpoint(mut self, source: EndpointSource, value: &str) -> Case {
+        self.endpoints.push((source, AddressValue::parse(value)));
         self
     }
 
@@ -225,6 +234,19 @@ impl Case {
         let mut inventory = self.world.inventory();
         if !self.service_ips.is_empty() {
             inventory.set_kubernetes_service_ips(self.service_ips.iter().copied());
+        }
+        for source in [
+            EndpointSource::ClusterInfo,
+            EndpointSource::KubeadmConfig,
+            EndpointSource::Infrastructure,
+        ] {
+            let values = self
+                .endpoints
+                .iter()
+                .filter(|(s, _)| *s == source)
+                .map(|(_, v)| v.clone())
+                .collect();
+            inventory.set_api_server_endpoints(source, values);
         }
         decide(&self.csr.0, &inventory, &self.world.policy, now())
     }

@@ -2,6 +2,7 @@
 //! the node's own kubelet reports them. Each row names why.
 
 use csr_approver::decision::Reason;
+use csr_approver::inventory::EndpointSource;
 
 use crate::builders::*;
 use crate::scenes::*;
@@ -217,5 +218,150 @@ fn the_kubernetes_service_cluster_ip_is_never_a_nodes() {
             .kubernetes_service_ip("172.30.0.1")
             .waits(Reason::ReservedSan)
             .says("kubernetes Service"),
+    ]);
+}
+
+/// The kubeadm API VIP (cluster-info's server) and controlPlaneEndpoint name, and OpenShift's
+/// API names and VIPs: a node certified for one could pose as the API server to every
+/// kubelet and kubeconfig that trusts the cluster CA.
+#[test]
+fn the_api_servers_own_endpoints_are_never_a_workers() {
+    use EndpointSource::*;
+    let vip = || serving("worker-1", w("worker-1").ip("10.0.0.11").ip("192.168.10.5"));
+    let name = |n: &str| serving("worker-1", w("worker-1").ip("10.0.0.11").dns(n));
+    check([
+        Case::new(
+            "kubeadm: the API VIP in cluster-info, which the worker writes into its status",
+            worker1_reporting("192.168.10.5"),
+            vip(),
+        )
+        .api_server_endpoint(ClusterInfo, "192.168.10.5")
+        .waits(Reason::ReservedSan)
+        .says("kube-public/cluster-info"),
+        Case::new(
+            "kubeadm: the controlPlaneEndpoint name",
+            worker1_reporting("k8s-api.corp.example"),
+            name("k8s-api.corp.example"),
+        )
+        .api_server_endpoint(KubeadmConfig, "k8s-api.corp.example")
+        .waits(Reason::ReservedSan)
+        .says("controlPlaneEndpoint"),
+        Case::new(
+            "OpenShift: api-int, and the ingress VIP",
+            worker1_reporting("api-int.ocp.example.com"),
+            name("api-int.ocp.example.com"),
+        )
+        .api_server_endpoint(Infrastructure, "api.ocp.example.com")
+        .api_server_endpoint(Infrastructure, "api-int.ocp.example.com")
+        .waits(Reason::ReservedSan)
+        .says("OpenShift Infrastructure"),
+        Case::new(
+            "OpenShift: the ingress VIP",
+            worker1_reporting("192.168.10.5"),
+            vip(),
+        )
+        .api_server_endpoint(Infrastructure, "192.168.10.5")
+        .waits(Reason::ReservedSan)
+        .says("OpenShift Infrastructure"),
+        Case::new(
+            "an address no source records stays the worker's",
+            worker1_reporting("192.168.10.5"),
+            vip(),
+        )
+        .api_server_endpoint(ClusterInfo, "192.168.10.6")
+        .approves(Reason::ServingAddressesVerified),
+    ]);
+}
+
+/// Single-node OpenShift serves the API on its node's IP, and kubeadm without a
+/// controlPlaneEndpoint records the first control-plane node's IP: a control-plane node
+/// (a label its kubelet cannot set) keeps its own status address. A worker does not.
+#[test]
+fn a_control_plane_node_keeps_its_own_address_that_is_the_api_endpoint() {
+    use EndpointSource::*;
+    let sno = || {
+        World::new().node(control_plane(node(
+            "sno-1",
+            &[("InternalIP", "192.168.10.5"), ("Hostname", "sno-1")],
+        )))
+    };
+    let own_ip = || serving("sno-1", w("sno-1").dns("sno-1").ip("192.168.10.5"));
+    check([
+        Case::new("SNO: the API VIP is the node's own IP", sno(), own_ip())
+            .api_server_endpoint(Infrastructure, "192.168.10.5")
+            .approves(Reason::ServingAddressesVerified),
+        Case::new(
+            "kubeadm: cluster-info's server is the first control-plane node's IP",
+            sno(),
+            own_ip(),
+        )
+        .api_server_endpoint(ClusterInfo, "192.168.10.5")
+        .approves(Reason::ServingAddressesVerified),
+        Case::new(
+            "the control-plane node may not take a VIP its status does not list",
+            sno(),
+            serving("sno-1", w("sno-1").ip("192.168.10.5").ip("192.168.10.7")),
+        )
+        .api_server_endpoint(Infrastructure, "192.168.10.7")
+        .waits(Reason::ReservedSan)
+        .says("192.168.10.7"),
+        Case::new(
+            "nor the API name, which its status does not list",
+            sno(),
+            serving("sno-1", w("sno-1").dns("api-int.sno.example.com")),
+        )
+        .api_server_endpoint(Infrastructure, "api-int.sno.example.com")
+        .waits(Reason::ReservedSan),
+        Case::new(
+            "a worker reporting the VIP as its own is no control-plane node",
+            worker1_reporting("192.168.10.5"),
+            vip_for_worker(),
+        )
+        .api_server_endpoint(Infrastructure, "192.168.10.5")
+        .waits(Reason::ReservedSan),
+    ]);
+}
+
+fn vip_for_worker() -> crate::builders::Csr {
+    serving("worker-1", w("worker-1").ip("192.168.10.5"))
+}
+
+/// `serving.reserved`: load balancers and ingress VIPs csr-approver cannot read.
+#[test]
+fn the_policy_reserves_more_names_and_ranges() {
+    let policy = "serving: {reserved: {names: [lb.corp.example, '*.apps.corp.example'], ipRanges: [192.168.20.0/24]}}";
+    check([
+        Case::new(
+            "a reserved name",
+            worker1_reporting("lb.corp.example").policy_yaml(policy),
+            serving("worker-1", w("worker-1").dns("lb.corp.example")),
+        )
+        .waits(Reason::ReservedSan)
+        .says("serving.reserved.names (lb.corp.example)"),
+        Case::new(
+            "a name under a reserved domain",
+            worker1_reporting("console.apps.corp.example").policy_yaml(policy),
+            serving("worker-1", w("worker-1").dns("console.apps.corp.example")),
+        )
+        .waits(Reason::ReservedSan)
+        .says("*.apps.corp.example"),
+        Case::new(
+            "an address in a reserved range, even a control-plane node's own",
+            World::new()
+                .node(control_plane(node(
+                    "worker-1",
+                    &[("InternalIP", "192.168.20.9")],
+                )))
+                .policy_yaml(policy),
+            serving("worker-1", w("worker-1").ip("192.168.20.9")),
+        )
+        .waits(Reason::ReservedSan)
+        .says("serving.reserved.ipRanges (192.168.20.0/24)"),
+        Case::new(
+            "outside them, the worker's own",
+            worker1_reporting("192.168.21.9").policy_yaml(policy),
+            serving("worker-1", w("worker-1").ip("192.168.21.9")),
+        )
+        .approves(Reason::ServingAddressesVerified),
     ]);
 }

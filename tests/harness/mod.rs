@@ -457,7 +457,6 @@ impl ControlPlane {
     /// and Cluster API `cluster.x-k8s.io`, both v1beta1) and waits until they are Established.
     /// Idempotent (server-side apply), so every test that needs them may call it.
     pub async fn install_machine_crds(&self) {
-        let crds: Api<CustomResourceDefinition> = Api::all(self.admin_client());
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/crds");
         let mut files: Vec<PathBuf> = fs::read_dir(&fixtures)
             .unwrap_or_else(|e| panic!("read {}: {e}", fixtures.display()))
@@ -465,6 +464,21 @@ impl ControlPlane {
             .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
             .collect();
         files.sort();
+        self.install_crds(files).await;
+    }
+
+    /// Applies one CRD fixture of `tests/fixtures/crds/` (e.g. `machines.cluster.x-k8s.io`)
+    /// and waits until it is Established: a CRD installed while the controller runs.
+    pub async fn install_crd(&self, name: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/crds")
+            .join(format!("{name}.yaml"));
+        self.install_crds(vec![path]).await;
+    }
+
+    /// Applies the CRDs in `files` and waits until they are Established.
+    async fn install_crds(&self, files: Vec<PathBuf>) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.admin_client());
         let mut names = Vec::new();
         for path in files {
             let text = fs::read_to_string(&path).expect("read CRD fixture");

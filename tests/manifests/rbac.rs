@@ -1,6 +1,8 @@
 //! What the controller's ServiceAccount may do, read from the rendered RBAC objects: only
 //! the approval subresource, only the two kubelet signers, Events only in `default`, the
-//! Service `default/kubernetes` read-only, and its own ConfigMap and Lease by name.
+//! Service `default/kubernetes` read-only, its own ConfigMap and Lease by name, and — read
+//! only, by name — the Machine and Infrastructure CRDs, the Infrastructure `cluster` and
+//! kubeadm's `cluster-info` and `kubeadm-config`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -193,6 +195,59 @@ fn assert_least_privilege(what: &str, docs: &[Value]) {
         view["default"].contains(&atom("", "events", "create", "*")),
         "{what}: Events about CSRs in `default`"
     );
+    // Which APIs are installed is followed through their CRDs, read by name only.
+    let read = |group: &str, resource: &str, names: &[&str]| -> BTreeSet<Atom> {
+        names
+            .iter()
+            .flat_map(|name| ["get", "list", "watch"].map(|verb| atom(group, resource, verb, name)))
+            .collect()
+    };
+    let crds: BTreeSet<Atom> = all(&view)
+        .filter(|a| a.1 == "customresourcedefinitions")
+        .cloned()
+        .collect();
+    let followed = read(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        &[
+            "machines.machine.openshift.io",
+            "machines.cluster.x-k8s.io",
+            "infrastructures.config.openshift.io",
+        ],
+    );
+    assert_eq!(
+        crds, followed,
+        "{what}: CRDs: only the Machine and Infrastructure CRDs, by name, read-only"
+    );
+    assert!(crds.is_subset(&cluster), "{what}: CRDs are cluster-scoped");
+    // The API server's endpoints: OpenShift's Infrastructure `cluster` and kubeadm's two
+    // ConfigMaps, by name, read-only.
+    let infrastructures: BTreeSet<Atom> = all(&view)
+        .filter(|a| a.1 == "infrastructures")
+        .cloned()
+        .collect();
+    assert_eq!(
+        infrastructures,
+        read("config.openshift.io", "infrastructures", &["cluster"]),
+        "{what}: the Infrastructure `cluster` only"
+    );
+    for (namespace, name) in [
+        ("kube-public", "cluster-info"),
+        ("kube-system", "kubeadm-config"),
+    ] {
+        let granted: BTreeSet<Atom> = view
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|a| a.1 == "configmaps")
+            .cloned()
+            .collect();
+        assert_eq!(
+            granted,
+            read("", "configmaps", &[name]),
+            "{what}: in {namespace}, the ConfigMap {name} only, read-only"
+        );
+    }
 }
 
 /// The policy ConfigMap and the Lease the Deployment names are the ones RBAC grants.
@@ -300,7 +355,7 @@ fn the_rbac_checks_can_fail() {
         edit(&mut role["rules"]);
         docs
     };
-    let cases: [Widening; 4] = [
+    let cases: [Widening; 5] = [
         ("a third signer", |rules| {
             rules[2]["resourceNames"]
                 .as_array_mut()
@@ -312,6 +367,15 @@ fn the_rbac_checks_can_fail() {
         }),
         ("a write on Nodes", |rules| {
             rules[3]["verbs"] = serde_json::json!(["get", "list", "watch", "patch"])
+        }),
+        ("every CRD", |rules| {
+            let crds = rules
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|r| r["resources"][0] == "customresourcedefinitions")
+                .unwrap();
+            crds.as_object_mut().unwrap().remove("resourceNames");
         }),
         ("Events cluster-wide", |rules| {
             rules.as_array_mut().unwrap().push(

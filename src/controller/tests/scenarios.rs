@@ -56,6 +56,7 @@ fn with_node(policy: Policy) -> (super::Context, ApiServer) {
         inventory.upsert_node(NodeInfo {
             name: NODE.into(),
             addresses: Vec::new(),
+            control_plane: false,
         });
     });
     (ctx, server)

@@ -62,7 +62,7 @@ pub(super) fn decide_serving(
     check_requester(csr, node)?;
     check_usages(csr)?;
     let sans = canonical_sans(request)?;
-    check_not_reserved(&sans, inventory, policy)?;
+    check_not_reserved(&sans, node, inventory, policy)?;
     // Client before serving: the Node exists only once its client certificate was issued.
     if inventory.node(node).is_none() {
         return Err(refuse(
@@ -147,9 +147,14 @@ fn check_usages(csr: &CsrFacts) -> Result<(), Refusal> {
 }
 
 /// Rule 4: no SAN is a name or address that is never a node's, whoever claims it.
-fn check_not_reserved(sans: &[San], inventory: &Inventory, policy: &Policy) -> Result<(), Refusal> {
+fn check_not_reserved(
+    sans: &[San],
+    node: &str,
+    inventory: &Inventory,
+    policy: &Policy,
+) -> Result<(), Refusal> {
     let reserved = sans.iter().find_map(|san| {
-        reserved::why_reserved(&san.value, inventory, policy).map(|why| (san, why))
+        reserved::why_reserved_san(&san.value, node, inventory, policy).map(|why| (san, why))
     });
     match reserved {
         Some((san, why)) => Err(refuse(
