@@ -20,6 +20,7 @@ mod crds;
 mod csrs;
 mod discovery;
 mod endpoints;
+mod issued;
 mod recent;
 mod service;
 mod watch;
@@ -34,6 +35,7 @@ pub use backoff::WatchBackoff;
 pub use cache::{ClusterCache, InventoryGuard};
 pub use crds::{MACHINE_API_GROUPS, machine_crd_source, watch_machine_api};
 pub use csrs::{for_the_store, track_csrs};
+pub use issued::{IssuedNotice, IssuedNotices};
 pub use discovery::{DiscoveryError, discover_machine_apis};
 pub use endpoints::{
     CLUSTER_INFO, INFRASTRUCTURE_NAME, KUBEADM_CONFIG, infrastructure_resource, read_cluster_info,
