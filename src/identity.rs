@@ -145,8 +145,8 @@ pub enum IssuedError {
 
 /// Reads the leaf (first) certificate of a CSR's `status.certificate` PEM chain.
 pub fn read_issued(csr: &str, pem_chain: &[u8]) -> Result<IssuedCertificate, IssuedError> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_chain)
-        .map_err(|_| IssuedError::NoCertificate)?;
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(pem_chain).map_err(|_| IssuedError::NoCertificate)?;
     if pem.label != "CERTIFICATE" {
         return Err(IssuedError::NoCertificate);
     }
@@ -158,7 +158,10 @@ pub fn read_issued(csr: &str, pem_chain: &[u8]) -> Result<IssuedCertificate, Iss
     };
     Ok(IssuedCertificate {
         csr: csr.to_string(),
-        serial: certificate.raw_serial_as_string().replace(':', "").to_uppercase(),
+        serial: certificate
+            .raw_serial_as_string()
+            .replace(':', "")
+            .to_uppercase(),
         not_before: time(certificate.validity().not_before)?,
         not_after: time(certificate.validity().not_after)?,
     })
@@ -333,7 +336,11 @@ mod tests {
             panic!("the first client certificate is recorded");
         };
         assert_eq!(
-            with_client.spec.client_certificate.as_ref().map(|c| c.serial.as_str()),
+            with_client
+                .spec
+                .client_certificate
+                .as_ref()
+                .map(|c| c.serial.as_str()),
             Some("0A")
         );
         assert_eq!(with_client.spec.serving_certificate, None);
@@ -366,8 +373,8 @@ mod tests {
     #[test]
     fn an_issued_certificate_is_read_from_the_leaf_of_the_chain() {
         let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
         params.serial_number = Some(rcgen::SerialNumber::from(vec![0x1f, 0xa2]));
         params.not_before = rcgen::date_time_ymd(2026, 12, 1);
         params.not_after = rcgen::date_time_ymd(2027, 12, 1);
@@ -378,7 +385,10 @@ mod tests {
         assert_eq!(read.csr, "csr-a");
         assert_eq!(read.not_after.to_string(), "2027-12-01T00:00:00Z");
         assert_eq!(read.not_before.to_string(), "2026-12-01T00:00:00Z");
-        assert_eq!(read_issued("csr-a", b"junk"), Err(IssuedError::NoCertificate));
+        assert_eq!(
+            read_issued("csr-a", b"junk"),
+            Err(IssuedError::NoCertificate)
+        );
     }
 
     #[test]

@@ -71,13 +71,9 @@ async fn sign(scene: &Scene, csr: &str, serial: &[u8]) {
     let mut object = api.get(csr).await.unwrap();
     let status = object.status.get_or_insert_with(Default::default);
     status.certificate = Some(ByteString(pem.into_bytes()));
-    api.replace_status(
-        csr,
-        &PostParams::default(),
-        serde_json::to_vec(&object).unwrap(),
-    )
-    .await
-    .unwrap();
+    api.replace_status(csr, &PostParams::default(), &object)
+        .await
+        .unwrap();
 }
 
 /// Kills the controller and starts another replica that must list the record again.
@@ -134,8 +130,16 @@ async fn a_host_generation_keeps_one_identity_after_the_cleaner_and_a_restart() 
             .and_then(|r| r.spec.client_certificate)
     })
     .await
-    .unwrap_or_else(|| panic!("the issued certificate recorded\n{}", scene.controller_log(c)));
-    assert_eq!((shown.csr.as_str(), shown.serial.as_str()), ("first", "0A1B"));
+    .unwrap_or_else(|| {
+        panic!(
+            "the issued certificate recorded\n{}",
+            scene.controller_log(c)
+        )
+    });
+    assert_eq!(
+        (shown.csr.as_str(), shown.serial.as_str()),
+        ("first", "0A1B")
+    );
     assert_eq!(shown.not_after.to_string(), "2027-12-01T00:00:00Z");
     let table = scene.cp.kubectl(&["get", "nodeidentities"]);
     let table = String::from_utf8_lossy(&table.stdout);

@@ -22,7 +22,11 @@ pub type IssuedNotices = mpsc::UnboundedSender<IssuedNotice>;
 /// Sends a notice when `csr` carries a certificate of a kubelet signer for a node whose
 /// record holds an older one (or none). Call after the cache saw the event: the node is
 /// the one its summary names, from the request verified (or, once decided, read) there.
-pub(super) fn notice(cache: &ClusterCache, csr: &CertificateSigningRequest, notices: &IssuedNotices) {
+pub(super) fn notice(
+    cache: &ClusterCache,
+    csr: &CertificateSigningRequest,
+    notices: &IssuedNotices,
+) {
     let node = csr
         .metadata
         .name
@@ -56,7 +60,10 @@ fn issued_for_a_recorded_node(
     match read_issued(name, &pem.0) {
         Ok(certificate) => Some(IssuedNotice {
             node: node.to_string(),
-            issued: Issued { signer, certificate },
+            issued: Issued {
+                signer,
+                certificate,
+            },
         }),
         Err(error) => {
             tracing::debug!(csr = name, %error, "issued certificate unreadable; not recorded");

@@ -35,12 +35,12 @@ pub use backoff::WatchBackoff;
 pub use cache::{ClusterCache, InventoryGuard};
 pub use crds::{MACHINE_API_GROUPS, machine_crd_source, watch_machine_api};
 pub use csrs::{for_the_store, track_csrs};
-pub use issued::{IssuedNotice, IssuedNotices};
 pub use discovery::{DiscoveryError, discover_machine_apis};
 pub use endpoints::{
     CLUSTER_INFO, INFRASTRUCTURE_NAME, KUBEADM_CONFIG, infrastructure_resource, read_cluster_info,
     read_infrastructure, read_kubeadm_config, watch_infrastructure_api, watch_kubeadm_endpoints,
 };
+pub use issued::{IssuedNotice, IssuedNotices};
 pub use service::KubernetesService;
 pub use watch::{watch_identities, watch_kubernetes_service, watch_machines, watch_nodes};
 pub use wire::WatchedCsr;

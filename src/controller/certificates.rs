@@ -20,7 +20,10 @@ use crate::vocabulary::Signer;
 /// How often notices held back (not leader, dry-run, a failed write) are tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(30);
 
-pub(super) async fn record_issued(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceiver<IssuedNotice>) {
+pub(super) async fn record_issued(
+    ctx: Arc<Context>,
+    mut notices: mpsc::UnboundedReceiver<IssuedNotice>,
+) {
     let mut waiting: BTreeMap<(String, &'static str), IssuedNotice> = BTreeMap::new();
     let mut retry = tokio::time::interval(RETRY_EVERY);
     loop {
