@@ -1,12 +1,12 @@
 //! Recording an identity in its node's `NodeIdentity` before the approval that mints it
 //! (`identity`), and taking the entry back when that approval was never written.
 //!
-//! The decision was taken on the cache's copy of the record. The write is made against
-//! exactly that copy: the live record is read (a quorum read) and, if it is not the
-//! version the decision saw — a write of a previous leader the watch has not shown yet —
-//! nothing is written and the CSR is decided again on the fresh record. The PUT itself is
-//! conditional on that version, so a record changed in between is a 409, never a lost
-//! entry.
+//! The decision was taken on the cache's copy of the record, and the write is made against
+//! exactly that copy: a create when the decision saw none (409 if one exists), a replace
+//! conditional on the resourceVersion it saw (409 if it changed — a write of a previous
+//! leader the watch has not shown yet). On a conflict nothing is written, the live record
+//! is read and the CSR is decided again on it: never a lost entry, never a decision on a
+//! record older than the one written.
 
 use kube::api::{Api, PostParams};
 
@@ -36,7 +36,10 @@ impl RecordError {
 }
 
 /// Adds `minted` to `node`'s record, whose version the decision saw is `seen` (`None`: no
-/// record). Returns the record as written, for the cache.
+/// record). Returns the record as written, for the cache. The write is conditional on
+/// that version — a create fails when a record exists, a replace when it changed — so one
+/// request suffices; only a conflict reads the live record, for the decision to be taken
+/// again on it.
 pub async fn record_minted(
     api: &Api<NodeIdentity>,
     node: &str,
@@ -44,40 +47,39 @@ pub async fn record_minted(
     generation: HostGeneration,
     minted: Minted,
 ) -> Result<NodeIdentity, RecordError> {
-    let live = api
-        .get_opt(node)
-        .await
-        .map_err(|source| RecordError::Read {
-            node: node.to_string(),
-            source,
-        })?;
-    let version = |r: Option<&NodeIdentity>| r.and_then(|r| r.metadata.resource_version.clone());
-    if version(live.as_ref()) != version(seen) {
-        return Err(RecordError::Stale {
-            node: node.to_string(),
-            live: live.map(Box::new),
-        });
-    }
-    let write = |source| RecordError::Write {
-        node: node.to_string(),
-        source,
-    };
-    match live {
-        None => api
-            .create(
+    let written = match seen {
+        None => {
+            api.create(
                 &PostParams::default(),
                 &NodeIdentity::first(generation, minted, node),
             )
             .await
-            .map_err(write),
+        }
         Some(record) => match record.with_minted(generation, minted) {
             // Recorded already: this CSR's approval was interrupted after its record.
-            None => Ok(record),
-            Some(next) => api
-                .replace(node, &PostParams::default(), &next)
-                .await
-                .map_err(write),
+            None => return Ok(record.clone()),
+            Some(next) => api.replace(node, &PostParams::default(), &next).await,
         },
+    };
+    match written {
+        Ok(record) => Ok(record),
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
+            let live = api
+                .get_opt(node)
+                .await
+                .map_err(|source| RecordError::Read {
+                    node: node.to_string(),
+                    source,
+                })?;
+            Err(RecordError::Stale {
+                node: node.to_string(),
+                live: live.map(Box::new),
+            })
+        }
+        Err(source) => Err(RecordError::Write {
+            node: node.to_string(),
+            source,
+        }),
     }
 }
 
