@@ -112,6 +112,22 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `check --objects OBJECTS --now NOW -o json CSRS`, which must succeed: its JSON lines.
+fn check_offline(objects: &Path, csrs: &Path) -> Vec<Value> {
+    let out = run(&[
+        "check",
+        "--objects",
+        objects.to_str().unwrap(),
+        "--now",
+        NOW,
+        "-o",
+        "json",
+        csrs.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    json_lines(&out)
+}
+
 fn json_lines(o: &Output) -> Vec<Value> {
     stdout(o)
         .lines()
@@ -289,18 +305,10 @@ fn other_csrs_in_objects_feed_the_duplicate_rule() {
         ])],
     );
     let csrs = write_yaml(dir.path(), "csrs.yaml", &[client_csr("second", "worker-1")]);
-    let out = run(&[
-        "check",
-        "--objects",
-        objects.to_str().unwrap(),
-        "--now",
-        NOW,
-        "-o",
-        "json",
-        csrs.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(json_lines(&out)[0]["reason"], "DuplicateClientRequest");
+    assert_eq!(
+        check_offline(&objects, &csrs)[0]["reason"],
+        "DuplicateClientRequest"
+    );
 }
 
 #[test]
@@ -331,18 +339,7 @@ fn node_identities_in_objects_remember_what_the_csrs_no_longer_show() {
     let csrs = write_yaml(dir.path(), "csrs.yaml", &[client_csr("second", "worker-1")]);
     let check = |objects: &[Value]| {
         let objects = write_yaml(dir.path(), "objects.yaml", &[list(objects.to_vec())]);
-        let out = run(&[
-            "check",
-            "--objects",
-            objects.to_str().unwrap(),
-            "--now",
-            NOW,
-            "-o",
-            "json",
-            csrs.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        json_lines(&out)[0].clone()
+        check_offline(&objects, &csrs)[0].clone()
     };
     let machine = machine_object("worker-1", "worker-1", None);
     let remembered = check(&[machine.clone(), record]);

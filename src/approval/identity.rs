@@ -64,16 +64,9 @@ pub async fn record_minted(
     match written {
         Ok(record) => Ok(record),
         Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
-            let live = api
-                .get_opt(node)
-                .await
-                .map_err(|source| RecordError::Read {
-                    node: node.to_string(),
-                    source,
-                })?;
             Err(RecordError::Stale {
                 node: node.to_string(),
-                live: live.map(Box::new),
+                live: read_live(api, node).await?.map(Box::new),
             })
         }
         Err(source) => Err(RecordError::Write {
@@ -92,14 +85,10 @@ pub async fn take_back(
     name: &str,
     uid: Option<&str>,
 ) -> Result<Option<NodeIdentity>, RecordError> {
-    let live = api
-        .get_opt(node)
-        .await
-        .map_err(|source| RecordError::Read {
-            node: node.to_string(),
-            source,
-        })?;
-    let Some(next) = live.and_then(|record| record.without(name, uid)) else {
+    let Some(next) = read_live(api, node)
+        .await?
+        .and_then(|record| record.without(name, uid))
+    else {
         return Ok(None);
     };
     api.replace(node, &PostParams::default(), &next)
@@ -109,4 +98,15 @@ pub async fn take_back(
             node: node.to_string(),
             source,
         })
+}
+
+/// `node`'s record as the API server has it now (a quorum read).
+async fn read_live(
+    api: &Api<NodeIdentity>,
+    node: &str,
+) -> Result<Option<NodeIdentity>, RecordError> {
+    api.get_opt(node).await.map_err(|source| RecordError::Read {
+        node: node.to_string(),
+        source,
+    })
 }

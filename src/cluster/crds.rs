@@ -47,10 +47,16 @@ pub fn machines_source(resource: &ApiResource) -> String {
 /// The Machine resource a CRD serves: its kind must be `Machine`; the version is the one
 /// the API server prefers (the highest by Kubernetes version priority among those served).
 pub fn machine_resource(crd: &CustomResourceDefinition) -> Option<ApiResource> {
-    let spec = &crd.spec;
-    if spec.names.kind != "Machine" {
+    if crd.spec.names.kind != "Machine" {
         return None;
     }
+    served_resource(crd)
+}
+
+/// The resource a CRD serves, at the version the API server prefers (the highest by
+/// Kubernetes version priority among those served).
+pub(super) fn served_resource(crd: &CustomResourceDefinition) -> Option<ApiResource> {
+    let spec = &crd.spec;
     let version = spec
         .versions
         .iter()

@@ -17,7 +17,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::core::Version;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
@@ -287,19 +286,7 @@ struct InfrastructureApi {
 
 impl GatedApi for InfrastructureApi {
     fn resource(&self, crd: &CustomResourceDefinition) -> Option<ApiResource> {
-        let spec = &crd.spec;
-        let version = spec
-            .versions
-            .iter()
-            .filter(|v| v.served)
-            .max_by_key(|v| Version::parse(&v.name).priority())?;
-        Some(ApiResource {
-            group: spec.group.clone(),
-            version: version.name.clone(),
-            api_version: format!("{}/{}", spec.group, version.name),
-            kind: spec.names.kind.clone(),
-            plural: spec.names.plural.clone(),
-        })
+        super::crds::served_resource(crd)
     }
 
     fn start(&self, resource: ApiResource) -> JoinHandle<()> {
