@@ -42,7 +42,14 @@ pub(super) async fn apply(
             }
         };
         let written = approval::write_verdict(&ctx.csrs, csr, decision).await;
-        if !matches!(written, Ok(Written::Done)) && minted {
+        // The identity is minted whoever approved it: the entry stays then, and after a
+        // failed write (which may have landed: the retry finds this CSR's own entry).
+        // Taken back only when no approval can come of this CSR: gone, or refused.
+        let never_approved = matches!(
+            written,
+            Ok(Written::Gone | Written::AlreadyDecided(CsrState::Denied | CsrState::Failed))
+        );
+        if minted && never_approved {
             take_back_identity(ctx, facts, decision).await;
         }
         match written {
