@@ -40,6 +40,7 @@ fn approve() -> Decision {
         node: Some("worker-1".to_string()),
         wants: None,
         mints_for: None,
+        vouches_for: Vec::new(),
     }
 }
 

@@ -1,5 +1,7 @@
-//! Recording an identity in its node's `NodeIdentity` before the approval that mints it
-//! (`identity`), and taking the entry back when that approval was never written.
+//! Recording in a node's `NodeIdentity`, before the approval that needs it, an identity
+//! it mints (`record_minted`) or the serving addresses independent evidence vouched for
+//! (`record_vouched`), and taking an identity's entry back when its approval was never
+//! written.
 //!
 //! The decision was taken on the cache's copy of the record. The write is made against
 //! exactly that copy: the live record is read (a quorum read) and, if it is not the
@@ -8,9 +10,11 @@
 //! conditional on that version, so a record changed in between is a 409, never a lost
 //! entry.
 
+use jiff::Timestamp;
 use kube::api::{Api, PostParams};
 
 use crate::identity::{HostGeneration, Minted, NodeIdentity};
+use crate::vocabulary::AddressValue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -35,15 +39,16 @@ impl RecordError {
     }
 }
 
-/// Adds `minted` to `node`'s record, whose version the decision saw is `seen` (`None`: no
-/// record). Returns the record as written, for the cache.
-pub async fn record_minted(
+/// Writes the change `change` makes to `node`'s record, whose version the decision saw
+/// is `seen` (`None`: no record): `change` gets the live record (`None`: none yet) and
+/// returns the record to write, or `None` when it already holds what the approval needs.
+/// Returns the record as it now is, for the cache (`None`: none, and none needed).
+pub async fn record(
     api: &Api<NodeIdentity>,
     node: &str,
     seen: Option<&NodeIdentity>,
-    generation: HostGeneration,
-    minted: Minted,
-) -> Result<NodeIdentity, RecordError> {
+    change: impl FnOnce(Option<&NodeIdentity>) -> Option<NodeIdentity>,
+) -> Result<Option<NodeIdentity>, RecordError> {
     let live = api
         .get_opt(node)
         .await
@@ -62,23 +67,51 @@ pub async fn record_minted(
         node: node.to_string(),
         source,
     };
+    let Some(next) = change(live.as_ref()) else {
+        return Ok(live);
+    };
     match live {
-        None => api
-            .create(
-                &PostParams::default(),
-                &NodeIdentity::first(generation, minted, node),
-            )
-            .await
-            .map_err(write),
-        Some(record) => match record.with_minted(generation, minted) {
-            // Recorded already: this CSR's approval was interrupted after its record.
-            None => Ok(record),
-            Some(next) => api
-                .replace(node, &PostParams::default(), &next)
-                .await
-                .map_err(write),
-        },
+        // Created, never replaced, when there is none: two writers creating at once get
+        // one 409 and one record.
+        None => api.create(&PostParams::default(), &next).await,
+        // `next` carries the live resourceVersion: a record changed since is a 409.
+        Some(_) => api.replace(node, &PostParams::default(), &next).await,
     }
+    .map(Some)
+    .map_err(write)
+}
+
+/// Adds `minted` to `node`'s record (see [`record`]): a crash between this write and the
+/// approval leaves an identity recorded, never one approved and forgotten.
+pub async fn record_minted(
+    api: &Api<NodeIdentity>,
+    node: &str,
+    seen: Option<&NodeIdentity>,
+    generation: HostGeneration,
+    minted: Minted,
+) -> Result<Option<NodeIdentity>, RecordError> {
+    record(api, node, seen, |live| match live {
+        None => Some(NodeIdentity::first(generation, minted, node)),
+        // `None`: recorded already; this CSR's approval was interrupted after its record.
+        Some(record) => record.with_minted(generation, minted),
+    })
+    .await
+}
+
+/// Records in `node`'s record (see [`record`]) that independent evidence vouched for
+/// serving `addresses` at `at`, unless it says so already within the refresh interval.
+pub async fn record_vouched(
+    api: &Api<NodeIdentity>,
+    node: &str,
+    seen: Option<&NodeIdentity>,
+    addresses: &[AddressValue],
+    at: Timestamp,
+) -> Result<Option<NodeIdentity>, RecordError> {
+    record(api, node, seen, |live| {
+        live.map_or_else(|| NodeIdentity::empty(node), Clone::clone)
+            .with_vouched(addresses, at)
+    })
+    .await
 }
 
 /// Takes back the entry of CSR `name`/`uid` from `node`'s record: its approval was never
