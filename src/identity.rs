@@ -214,9 +214,11 @@ impl NodeIdentity {
         }
         let mut next = self.clone();
         next.metadata.managed_fields = None;
-        next.spec
-            .serving_addresses
-            .retain(|v| !wanted.iter().any(|a| AddressValue::parse(&v.address) == **a));
+        next.spec.serving_addresses.retain(|v| {
+            !wanted
+                .iter()
+                .any(|a| AddressValue::parse(&v.address) == **a)
+        });
         next.spec
             .serving_addresses
             .extend(wanted.iter().map(|a| VouchedAddress {
@@ -460,10 +462,17 @@ mod tests {
         assert_eq!(record.spec.host_generation, None);
         assert!(record.spec.minted.is_empty());
         let written = serde_json::to_value(&record).unwrap_or_default();
-        assert_eq!(written["spec"]["servingAddresses"], json["spec"]["servingAddresses"]);
+        assert_eq!(
+            written["spec"]["servingAddresses"],
+            json["spec"]["servingAddresses"]
+        );
         assert_eq!(written["spec"].get("hostGeneration"), None);
         let minted_only = NodeIdentity::first(generation("g"), minted("c", None), "w-1");
         let written = serde_json::to_value(&minted_only).unwrap_or_default();
-        assert_eq!(written["spec"].get("servingAddresses"), None, "absent, not []");
+        assert_eq!(
+            written["spec"].get("servingAddresses"),
+            None,
+            "absent, not []"
+        );
     }
 }

@@ -280,47 +280,33 @@ fn an_approval_names_the_addresses_independent_evidence_vouched_for() {
     let approved = vouched_world(1)
         .kubelet_certificate("worker-1", &["10.0.0.11", "192.168.50.11"])
         .decide(&renewal());
-    assert_eq!(approved.reason, Reason::ServingAddressesVerified, "{}", approved.message);
+    assert_eq!(
+        approved.reason,
+        Reason::ServingAddressesVerified,
+        "{}",
+        approved.message
+    );
     assert_eq!(
         approved.vouches_for,
         vec![AddressValue::parse("10.0.0.11")],
         "the certificate's own SAN is not vouched for by itself"
     );
     let by_default = registered_world().decide(&serving("worker-1", w("worker-1").ip("10.0.0.11")));
-    assert_eq!(by_default.reason, Reason::ServingAddressesVerified, "{}", by_default.message);
-    assert!(by_default.vouches_for.is_empty(), "{:?}", by_default.vouches_for);
+    assert_eq!(
+        by_default.reason,
+        Reason::ServingAddressesVerified,
+        "{}",
+        by_default.message
+    );
+    assert!(
+        by_default.vouches_for.is_empty(),
+        "{:?}",
+        by_default.vouches_for
+    );
     let refused = trusting_world()
         .kubelet_certificate("worker-1", &["10.0.0.11", "192.168.50.11"])
         .decide(&renewal());
     assert!(refused.vouches_for.is_empty());
-}
-
-#[test]
-fn the_bound_must_be_a_bound() {
-    let policy = Policy::from_yaml("serving: {addressSources: [Node, KubeletCertificate]}").unwrap();
-    assert_eq!(
-        policy.serving.kubelet_certificate_max_age.0,
-        std::time::Duration::from_secs(30 * 24 * 3600)
-    );
-    for (value, words) in [
-        ("0s", "0s bounds nothing"),
-        ("30m", "shorter than 1h"),
-        ("9000h", "longer than 8760h"),
-        ("-1h", "negative"),
-    ] {
-        let error = Policy::from_yaml(&format!("serving: {{kubeletCertificateMaxAge: {value}}}"))
-            .unwrap_err();
-        assert!(
-            error.path.starts_with("serving.kubeletCertificateMaxAge"),
-            "{value}: {}",
-            error.path
-        );
-        assert!(error.message.contains(words), "{value}: {}", error.message);
-    }
-    for value in ["1h", "720h", "8760h"] {
-        Policy::from_yaml(&format!("serving: {{kubeletCertificateMaxAge: {value}}}"))
-            .unwrap_or_else(|e| panic!("{value}: {e}"));
-    }
 }
 
 #[test]
