@@ -91,7 +91,11 @@ async fn a_host_generation_keeps_one_identity_after_the_cleaner_and_a_restart() 
     assert_eq!(recorded.spec.minted[0].csr, "first");
     assert_eq!(recorded.spec.minted[0].reason, "NewNodeMachine");
     assert_eq!(
-        recorded.spec.host_generation.as_ref().map(|g| g.names.as_slice()),
+        recorded
+            .spec
+            .host_generation
+            .as_ref()
+            .map(|g| g.names.as_slice()),
         Some(&["worker-1".to_string(), "worker-1.example.com".to_string()][..])
     );
     let table = scene.cp.kubectl(&["get", "nodeidentities"]);
