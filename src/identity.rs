@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::ClusterResourceScope;
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::AddressValue;
+use crate::vocabulary::{AddressValue, Signer};
 
 pub const GROUP: &str = "csr-approver.io";
 pub const VERSION: &str = "v1alpha1";
@@ -156,7 +156,70 @@ impl Minted {
     }
 }
 
+/// A certificate the signer issued on a kubelet CSR for the node, as its CSR shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub signer: Signer,
+    pub certificate: IssuedCertificate,
+}
+
+/// Why an issued certificate could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssuedError {
+    #[error("status.certificate holds no PEM CERTIFICATE block")]
+    NoCertificate,
+    #[error("status.certificate does not parse: {0}")]
+    Unreadable(String),
+}
+
+/// Reads the leaf (first) certificate of a CSR's `status.certificate` PEM chain.
+pub fn read_issued(csr: &str, pem_chain: &[u8]) -> Result<IssuedCertificate, IssuedError> {
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(pem_chain).map_err(|_| IssuedError::NoCertificate)?;
+    if pem.label != "CERTIFICATE" {
+        return Err(IssuedError::NoCertificate);
+    }
+    let certificate = pem
+        .parse_x509()
+        .map_err(|e| IssuedError::Unreadable(e.to_string()))?;
+    let time = |t: x509_parser::time::ASN1Time| {
+        Timestamp::from_second(t.timestamp()).map_err(|e| IssuedError::Unreadable(e.to_string()))
+    };
+    Ok(IssuedCertificate {
+        csr: csr.to_string(),
+        serial: certificate
+            .raw_serial_as_string()
+            .replace(':', "")
+            .to_uppercase(),
+        not_before: time(certificate.validity().not_before)?,
+        not_after: time(certificate.validity().not_after)?,
+    })
+}
+
 impl NodeIdentity {
+    /// This record with `issued` as the node's newest certificate of its kind, or `None`
+    /// when it holds that one or a later one already (events come again on every re-list).
+    pub fn with_issued(&self, issued: &Issued) -> Option<NodeIdentity> {
+        let slot = |spec: &NodeIdentitySpec| match issued.signer {
+            Signer::Client => spec.client_certificate.clone(),
+            Signer::Serving => spec.serving_certificate.clone(),
+        };
+        if slot(&self.spec).is_some_and(|known| {
+            known.not_after >= issued.certificate.not_after
+                || known.serial == issued.certificate.serial
+        }) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.metadata.managed_fields = None;
+        let certificate = Some(issued.certificate.clone());
+        match issued.signer {
+            Signer::Client => next.spec.client_certificate = certificate,
+            Signer::Serving => next.spec.serving_certificate = certificate,
+        }
+        Some(next)
+    }
+
     /// A record holding nothing yet, for `node`.
     pub fn empty(node: &str) -> NodeIdentity {
         NodeIdentity {
@@ -346,6 +409,80 @@ mod tests {
             .unwrap_or_else(|| panic!("csr-5 is recorded"));
         assert_eq!(without.spec.minted.len(), MINTED_KEPT - 1);
         assert_eq!(without.without("csr-5", None), None);
+    }
+
+    fn issued(signer: Signer, serial: &str, not_after: i64) -> Issued {
+        Issued {
+            signer,
+            certificate: IssuedCertificate {
+                csr: format!("csr-{serial}"),
+                serial: serial.to_string(),
+                not_before: Timestamp::UNIX_EPOCH,
+                not_after: Timestamp::from_second(not_after).unwrap_or(Timestamp::UNIX_EPOCH),
+            },
+        }
+    }
+
+    #[test]
+    fn a_record_keeps_the_newest_certificate_of_each_kind() {
+        let record = NodeIdentity::first(generation("g"), minted("csr-0", None), "w-1");
+        let Some(with_client) = record.with_issued(&issued(Signer::Client, "0A", 1000)) else {
+            panic!("the first client certificate is recorded");
+        };
+        assert_eq!(
+            with_client
+                .spec
+                .client_certificate
+                .as_ref()
+                .map(|c| c.serial.as_str()),
+            Some("0A")
+        );
+        assert_eq!(with_client.spec.serving_certificate, None);
+        assert_eq!(
+            with_client.with_issued(&issued(Signer::Client, "0A", 1000)),
+            None,
+            "seen again on a re-list"
+        );
+        assert_eq!(
+            with_client.with_issued(&issued(Signer::Client, "09", 900)),
+            None,
+            "an older certificate"
+        );
+        let renewed = with_client
+            .with_issued(&issued(Signer::Client, "0B", 2000))
+            .unwrap_or_else(|| panic!("a renewal is newer"));
+        assert_eq!(
+            renewed.spec.client_certificate.map(|c| c.serial),
+            Some("0B".to_string())
+        );
+        let serving = with_client
+            .with_issued(&issued(Signer::Serving, "0C", 500))
+            .unwrap_or_else(|| panic!("serving is its own kind"));
+        assert_eq!(
+            serving.spec.serving_certificate.map(|c| c.serial),
+            Some("0C".to_string())
+        );
+    }
+
+    #[test]
+    fn an_issued_certificate_is_read_from_the_leaf_of_the_chain() {
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        params.serial_number = Some(rcgen::SerialNumber::from(vec![0x1f, 0xa2]));
+        params.not_before = rcgen::date_time_ymd(2026, 12, 1);
+        params.not_after = rcgen::date_time_ymd(2027, 12, 1);
+        let leaf = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        let chain = format!("{}{}", leaf.pem(), leaf.pem());
+        let read = read_issued("csr-a", chain.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.serial, "1FA2");
+        assert_eq!(read.csr, "csr-a");
+        assert_eq!(read.not_after.to_string(), "2027-12-01T00:00:00Z");
+        assert_eq!(read.not_before.to_string(), "2026-12-01T00:00:00Z");
+        assert_eq!(
+            read_issued("csr-a", b"junk"),
+            Err(IssuedError::NoCertificate)
+        );
     }
 
     #[test]

@@ -304,6 +304,64 @@ fn other_csrs_in_objects_feed_the_duplicate_rule() {
 }
 
 #[test]
+fn node_identities_in_objects_remember_what_the_csrs_no_longer_show() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `kubectl get nodeidentities -o yaml`: worker-1's Machine already minted its identity,
+    // whose CSR the CSR cleaner has deleted since.
+    let record = json!({
+        "apiVersion": "csr-approver.io/v1alpha1",
+        "kind": "NodeIdentity",
+        "metadata": {"name": "worker-1"},
+        "spec": {
+            "node": "worker-1",
+            "hostGeneration": {
+                "key": "Machine machine.openshift.io/openshift-machine-api/worker-1 created 2026-11-23T11:50:00Z",
+                "source": "Machine openshift-machine-api/worker-1 (machine.openshift.io)",
+                "names": ["worker-1"]
+            },
+            "minted": [{
+                "csr": "first",
+                "reason": "NewNodeMachine",
+                "requester": BOOTSTRAPPER,
+                "at": "2026-11-23T11:55:00Z",
+                "hostGeneration": "Machine machine.openshift.io/openshift-machine-api/worker-1 created 2026-11-23T11:50:00Z"
+            }]
+        }
+    });
+    let csrs = write_yaml(dir.path(), "csrs.yaml", &[client_csr("second", "worker-1")]);
+    let check = |objects: &[Value]| {
+        let objects = write_yaml(dir.path(), "objects.yaml", &[list(objects.to_vec())]);
+        let out = run(&[
+            "check",
+            "--objects",
+            objects.to_str().unwrap(),
+            "--now",
+            NOW,
+            "-o",
+            "json",
+            csrs.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&out)[0].clone()
+    };
+    let machine = machine_object("worker-1", "worker-1", None);
+    let remembered = check(&[machine.clone(), record]);
+    assert_eq!(
+        remembered["reason"], "DuplicateClientRequest",
+        "{remembered}"
+    );
+    assert!(
+        remembered["message"]
+            .as_str()
+            .unwrap()
+            .contains("CSR first"),
+        "{remembered}"
+    );
+    // Without the record the same files approve: the record is what decided.
+    assert_eq!(check(&[machine])["reason"], "NewNodeMachine");
+}
+
+#[test]
 fn invalid_policy_file_names_file_and_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let csrs = write_yaml(dir.path(), "c.yaml", &[client_csr("a", "worker-1")]);

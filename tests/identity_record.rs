@@ -14,7 +14,9 @@ mod scene;
 use std::time::Duration;
 
 use csr_approver::identity::NodeIdentity;
-use kube::api::Api;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::api::{Api, PostParams};
 use scene::*;
 
 const APPROVAL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -54,6 +56,24 @@ async fn record(scene: &Scene, node: &str) -> Option<NodeIdentity> {
         .get_opt(node)
         .await
         .unwrap()
+}
+
+/// Issues a certificate on `csr` as a signer does (its status subresource), with `serial`,
+/// valid until 2027-12-01.
+async fn sign(scene: &Scene, csr: &str, serial: &[u8]) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.serial_number = Some(rcgen::SerialNumber::from(serial.to_vec()));
+    params.not_before = rcgen::date_time_ymd(2026, 12, 1);
+    params.not_after = rcgen::date_time_ymd(2027, 12, 1);
+    let pem = params.self_signed(&key).unwrap().pem();
+    let api: Api<CertificateSigningRequest> = Api::all(scene.admin.clone());
+    let mut object = api.get(csr).await.unwrap();
+    let status = object.status.get_or_insert_with(Default::default);
+    status.certificate = Some(ByteString(pem.into_bytes()));
+    api.replace_status(csr, &PostParams::default(), &object)
+        .await
+        .unwrap();
 }
 
 /// Kills the controller and starts another replica that must list the record again.
@@ -103,6 +123,32 @@ async fn a_host_generation_keeps_one_identity_after_the_cleaner_and_a_restart() 
     assert!(
         table.contains("HOST GENERATION")
             && table.contains("Machine openshift-machine-api/worker-1 (machine.openshift.io)"),
+        "{table}"
+    );
+
+    // The signer issues the certificate: the record shows it (serial, notAfter).
+    sign(&scene, "first", &[0x0a, 0x1b]).await;
+    let shown = wait_for(APPROVAL_TIMEOUT, || async {
+        record(&scene, "worker-1")
+            .await
+            .and_then(|r| r.spec.client_certificate)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the issued certificate recorded\n{}",
+            scene.controller_log(c)
+        )
+    });
+    assert_eq!(
+        (shown.csr.as_str(), shown.serial.as_str()),
+        ("first", "0A1B")
+    );
+    assert_eq!(shown.not_after.to_string(), "2027-12-01T00:00:00Z");
+    let table = scene.cp.kubectl(&["get", "nodeidentities"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("CLIENT NOTAFTER") && table.contains("2027-12-01T00:00:00Z"),
         "{table}"
     );
 

@@ -3,12 +3,12 @@
 //! (`record_vouched`), and taking an identity's entry back when its approval was never
 //! written.
 //!
-//! The decision was taken on the cache's copy of the record. The write is made against
-//! exactly that copy: the live record is read (a quorum read) and, if it is not the
-//! version the decision saw — a write of a previous leader the watch has not shown yet —
-//! nothing is written and the CSR is decided again on the fresh record. The PUT itself is
-//! conditional on that version, so a record changed in between is a 409, never a lost
-//! entry.
+//! The decision was taken on the cache's copy of the record, and the write is made against
+//! exactly that copy: a create when the decision saw none (409 if one exists), a replace
+//! conditional on the resourceVersion it saw (409 if it changed — a write of a previous
+//! leader the watch has not shown yet). On a conflict nothing is written, the live record
+//! is read and the CSR is decided again on it: never a lost entry, never a decision on a
+//! record older than the one written.
 
 use jiff::Timestamp;
 use kube::api::{Api, PostParams};
@@ -39,46 +39,46 @@ impl RecordError {
     }
 }
 
-/// Writes the change `change` makes to `node`'s record, whose version the decision saw
-/// is `seen` (`None`: no record): `change` gets the live record (`None`: none yet) and
-/// returns the record to write, or `None` when it already holds what the approval needs.
-/// Returns the record as it now is, for the cache (`None`: none, and none needed).
-pub async fn record(
+/// Writes the change `change` makes to `node`'s record as the decision saw it, `seen`
+/// (`None`: no record): `change` returns the record to write, or `None` when it already
+/// holds what the approval needs. The write is conditional on that version — a create
+/// fails when a record exists, a replace when it changed — so one request suffices; only
+/// a conflict reads the live record, for the decision to be taken again on it. Returns
+/// the record as it now is, for the cache (`None`: none, and none needed).
+async fn record(
     api: &Api<NodeIdentity>,
     node: &str,
     seen: Option<&NodeIdentity>,
     change: impl FnOnce(Option<&NodeIdentity>) -> Option<NodeIdentity>,
 ) -> Result<Option<NodeIdentity>, RecordError> {
-    let live = api
-        .get_opt(node)
-        .await
-        .map_err(|source| RecordError::Read {
+    let Some(next) = change(seen) else {
+        return Ok(seen.cloned());
+    };
+    let written = match seen {
+        None => api.create(&PostParams::default(), &next).await,
+        // `next` carries the resourceVersion the decision saw.
+        Some(_) => api.replace(node, &PostParams::default(), &next).await,
+    };
+    match written {
+        Ok(record) => Ok(Some(record)),
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
+            let live = api
+                .get_opt(node)
+                .await
+                .map_err(|source| RecordError::Read {
+                    node: node.to_string(),
+                    source,
+                })?;
+            Err(RecordError::Stale {
+                node: node.to_string(),
+                live: live.map(Box::new),
+            })
+        }
+        Err(source) => Err(RecordError::Write {
             node: node.to_string(),
             source,
-        })?;
-    let version = |r: Option<&NodeIdentity>| r.and_then(|r| r.metadata.resource_version.clone());
-    if version(live.as_ref()) != version(seen) {
-        return Err(RecordError::Stale {
-            node: node.to_string(),
-            live: live.map(Box::new),
-        });
+        }),
     }
-    let write = |source| RecordError::Write {
-        node: node.to_string(),
-        source,
-    };
-    let Some(next) = change(live.as_ref()) else {
-        return Ok(live);
-    };
-    match live {
-        // Created, never replaced, when there is none: two writers creating at once get
-        // one 409 and one record.
-        None => api.create(&PostParams::default(), &next).await,
-        // `next` carries the live resourceVersion: a record changed since is a 409.
-        Some(_) => api.replace(node, &PostParams::default(), &next).await,
-    }
-    .map(Some)
-    .map_err(write)
 }
 
 /// Adds `minted` to `node`'s record (see [`record`]): a crash between this write and the
@@ -90,7 +90,7 @@ pub async fn record_minted(
     generation: HostGeneration,
     minted: Minted,
 ) -> Result<Option<NodeIdentity>, RecordError> {
-    record(api, node, seen, |live| match live {
+    record(api, node, seen, |seen| match seen {
         None => Some(NodeIdentity::first(generation, minted, node)),
         // `None`: recorded already; this CSR's approval was interrupted after its record.
         Some(record) => record.with_minted(generation, minted),
@@ -107,8 +107,8 @@ pub async fn record_vouched(
     addresses: &[AddressValue],
     at: Timestamp,
 ) -> Result<Option<NodeIdentity>, RecordError> {
-    record(api, node, seen, |live| {
-        live.map_or_else(|| NodeIdentity::empty(node), Clone::clone)
+    record(api, node, seen, |seen| {
+        seen.map_or_else(|| NodeIdentity::empty(node), Clone::clone)
             .with_vouched(addresses, at)
     })
     .await

@@ -176,6 +176,11 @@ pub(super) struct SeenCsr {
 }
 
 impl SeenCsr {
+    /// The node the CSR's subject names, if its request could be read.
+    pub(super) fn node(&self) -> Option<&str> {
+        self.summary.node_name.as_deref()
+    }
+
     /// `known`: the request of this very object (same uid) as parsed before, if it was.
     pub(super) fn of(
         csr: &CertificateSigningRequest,

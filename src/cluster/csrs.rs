@@ -8,6 +8,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::runtime::watcher::{self, Event};
 
 use super::cache::SeenCsr;
+use super::issued::{self, IssuedNotices};
 use super::{ClusterCache, Trigger, fire};
 use crate::facts;
 use crate::http::Source;
@@ -43,14 +44,19 @@ pub fn track_csrs<S>(
     cache: Arc<ClusterCache>,
     trigger: Trigger,
     source: Source,
+    issued: IssuedNotices,
 ) -> impl Stream<Item = Result<Event<CertificateSigningRequest>, watcher::Error>>
 where
     S: Stream<Item = Result<Event<CertificateSigningRequest>, watcher::Error>>,
 {
     let mut relist = Vec::new();
+    let mut issued_csrs: Vec<issued::IssuedNotice> = Vec::new();
     let mut synced = false;
     stream.inspect(move |event| match event {
-        Ok(Event::Apply(csr)) => cache.observe_event(csr),
+        Ok(Event::Apply(csr)) => {
+            cache.observe_event(csr);
+            issued::notice(&cache, csr, &issued);
+        }
         Ok(Event::Delete(csr)) => {
             if let Some(name) = csr.metadata.name.as_deref() {
                 // Its node, as summarised when it arrived: no second parse of the request.
@@ -64,10 +70,26 @@ where
                 }
             }
         }
-        Ok(Event::Init) => relist.clear(),
-        Ok(Event::InitApply(csr)) => relist.push(SeenCsr::of(csr, cache.known_request(csr))),
+        Ok(Event::Init) => {
+            relist.clear();
+            issued_csrs.clear();
+        }
+        Ok(Event::InitApply(csr)) => {
+            let seen = SeenCsr::of(csr, cache.known_request(csr));
+            // Only the certificate, and only for a node with a record: a re-list holds
+            // thousands of issued CSRs, which must not all be kept until it ends.
+            if let Some(found) = issued::on_relist(&cache, csr, seen.node()) {
+                issued_csrs.push(found);
+            }
+            relist.push(seen);
+        }
         Ok(Event::InitDone) => {
-            cache.write().replace_csrs(std::mem::take(&mut relist));
+            let listed = std::mem::take(&mut relist);
+            cache.write().replace_csrs(listed);
+            // Certificates issued while this replica was away.
+            for found in issued_csrs.drain(..) {
+                issued::send_if_newer(&cache, found, &issued);
+            }
             synced = true;
             source.synced();
         }

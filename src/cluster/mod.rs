@@ -20,6 +20,7 @@ mod crds;
 mod csrs;
 mod discovery;
 mod endpoints;
+mod issued;
 mod recent;
 mod service;
 mod watch;
@@ -39,6 +40,7 @@ pub use endpoints::{
     CLUSTER_INFO, INFRASTRUCTURE_NAME, KUBEADM_CONFIG, infrastructure_resource, read_cluster_info,
     read_infrastructure, read_kubeadm_config, watch_infrastructure_api, watch_kubeadm_endpoints,
 };
+pub use issued::{IssuedNotice, IssuedNotices};
 pub use service::KubernetesService;
 pub use watch::{watch_identities, watch_kubernetes_service, watch_machines, watch_nodes};
 pub use wire::WatchedCsr;

@@ -17,6 +17,7 @@ use kube::Client;
 
 use crate::approval;
 
+mod certificates;
 mod context;
 mod effect;
 mod explain;

@@ -123,6 +123,7 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
     );
 
     let (reader, writer) = reflector::store();
+    let (issued, issued_notices) = mpsc::unbounded();
     let csr_stream = cluster::track_csrs(
         watcher::watcher(
             Api::<WatchedCsr>::all(client.clone()),
@@ -133,6 +134,7 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         cache.clone(),
         trigger,
         csr_source,
+        issued,
     )
     .try_filter_map(|event| future::ready(Ok(cluster::for_the_store(event))))
     .reflect(writer)
@@ -146,6 +148,10 @@ pub async fn run(config: RunConfig) -> Result<(), ControllerError> {
         recorder,
         leadership.gate.clone(),
         readiness,
+    ));
+    tokio::spawn(super::certificates::record_issued(
+        context.clone(),
+        issued_notices,
     ));
     // "Look at everything again" (ready, leadership won, policy changed): every CSR in the
     // store, which holds those awaiting a decision, and the recent decisions of ours that
