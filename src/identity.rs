@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::ClusterResourceScope;
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::Signer;
+use crate::vocabulary::{AddressValue, Signer};
 
 pub const GROUP: &str = "csr-approver.io";
 pub const VERSION: &str = "v1alpha1";
@@ -32,6 +32,15 @@ pub const PLURAL: &str = "nodeidentities";
 /// generation or a recovery (at most one per `client.recovery.window`), so this covers
 /// years of a node's life while bounding the object's size.
 pub const MINTED_KEPT: usize = 16;
+
+/// How many independently vouched serving addresses a record keeps (the most recently
+/// vouched): far more than a node has, and a bound on the object's size.
+pub const SERVING_ADDRESSES_KEPT: usize = 32;
+
+/// A vouching newer than this is not written again: a renewal storm re-approving every
+/// node's serving certificate writes no record whose addresses were vouched within the
+/// hour. Far below any sensible `serving.kubeletCertificateMaxAge` (at least 1h).
+pub const VOUCHING_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// One node's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,8 +68,11 @@ fn kind() -> String {
 pub struct NodeIdentitySpec {
     /// The node, as in `system:node:<node>` (also the object's name).
     pub node: String,
-    /// The host generation the newest identity was minted for.
-    pub host_generation: HostGeneration,
+    /// The host generation the newest identity was minted for; `None` for a node
+    /// csr-approver never minted an identity for (a record holding only
+    /// `serving_addresses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_generation: Option<HostGeneration>,
     /// The identities minted for this node, oldest first, at most [`MINTED_KEPT`].
     #[serde(default)]
     pub minted: Vec<Minted>,
@@ -70,6 +82,23 @@ pub struct NodeIdentitySpec {
     /// The newest serving certificate issued for the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving_certificate: Option<IssuedCertificate>,
+    /// The serving addresses independent evidence (the node's Node status, its trusted
+    /// Machine, an inventory entry: anything but the kubelet's own certificate) last
+    /// vouched for at a serving approval, at most [`SERVING_ADDRESSES_KEPT`]. Written
+    /// only when `serving.addressSources` lists `KubeletCertificate`: that source may
+    /// renew an address only within `serving.kubeletCertificateMaxAge` of its entry here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serving_addresses: Vec<VouchedAddress>,
+}
+
+/// A serving address independent evidence vouched for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VouchedAddress {
+    /// Canonical text: an IP address as Rust prints it (IPv4-mapped IPv6 as IPv4), a
+    /// DNS name lower-cased without a trailing dot.
+    pub address: String,
+    pub independently_vouched_at: Timestamp,
 }
 
 /// A host generation: one Machine (one creation of it), one inventory entry, and every
@@ -191,8 +220,8 @@ impl NodeIdentity {
         Some(next)
     }
 
-    /// A record holding its first identity.
-    pub fn first(generation: HostGeneration, minted: Minted, node: &str) -> NodeIdentity {
+    /// A record holding nothing yet, for `node`.
+    pub fn empty(node: &str) -> NodeIdentity {
         NodeIdentity {
             api_version: api_version(),
             kind: kind(),
@@ -202,12 +231,74 @@ impl NodeIdentity {
             },
             spec: NodeIdentitySpec {
                 node: node.to_string(),
-                host_generation: generation,
-                minted: vec![minted],
+                host_generation: None,
+                minted: Vec::new(),
                 client_certificate: None,
                 serving_certificate: None,
+                serving_addresses: Vec::new(),
             },
         }
+    }
+
+    /// A record holding its first identity.
+    pub fn first(generation: HostGeneration, minted: Minted, node: &str) -> NodeIdentity {
+        let mut record = NodeIdentity::empty(node);
+        record.spec.host_generation = Some(generation);
+        record.spec.minted.push(minted);
+        record
+    }
+
+    /// When independent evidence last vouched for serving address `address`, if the
+    /// record says.
+    pub fn vouched_at(&self, address: &AddressValue) -> Option<Timestamp> {
+        self.spec
+            .serving_addresses
+            .iter()
+            .filter(|v| AddressValue::parse(&v.address) == *address)
+            .map(|v| v.independently_vouched_at)
+            .max()
+    }
+
+    /// This record with `addresses` vouched for at `at`, or `None` when every one of them
+    /// was vouched for within [`VOUCHING_REFRESH`] of `at` already (nothing worth a
+    /// write). Beyond [`SERVING_ADDRESSES_KEPT`] the least recently vouched go first.
+    pub fn with_vouched(&self, addresses: &[AddressValue], at: Timestamp) -> Option<NodeIdentity> {
+        let fresh = |address: &AddressValue| {
+            self.vouched_at(address).is_some_and(|then| {
+                at.duration_since(then).as_secs_f64() < VOUCHING_REFRESH.as_secs_f64()
+            })
+        };
+        let wanted: Vec<&AddressValue> = addresses
+            .iter()
+            .filter(|a| !matches!(a, AddressValue::Invalid(_)))
+            .collect();
+        if wanted.iter().all(|a| fresh(a)) {
+            return None;
+        }
+        let mut next = self.clone();
+        next.metadata.managed_fields = None;
+        next.spec.serving_addresses.retain(|v| {
+            !wanted
+                .iter()
+                .any(|a| AddressValue::parse(&v.address) == **a)
+        });
+        next.spec
+            .serving_addresses
+            .extend(wanted.iter().map(|a| VouchedAddress {
+                address: a.to_string(),
+                independently_vouched_at: at,
+            }));
+        // Most recently vouched last; a stable sort keeps the order written otherwise.
+        next.spec
+            .serving_addresses
+            .sort_by_key(|v| v.independently_vouched_at);
+        let excess = next
+            .spec
+            .serving_addresses
+            .len()
+            .saturating_sub(SERVING_ADDRESSES_KEPT);
+        next.spec.serving_addresses.drain(..excess);
+        Some(next)
     }
 
     /// This record with one more identity (the oldest dropped beyond [`MINTED_KEPT`]), or
@@ -223,7 +314,7 @@ impl NodeIdentity {
         }
         let mut next = self.clone();
         next.metadata.managed_fields = None;
-        next.spec.host_generation = generation;
+        next.spec.host_generation = Some(generation);
         next.spec.minted.push(minted);
         let excess = next.spec.minted.len().saturating_sub(MINTED_KEPT);
         next.spec.minted.drain(..excess);
@@ -309,7 +400,10 @@ mod tests {
         }
         assert_eq!(record.spec.minted.len(), MINTED_KEPT);
         assert_eq!(record.spec.minted[0].csr, "csr-3", "the oldest went first");
-        assert_eq!(record.spec.host_generation.key, "g2");
+        assert_eq!(
+            record.spec.host_generation.as_ref().map(|g| g.key.as_str()),
+            Some("g2")
+        );
         let without = record
             .without("csr-5", None)
             .unwrap_or_else(|| panic!("csr-5 is recorded"));
@@ -412,5 +506,110 @@ mod tests {
         assert_eq!(json["spec"]["minted"][0]["csrUid"], "u");
         let back: NodeIdentity = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, record);
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn addresses(texts: &[&str]) -> Vec<AddressValue> {
+        texts.iter().map(|t| AddressValue::parse(t)).collect()
+    }
+
+    #[test]
+    fn vouching_is_written_when_new_or_older_than_the_refresh_interval() {
+        let empty = NodeIdentity::empty("w-1");
+        assert_eq!(empty.with_vouched(&[], at(0)), None, "nothing vouched");
+        let record = empty
+            .with_vouched(&addresses(&["10.0.0.11", "W-1.Example.com."]), at(0))
+            .unwrap_or_else(|| panic!("new addresses are written"));
+        assert_eq!(record.spec.host_generation, None);
+        assert!(record.spec.minted.is_empty());
+        assert_eq!(
+            record.vouched_at(&AddressValue::parse("w-1.example.com")),
+            Some(at(0)),
+            "stored canonical, found by any spelling"
+        );
+        assert_eq!(record.spec.serving_addresses[1].address, "w-1.example.com");
+        assert_eq!(
+            record.with_vouched(&addresses(&["10.0.0.11"]), at(3599)),
+            None,
+            "a renewal within the hour writes nothing"
+        );
+        let refreshed = record
+            .with_vouched(&addresses(&["10.0.0.11"]), at(3600))
+            .unwrap_or_else(|| panic!("an hour later it is refreshed"));
+        assert_eq!(refreshed.spec.serving_addresses.len(), 2);
+        assert_eq!(
+            refreshed.vouched_at(&AddressValue::parse("10.0.0.11")),
+            Some(at(3600))
+        );
+        assert_eq!(
+            refreshed.vouched_at(&AddressValue::parse("w-1.example.com")),
+            Some(at(0)),
+            "an address not vouched again keeps its time"
+        );
+        let grown = record
+            .with_vouched(&addresses(&["10.0.0.11", "10.0.0.12"]), at(60))
+            .unwrap_or_else(|| panic!("one new address is a change"));
+        assert_eq!(grown.spec.serving_addresses.len(), 3);
+        assert_eq!(
+            grown.vouched_at(&AddressValue::parse("10.0.0.11")),
+            Some(at(60))
+        );
+    }
+
+    #[test]
+    fn a_record_keeps_the_most_recently_vouched_addresses() {
+        let mut record = NodeIdentity::first(generation("g"), minted("csr-0", None), "w-1");
+        for n in 0..(SERVING_ADDRESSES_KEPT + 4) {
+            let address = format!("10.0.1.{n}");
+            record = record
+                .with_vouched(&addresses(&[&address]), at(n as i64))
+                .unwrap_or_else(|| panic!("{address} is new"));
+        }
+        assert_eq!(record.spec.serving_addresses.len(), SERVING_ADDRESSES_KEPT);
+        assert_eq!(record.vouched_at(&AddressValue::parse("10.0.1.3")), None);
+        assert_eq!(
+            record.vouched_at(&AddressValue::parse("10.0.1.4")),
+            Some(at(4))
+        );
+        assert_eq!(record.spec.minted.len(), 1, "identities are kept");
+        assert_eq!(
+            record.spec.host_generation.as_ref().map(|g| g.key.as_str()),
+            Some("g")
+        );
+    }
+
+    #[test]
+    fn a_record_without_a_host_generation_reads_and_round_trips() {
+        let json = serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": "w-1"},
+            "spec": {
+                "node": "w-1",
+                "servingAddresses": [
+                    {"address": "10.0.0.11", "independentlyVouchedAt": "2027-01-15T08:00:00Z"}
+                ]
+            }
+        });
+        let record: NodeIdentity =
+            serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(record.spec.host_generation, None);
+        assert!(record.spec.minted.is_empty());
+        let written = serde_json::to_value(&record).unwrap_or_default();
+        assert_eq!(
+            written["spec"]["servingAddresses"],
+            json["spec"]["servingAddresses"]
+        );
+        assert_eq!(written["spec"].get("hostGeneration"), None);
+        let minted_only = NodeIdentity::first(generation("g"), minted("c", None), "w-1");
+        let written = serde_json::to_value(&minted_only).unwrap_or_default();
+        assert_eq!(
+            written["spec"].get("servingAddresses"),
+            None,
+            "absent, not []"
+        );
     }
 }

@@ -7,9 +7,10 @@
 mod builders;
 
 use builders::Request;
-use csr_approver::approval::{RecordError, Written, record_minted, write_verdict};
+use csr_approver::approval::{RecordError, Written, record_minted, record_vouched, write_verdict};
 use csr_approver::decision::{Decision, Reason, Verdict};
 use csr_approver::identity::{HostGeneration, Minted, NodeIdentity};
+use csr_approver::vocabulary::AddressValue;
 use http::{Method, Response, StatusCode};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::client::Body;
@@ -41,6 +42,7 @@ fn approve() -> Decision {
         node: Some("worker-1".to_string()),
         wants: None,
         mints_for: None,
+        vouches_for: Vec::new(),
     }
 }
 
@@ -360,7 +362,8 @@ async fn a_first_identity_creates_the_record_in_one_request() {
     });
     let written = record_minted(&api, "worker-1", None, generation(), minted("first"))
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the record written");
     assert_eq!(written.metadata.resource_version.as_deref(), Some("1"));
     server.await.unwrap();
 }
@@ -452,5 +455,100 @@ async fn a_record_holding_this_csr_already_needs_no_write() {
     let written = record_minted(&api, "worker-1", Some(&seen), generation(), minted("first"))
         .await
         .unwrap();
-    assert_eq!(written, seen);
+    assert_eq!(written, Some(seen));
+}
+
+/// §8: a serving approval under `KubeletCertificate` records the addresses independent
+/// evidence vouched for; a node csr-approver never minted an identity for gets a record
+/// of its own, in one request.
+#[tokio::test]
+async fn vouched_addresses_create_a_record_without_an_identity() {
+    let (api, mut handle) = setup_records();
+    let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    let server = tokio::spawn(async move {
+        let mut created = NodeIdentity::empty("worker-1");
+        created.metadata.resource_version = Some("1".into());
+        let body = expect_body(
+            &mut handle,
+            Method::POST,
+            RECORDS,
+            json_response(StatusCode::CREATED, &json!(created)),
+        )
+        .await;
+        assert_eq!(body["spec"]["node"], "worker-1");
+        assert_eq!(body["spec"].get("hostGeneration"), None, "{body}");
+        assert_eq!(body["spec"]["servingAddresses"][0]["address"], "10.0.0.11");
+        assert_eq!(
+            body["spec"]["servingAddresses"][1]["address"],
+            "worker-1.example.com"
+        );
+        assert_eq!(
+            body["spec"]["servingAddresses"][0]["independentlyVouchedAt"],
+            "2027-01-15T08:00:00Z"
+        );
+    });
+    let addresses = [
+        AddressValue::parse("10.0.0.11"),
+        AddressValue::parse("Worker-1.Example.com."),
+    ];
+    record_vouched(&api, "worker-1", None, &addresses, at)
+        .await
+        .unwrap()
+        .expect("the record written");
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn vouching_refreshed_within_the_hour_needs_no_request() {
+    let (api, _handle) = setup_records();
+    let at = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    let addresses = [AddressValue::parse("10.0.0.11")];
+    let mut seen = record_at("5", &["first"])
+        .with_vouched(&addresses, at)
+        .unwrap();
+    seen.metadata.resource_version = Some("6".into());
+    let later = at + jiff::SignedDuration::from_mins(59);
+    let written = record_vouched(&api, "worker-1", Some(&seen), &addresses, later)
+        .await
+        .unwrap();
+    assert_eq!(written, Some(seen), "no request: the mock would hang");
+}
+
+#[tokio::test]
+async fn vouching_replaces_the_record_conditionally_and_keeps_its_identities() {
+    let (api, mut handle) = setup_records();
+    let seen = record_at("5", &["first"]);
+    let server = tokio::spawn(async move {
+        let body = expect_body(
+            &mut handle,
+            Method::PUT,
+            RECORD,
+            json_response(StatusCode::CONFLICT, &conflict()),
+        )
+        .await;
+        assert_eq!(body["metadata"]["resourceVersion"], "5");
+        assert_eq!(body["spec"]["minted"][0]["csr"], "first");
+        assert_eq!(body["spec"]["servingAddresses"][0]["address"], "10.0.0.11");
+        expect(
+            &mut handle,
+            Method::GET,
+            RECORD,
+            json_response(StatusCode::OK, &json!(record_at("6", &["first"]))),
+        )
+        .await;
+    });
+    let error = record_vouched(
+        &api,
+        "worker-1",
+        Some(&seen),
+        &[AddressValue::parse("10.0.0.11")],
+        jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, RecordError::Stale { live: Some(_), .. }),
+        "{error}"
+    );
+    server.await.unwrap();
 }

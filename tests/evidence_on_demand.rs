@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use builders::Request;
+use csr_approver::identity::NodeIdentity;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use rcgen::{
@@ -149,6 +150,13 @@ async fn an_offline_node_recovers_its_identity_and_a_live_one_is_left_to_an_admi
             "{message}"
         );
     }
+}
+
+async fn identity(scene: &Scene, node: &str) -> Option<NodeIdentity> {
+    Api::<NodeIdentity>::all(scene.admin.clone())
+        .get_opt(node)
+        .await
+        .unwrap()
 }
 
 /// A CA for kubelet serving certificates, kept apart from the cluster CA as OpenShift does.
@@ -289,15 +297,16 @@ async fn a_serving_renewal_keeps_the_addresses_its_current_certificate_holds() {
     node_at(&scene, "worker-1", "127.0.0.21", good.port()).await;
     node_at(&scene, "worker-2", "127.0.0.22", unknown_issuer.port()).await;
     node_at(&scene, "worker-3", "127.0.0.23", someone_elses.port()).await;
-    scene
-        .set_policy(&format!(
-            "serving:\n  allowLoopback: true\n  addressSources: [Node, KubeletCertificate]\n  kubeletServingCAFile: {}\n",
-            ca_file.display()
-        ))
-        .await;
+    let trusting = format!(
+        "serving:\n  allowLoopback: true\n  addressSources: [Node, KubeletCertificate]\n  kubeletServingCAFile: {}\n",
+        ca_file.display()
+    );
+    scene.set_policy(&trusting).await;
     let c = scene.start_controller("replica-a", &[]);
     scene.wait_ready(c).await;
 
+    // §8: the certificate alone never vouches for its own renewal. No independent source
+    // ever vouched for 192.168.50.21: refused, saying so.
     serving_request(
         &scene,
         "renew-1",
@@ -305,12 +314,64 @@ async fn a_serving_renewal_keeps_the_addresses_its_current_certificate_holds() {
         &["127.0.0.21", "192.168.50.21"],
     )
     .await;
+    let note = warning_note(&scene, "renew-1").await;
+    assert!(
+        note.starts_with("ForeignSan: ")
+            && note.contains("ever vouched for it")
+            && note.contains("serving.kubeletCertificateMaxAge"),
+        "{note}"
+    );
+    assert_eq!(scene.condition("renew-1").await, None);
+    assert_eq!(
+        identity(&scene, "worker-1").await,
+        None,
+        "a refusal writes nothing"
+    );
+
+    // An inventory entry vouches for it: approved, and the record (created for a node
+    // csr-approver minted no identity for) remembers that independent evidence did.
+    scene
+        .set_policy(&format!(
+            "{trusting}inventory:\n  - name: worker-1\n    addresses: [192.168.50.21]\n"
+        ))
+        .await;
     let note = approved_note(&scene, "renew-1", c).await;
+    assert!(note.contains("inventory"), "{note}");
+    let record = identity(&scene, "worker-1")
+        .await
+        .expect("a NodeIdentity for worker-1");
+    assert_eq!(record.spec.host_generation, None, "{record:?}");
+    let vouched: Vec<&str> = record
+        .spec
+        .serving_addresses
+        .iter()
+        .map(|v| v.address.as_str())
+        .collect();
+    for address in ["127.0.0.21", "192.168.50.21", "worker-1"] {
+        assert!(vouched.contains(&address), "{address}: {vouched:?}");
+    }
+
+    // The entry gone, the kubelet's certificate renews the address within the bound.
+    scene.set_policy(&trusting).await;
+    serving_request(
+        &scene,
+        "renew-1-again",
+        "worker-1",
+        &["127.0.0.21", "192.168.50.21"],
+    )
+    .await;
+    let note = approved_note(&scene, "renew-1-again", c).await;
     assert!(
         note.contains(&format!(
             "the serving certificate node worker-1's kubelet presents at {good}"
         )),
         "{note}"
+    );
+    let again = identity(&scene, "worker-1").await.expect("the record");
+    // (Compared by entry: the issued certificates may be recorded meanwhile.)
+    assert_eq!(
+        again.spec.serving_addresses, record.spec.serving_addresses,
+        "vouched within the hour: not written again"
     );
 
     // Refusals, each for the rule it breaks; none is approved.

@@ -111,8 +111,12 @@ async fn a_host_generation_keeps_one_identity_after_the_cleaner_and_a_restart() 
     assert_eq!(recorded.spec.minted[0].csr, "first");
     assert_eq!(recorded.spec.minted[0].reason, "NewNodeMachine");
     assert_eq!(
-        recorded.spec.host_generation.names,
-        ["worker-1", "worker-1.example.com"]
+        recorded
+            .spec
+            .host_generation
+            .as_ref()
+            .map(|g| g.names.as_slice()),
+        Some(&["worker-1".to_string(), "worker-1.example.com".to_string()][..])
     );
     let table = scene.cp.kubectl(&["get", "nodeidentities"]);
     let table = String::from_utf8_lossy(&table.stdout);

@@ -43,6 +43,10 @@ fn empty_document_gives_safe_defaults() {
     assert_eq!(p.client.max_new_nodes_per_hour, MaxNewNodes::Auto);
     assert_eq!(p.serving.cluster_domain, "cluster.local");
     assert!(!p.serving.allow_loopback);
+    assert_eq!(
+        p.serving.kubelet_certificate_max_age.0.as_secs(),
+        30 * 24 * 3600
+    );
     // Machines: only OpenShift's, only from openshift-machine-api.
     assert_eq!(p.machines.api_groups, ["machine.openshift.io"]);
     assert!(
@@ -525,6 +529,42 @@ fn a_recovery_window_that_forgets_is_rejected() {
         "client: {recovery: {window: 10m}}",
     ] {
         Policy::from_yaml(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+    }
+}
+
+/// §8: a bound on how long the kubelet's own certificate renews its addresses that
+/// bounds nothing (0s), or hardly anything (over a year), is refused, naming the field.
+#[test]
+fn a_kubelet_certificate_max_age_that_bounds_nothing_is_rejected() {
+    let field = "serving.kubeletCertificateMaxAge";
+    assert_rejected(
+        "serving: {kubeletCertificateMaxAge: 0s}",
+        field,
+        "0s bounds nothing",
+    );
+    assert_rejected(
+        "serving: {addressSources: [Node, KubeletCertificate], kubeletCertificateMaxAge: 0s}",
+        field,
+        "0s bounds nothing",
+    );
+    assert_rejected(
+        "serving: {kubeletCertificateMaxAge: 30m}",
+        field,
+        "shorter than 1h",
+    );
+    assert_rejected(
+        "serving: {kubeletCertificateMaxAge: 9000h}",
+        field,
+        "longer than 8760h",
+    );
+    let (path, message) = error_of("serving: {kubeletCertificateMaxAge: -1h}");
+    assert!(path.starts_with(field), "{path}");
+    assert!(message.contains("negative"), "{message}");
+    for ok in ["1h", "720h", "8760h", "30d"] {
+        let yaml = format!(
+            "serving: {{addressSources: [Node, KubeletCertificate], kubeletCertificateMaxAge: {ok}}}"
+        );
+        Policy::from_yaml(&yaml).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
     }
 }
 

@@ -1,5 +1,7 @@
-//! Recording an identity in its node's `NodeIdentity` before the approval that mints it
-//! (`identity`), and taking the entry back when that approval was never written.
+//! Recording in a node's `NodeIdentity`, before the approval that needs it, an identity
+//! it mints (`record_minted`) or the serving addresses independent evidence vouched for
+//! (`record_vouched`), and taking an identity's entry back when its approval was never
+//! written.
 //!
 //! The decision was taken on the cache's copy of the record, and the write is made against
 //! exactly that copy: a create when the decision saw none (409 if one exists), a replace
@@ -8,9 +10,11 @@
 //! is read and the CSR is decided again on it: never a lost entry, never a decision on a
 //! record older than the one written.
 
+use jiff::Timestamp;
 use kube::api::{Api, PostParams};
 
 use crate::identity::{HostGeneration, Minted, NodeIdentity};
+use crate::vocabulary::AddressValue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -35,34 +39,28 @@ impl RecordError {
     }
 }
 
-/// Adds `minted` to `node`'s record, whose version the decision saw is `seen` (`None`: no
-/// record). Returns the record as written, for the cache. The write is conditional on
-/// that version — a create fails when a record exists, a replace when it changed — so one
-/// request suffices; only a conflict reads the live record, for the decision to be taken
-/// again on it.
-pub async fn record_minted(
+/// Writes the change `change` makes to `node`'s record as the decision saw it, `seen`
+/// (`None`: no record): `change` returns the record to write, or `None` when it already
+/// holds what the approval needs. The write is conditional on that version — a create
+/// fails when a record exists, a replace when it changed — so one request suffices; only
+/// a conflict reads the live record, for the decision to be taken again on it. Returns
+/// the record as it now is, for the cache (`None`: none, and none needed).
+async fn record(
     api: &Api<NodeIdentity>,
     node: &str,
     seen: Option<&NodeIdentity>,
-    generation: HostGeneration,
-    minted: Minted,
-) -> Result<NodeIdentity, RecordError> {
+    change: impl FnOnce(Option<&NodeIdentity>) -> Option<NodeIdentity>,
+) -> Result<Option<NodeIdentity>, RecordError> {
+    let Some(next) = change(seen) else {
+        return Ok(seen.cloned());
+    };
     let written = match seen {
-        None => {
-            api.create(
-                &PostParams::default(),
-                &NodeIdentity::first(generation, minted, node),
-            )
-            .await
-        }
-        Some(record) => match record.with_minted(generation, minted) {
-            // Recorded already: this CSR's approval was interrupted after its record.
-            None => return Ok(record.clone()),
-            Some(next) => api.replace(node, &PostParams::default(), &next).await,
-        },
+        None => api.create(&PostParams::default(), &next).await,
+        // `next` carries the resourceVersion the decision saw.
+        Some(_) => api.replace(node, &PostParams::default(), &next).await,
     };
     match written {
-        Ok(record) => Ok(record),
+        Ok(record) => Ok(Some(record)),
         Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
             Err(RecordError::Stale {
                 node: node.to_string(),
@@ -74,6 +72,39 @@ pub async fn record_minted(
             source,
         }),
     }
+}
+
+/// Adds `minted` to `node`'s record (see [`record`]): a crash between this write and the
+/// approval leaves an identity recorded, never one approved and forgotten.
+pub async fn record_minted(
+    api: &Api<NodeIdentity>,
+    node: &str,
+    seen: Option<&NodeIdentity>,
+    generation: HostGeneration,
+    minted: Minted,
+) -> Result<Option<NodeIdentity>, RecordError> {
+    record(api, node, seen, |seen| match seen {
+        None => Some(NodeIdentity::first(generation, minted, node)),
+        // `None`: recorded already; this CSR's approval was interrupted after its record.
+        Some(record) => record.with_minted(generation, minted),
+    })
+    .await
+}
+
+/// Records in `node`'s record (see [`record`]) that independent evidence vouched for
+/// serving `addresses` at `at`, unless it says so already within the refresh interval.
+pub async fn record_vouched(
+    api: &Api<NodeIdentity>,
+    node: &str,
+    seen: Option<&NodeIdentity>,
+    addresses: &[AddressValue],
+    at: Timestamp,
+) -> Result<Option<NodeIdentity>, RecordError> {
+    record(api, node, seen, |seen| {
+        seen.map_or_else(|| NodeIdentity::empty(node), Clone::clone)
+            .with_vouched(addresses, at)
+    })
+    .await
 }
 
 /// Takes back the entry of CSR `name`/`uid` from `node`'s record: its approval was never

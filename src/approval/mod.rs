@@ -15,7 +15,7 @@ mod write;
 mod written;
 
 pub use event::{event_for, failure_event, publish};
-pub use identity::{RecordError, record_minted, take_back};
+pub use identity::{RecordError, record_minted, record_vouched, take_back};
 pub use publisher::Publisher;
 pub use write::{Written, write_verdict};
 pub use written::{
@@ -139,6 +139,7 @@ pub(crate) mod fixtures {
             node: Some("worker-1".to_string()),
             wants: None,
             mints_for: None,
+            vouches_for: Vec::new(),
         }
     }
 
@@ -160,6 +161,7 @@ pub(crate) mod fixtures {
             node: None,
             wants: None,
             mints_for: None,
+            vouches_for: Vec::new(),
         }
     }
 }

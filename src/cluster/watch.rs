@@ -89,7 +89,13 @@ impl Cached for NodeIdentity {
 /// The nodes whose pending CSRs a record concerns: its node and every name of its host.
 fn identity_concerns(record: &NodeIdentity) -> Vec<String> {
     std::iter::once(record.name().to_string())
-        .chain(record.spec.host_generation.names.iter().cloned())
+        .chain(
+            record
+                .spec
+                .host_generation
+                .iter()
+                .flat_map(|g| g.names.iter().cloned()),
+        )
         .collect()
 }
 

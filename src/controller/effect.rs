@@ -86,6 +86,7 @@ mod tests {
             node: None,
             wants: None,
             mints_for: None,
+            vouches_for: Vec::new(),
         }
     }
 

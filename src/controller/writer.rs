@@ -13,7 +13,7 @@ use super::effect::Effect;
 use super::explain::{explain, explain_write_failure};
 use crate::approval::{self, Written};
 use crate::decision::{CsrFacts, Decision, Verdict};
-use crate::identity::Minted;
+use crate::identity::{Minted, NodeIdentity};
 use crate::inventory::CsrState;
 use crate::metrics::Metrics;
 
@@ -85,39 +85,62 @@ pub(super) async fn apply(
     Ok(effect.action())
 }
 
-/// Records the identity an approval mints in its node's `NodeIdentity`, before the
-/// approval is written: a crash in between leaves an identity recorded and not approved
-/// (the same CSR decided again finds its own entry), never one approved and forgotten.
-/// Whether it recorded one.
+/// Records what an approval needs in its node's `NodeIdentity`, before the approval is
+/// written: the identity it mints — a crash in between leaves an identity recorded and
+/// not approved (the same CSR decided again finds its own entry), never one approved and
+/// forgotten — or, for a serving approval under `KubeletCertificate`, the addresses
+/// independent evidence vouched for. Whether it recorded an identity (which must be taken
+/// back if the approval is not written; a vouching stays true either way).
 async fn record_identity(
     ctx: &Context,
     facts: &CsrFacts,
     decision: &Decision,
 ) -> Result<bool, approval::RecordError> {
-    let (Verdict::Approve, Some(generation), Some(node)) =
-        (decision.verdict, &decision.mints_for, &decision.node)
-    else {
+    let (Verdict::Approve, Some(node)) = (decision.verdict, &decision.node) else {
         return Ok(false);
     };
     let seen = ctx.cache.read().identity(node).cloned();
-    let minted = Minted {
-        csr: facts.name.clone(),
-        csr_uid: facts.uid.clone(),
-        reason: decision.reason.as_str().to_string(),
-        requester: facts.username.clone(),
-        at: Timestamp::now(),
-        host_generation: generation.key.clone(),
+    if let Some(generation) = &decision.mints_for {
+        let minted = Minted {
+            csr: facts.name.clone(),
+            csr_uid: facts.uid.clone(),
+            reason: decision.reason.as_str().to_string(),
+            requester: facts.username.clone(),
+            at: Timestamp::now(),
+            host_generation: generation.key.clone(),
+        };
+        let record = approval::record_minted(
+            &ctx.identities,
+            node,
+            seen.as_ref(),
+            generation.clone(),
+            minted,
+        )
+        .await?;
+        ctx.cache.remember_identity(node, record);
+        return Ok(true);
+    }
+    let now = Timestamp::now();
+    let stale = |record: Option<&NodeIdentity>| {
+        record
+            .map_or_else(|| NodeIdentity::empty(node), Clone::clone)
+            .with_vouched(&decision.vouches_for, now)
+            .is_some()
     };
-    let record = approval::record_minted(
-        &ctx.identities,
-        node,
-        seen.as_ref(),
-        generation.clone(),
-        minted,
-    )
-    .await?;
-    ctx.cache.remember_identity(node, Some(record));
-    Ok(true)
+    // Asked of the cache first: a renewal storm whose addresses were vouched for within
+    // the hour costs no read and no write.
+    if !decision.vouches_for.is_empty() && stale(seen.as_ref()) {
+        let record = approval::record_vouched(
+            &ctx.identities,
+            node,
+            seen.as_ref(),
+            &decision.vouches_for,
+            now,
+        )
+        .await?;
+        ctx.cache.remember_identity(node, record);
+    }
+    Ok(false)
 }
 
 /// The approval recorded was not written: take its entry back, so that it holds no later

@@ -97,6 +97,7 @@ pub(super) fn decide_client(
         reason,
         message: format!("{message}; requested by {bootstrapper}"),
         mints_for: Some(generation.record),
+        vouches_for: Vec::new(),
     })
 }
 
@@ -311,6 +312,7 @@ fn decide_client_renewal(
     }
     Ok(Approval {
         mints_for: None,
+        vouches_for: Vec::new(),
         reason: Reason::ClientRenewal,
         message: format!(
             "renewal requested by {} for its own registered Node",

@@ -165,7 +165,11 @@ pub(super) fn check_no_identity_yet(
                 minted.csr,
                 minted.reason,
                 minted.at,
-                record.spec.host_generation.source,
+                record
+                    .spec
+                    .host_generation
+                    .as_ref()
+                    .map_or("unrecorded", |g| g.source.as_str()),
                 remedy(name, minted)
             )));
         }

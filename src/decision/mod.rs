@@ -44,7 +44,7 @@ use crate::identity::HostGeneration;
 use crate::inventory::{CsrState, Inventory};
 use crate::policy::Policy;
 use crate::request::{ParsedRequest, RequestError};
-use crate::vocabulary::Signer;
+use crate::vocabulary::{AddressValue, Signer};
 
 /// A Machine may be created slightly after the CSR its host sends (clock skew between the
 /// machine controller and the apiserver); no more than this.
@@ -128,6 +128,12 @@ pub struct Decision {
     /// generation it is minted for, which the controller records (`NodeIdentity`) before
     /// it writes the approval.
     pub mints_for: Option<HostGeneration>,
+    /// For a serving approval under a policy that trusts `KubeletCertificate`: the SANs
+    /// an independent source (Node status, trusted Machine, inventory entry) vouched for,
+    /// which the controller records in the node's `NodeIdentity` before it writes the
+    /// approval — the record that bounds how long the kubelet's own certificate may renew
+    /// them. Empty otherwise: the default serving path writes nothing else.
+    pub vouches_for: Vec<AddressValue>,
 }
 
 /// An approval, before it becomes a `Decision`.
@@ -135,6 +141,7 @@ struct Approval {
     reason: Reason,
     message: String,
     mints_for: Option<HostGeneration>,
+    vouches_for: Vec<AddressValue>,
 }
 
 /// A refusal before the policy's `deny` switch is applied.
@@ -223,6 +230,7 @@ pub fn decide(csr: &CsrFacts, inventory: &Inventory, policy: &Policy, now: Times
             reason,
             message,
             mints_for,
+            vouches_for,
         }) => Decision {
             verdict: Verdict::Approve,
             reason,
@@ -230,6 +238,7 @@ pub fn decide(csr: &CsrFacts, inventory: &Inventory, policy: &Policy, now: Times
             node,
             wants: None,
             mints_for,
+            vouches_for,
         },
         Err(refusal) => refused(csr, refusal, node, policy),
     }
@@ -243,6 +252,7 @@ fn ignore(reason: Reason, message: String) -> Decision {
         node: None,
         wants: None,
         mints_for: None,
+        vouches_for: Vec::new(),
     }
 }
 
@@ -275,5 +285,6 @@ fn refused(csr: &CsrFacts, refusal: Refusal, node: Option<String>, policy: &Poli
         node,
         wants,
         mints_for: None,
+        vouches_for: Vec::new(),
     }
 }

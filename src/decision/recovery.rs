@@ -99,6 +99,7 @@ pub(super) fn decide_recovery(
     check_once_per_window(csr, node, inventory, recovery.window.0, now)?;
     Ok(Approval {
         mints_for: Some(generation.record.clone()),
+        vouches_for: Vec::new(),
         reason: Reason::NodeRecovery,
         message: format!(
             "Node {node} recovers its identity: its Lease {lease_name} has not been renewed for {} (client.recovery.offlineFor {}), {identity} still names it, and no other bootstrapper-requested identity for it was approved within client.recovery.window {}",

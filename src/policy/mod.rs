@@ -127,6 +127,7 @@ impl Policy {
             });
         }
         self.client.validate()?;
+        self.serving.validate()?;
         for (index, entry) in self.inventory.iter().enumerate() {
             entry.validate(index)?;
         }

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AnchoredRegex, Cidr, DEFAULT_MAX_EXPIRATION_SECONDS};
+use std::time::Duration;
+
+use super::{AnchoredRegex, Cidr, DEFAULT_MAX_EXPIRATION_SECONDS, HumanDuration, PolicyError};
 use crate::vocabulary::canonical_dns_name;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -33,6 +35,12 @@ pub struct ServingPolicy {
     /// `KubeletCertificate`.
     #[serde(rename = "kubeletServingCAFile")]
     pub kubelet_serving_ca_file: String,
+    /// With `KubeletCertificate` a source: a SAN only the kubelet's own certificate
+    /// vouches for is the node's only while independent evidence (Node status, a trusted
+    /// Machine, an inventory entry) vouched for it at a serving approval within this long
+    /// (the node's `NodeIdentity` remembers when). Without it an address certified once
+    /// would stay renewable forever on the strength of its own certificate.
+    pub kubelet_certificate_max_age: HumanDuration,
     /// Names and addresses no node may have certified, beside those csr-approver reads from
     /// the cluster (the API server's endpoints): load balancers, ingress VIPs.
     pub reserved: ReservedPolicy,
@@ -118,12 +126,48 @@ impl Default for ServingPolicy {
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             allow_loopback: false,
             kubelet_serving_ca_file: DEFAULT_KUBELET_SERVING_CA_FILE.to_string(),
+            kubelet_certificate_max_age: HumanDuration(DEFAULT_KUBELET_CERTIFICATE_MAX_AGE),
             reserved: ReservedPolicy::default(),
         }
     }
 }
 
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// `serving.kubeletCertificateMaxAge` by default: 30 days.
+pub const DEFAULT_KUBELET_CERTIFICATE_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The longest `serving.kubeletCertificateMaxAge` accepted: a year, the longest a
+/// kubelet serving certificate usually lives. Longer, the bound is hardly one.
+pub const MAX_KUBELET_CERTIFICATE_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+impl ServingPolicy {
+    pub(super) fn validate(&self) -> Result<(), PolicyError> {
+        let max_age = self.kubelet_certificate_max_age.0;
+        let error = |message: String| PolicyError {
+            path: "serving.kubeletCertificateMaxAge".to_string(),
+            message,
+        };
+        if max_age.is_zero() {
+            return Err(error(
+                "0s bounds nothing: give how long after independent evidence last vouched for an address the kubelet's own certificate may renew it (e.g. 720h)".to_string(),
+            ));
+        }
+        if max_age < crate::identity::VOUCHING_REFRESH {
+            return Err(error(format!(
+                "{} is shorter than 1h, the interval at which csr-approver refreshes its record of independently vouched addresses",
+                humantime::format_duration(max_age)
+            )));
+        }
+        if max_age > MAX_KUBELET_CERTIFICATE_MAX_AGE {
+            return Err(error(format!(
+                "{} is longer than 8760h (a year): an address certified once would stay renewable on its own certificate for nearly as long as without a bound",
+                humantime::format_duration(max_age)
+            )));
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -482,6 +482,23 @@ impl World {
         self
     }
 
+    /// `address` in `node`'s record as last vouched for by independent evidence at `at`
+    /// (`spec.servingAddresses`), the record created if `node` has none.
+    pub fn vouched(mut self, node: &str, address: &str, at: Timestamp) -> World {
+        let address = [AddressValue::parse(address)];
+        let index = match self.identities.iter().position(|r| r.spec.node == node) {
+            Some(index) => index,
+            None => {
+                self.identities.push(NodeIdentity::empty(node));
+                self.identities.len() - 1
+            }
+        };
+        if let Some(next) = self.identities[index].with_vouched(&address, at) {
+            self.identities[index] = next;
+        }
+        self
+    }
+
     pub fn inventory(&self) -> Inventory {
         let mut inventory = Inventory::new(
             self.nodes.iter().cloned(),

@@ -12,7 +12,10 @@
 //!    Machine linked to it, a policy inventory entry naming it, and — opt-in — the serving
 //!    certificate its kubelet presents today, verified against the kubelet-serving CA
 //!    (`serving.addressSources`: a renewal keeps addresses no status lists, such as a
-//!    secondary network's).
+//!    secondary network's). That certificate vouches for an address only within
+//!    `serving.kubeletCertificateMaxAge` of the last approval at which an independent
+//!    source did (the node's `NodeIdentity`, which such approvals refresh): it cannot
+//!    feed itself forever.
 //! 7. No other host's claim outranks the node's (see `claims` for the model): a trusted
 //!    claim (a trusted Machine — for its linked Node and every host name it gives —, a
 //!    named inventory entry, a Node's name; whatever `addressSources` says) outranks a
@@ -35,7 +38,7 @@ use jiff::Timestamp;
 use super::common::{check_nodes_group, usage_set};
 use super::{Approval, CsrFacts, Reason, Refusal, refuse, reserved};
 use crate::inventory::Inventory;
-use crate::policy::{InventoryEntry, Policy};
+use crate::policy::{AddressSource, InventoryEntry, Policy};
 use crate::request::ParsedRequest;
 use crate::vocabulary::{AddressValue, NODE_USER_PREFIX, canonical_dns_name};
 
@@ -72,15 +75,23 @@ pub(super) fn decide_serving(
     }
     let owned = ownership::owned_addresses(node, inventory, policy, now);
     let mut evidence = BTreeSet::new();
+    let mut vouched = Vec::new();
     for san in &sans {
-        match owned.iter().find(|(value, _)| *value == san.value) {
-            Some((_, source)) => {
-                evidence.insert(source.clone());
+        let mut sources = owned.iter().filter(|o| o.value == san.value).peekable();
+        let Some(first) = sources.peek() else {
+            return Err(ownership::not_owned(
+                san, node, &owned, inventory, policy, now,
+            ));
+        };
+        let first_source = first.source.clone();
+        match sources.find(|o| !o.by_own_certificate) {
+            Some(independent) => {
+                evidence.insert(independent.source.clone());
+                vouched.push(san.value.clone());
             }
             None => {
-                return Err(ownership::not_owned(
-                    san, node, &owned, inventory, policy, now,
-                ));
+                ownership::bounded(san, node, &first_source, inventory, policy, now)?;
+                evidence.insert(first_source);
             }
         }
     }
@@ -93,8 +104,19 @@ pub(super) fn decide_serving(
         .filter(|e| e.matches(node))
         .collect();
     fences::check_fences(&sans, node, policy, &entries)?;
+    // Only the bounded source needs the record: without it a serving approval writes
+    // nothing but its verdict.
+    let trusts_own_certificate = policy
+        .serving
+        .address_sources
+        .contains(&AddressSource::KubeletCertificate);
     Ok(Approval {
         mints_for: None,
+        vouches_for: if trusts_own_certificate {
+            vouched
+        } else {
+            Vec::new()
+        },
         reason: Reason::ServingAddressesVerified,
         message: format!(
             "every SAN ({}) belongs to node {node} and to no other owner: {}",

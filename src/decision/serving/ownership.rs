@@ -12,32 +12,49 @@ use crate::inventory::{Inventory, MachineInfo};
 use crate::policy::{AddressSource, Policy};
 use crate::vocabulary::AddressValue;
 
+/// An address of the node, with the source that gives it.
+pub(super) struct Owned {
+    pub value: AddressValue,
+    pub source: String,
+    /// Whether the source is the kubelet's own current certificate, which may renew an
+    /// address only for a while after independent evidence vouched for it (`bounded`).
+    pub by_own_certificate: bool,
+}
+
+fn independent(value: &AddressValue, source: String) -> Owned {
+    Owned {
+        value: value.clone(),
+        source,
+        by_own_certificate: false,
+    }
+}
+
 /// The node's addresses from the sources the policy trusts, each with where it came from.
 pub(super) fn owned_addresses(
     node: &str,
     inventory: &Inventory,
     policy: &Policy,
     now: Timestamp,
-) -> Vec<(AddressValue, String)> {
+) -> Vec<Owned> {
     let sources = &policy.serving.address_sources;
-    let mut owned: Vec<(AddressValue, String)> = Vec::new();
+    let mut owned: Vec<Owned> = Vec::new();
     if sources.contains(&AddressSource::Node)
         && let Some(info) = inventory.node(node)
     {
         owned.extend(
             info.addresses
                 .iter()
-                .map(|a| (a.value.clone(), format!("Node {node} {}", a.kind))),
+                .map(|a| independent(&a.value, format!("Node {node} {}", a.kind))),
         );
     }
     if sources.contains(&AddressSource::Machine) {
         for machine in linked_machines(node, inventory, policy) {
-            owned.extend(machine.addresses.iter().map(|a| {
-                (
-                    a.value.clone(),
-                    format!("{} {}", machine.describe(), a.kind),
-                )
-            }));
+            owned.extend(
+                machine
+                    .addresses
+                    .iter()
+                    .map(|a| independent(&a.value, format!("{} {}", machine.describe(), a.kind))),
+            );
         }
     }
     if sources.contains(&AddressSource::KubeletCertificate)
@@ -48,22 +65,60 @@ pub(super) fn owned_addresses(
             "the serving certificate node {node}'s kubelet presents at {} (serial {}, valid until {})",
             current.endpoint, current.serial, current.not_after
         );
-        owned.extend(
-            current
-                .addresses
-                .iter()
-                .map(|a| (a.clone(), source.clone())),
-        );
+        owned.extend(current.addresses.iter().map(|a| Owned {
+            value: a.clone(),
+            source: source.clone(),
+            by_own_certificate: true,
+        }));
     }
     for entry in policy.inventory.iter().filter(|e| e.matches(node)) {
         owned.extend(
             entry
                 .addresses
                 .iter()
-                .map(|a| (a.clone(), entry.describe())),
+                .map(|a| independent(a, entry.describe())),
         );
     }
     owned
+}
+
+/// A SAN only the kubelet's own certificate vouches for is the node's only while the
+/// node's `NodeIdentity` shows independent evidence vouched for it within
+/// `serving.kubeletCertificateMaxAge`: each renewal approved on a certificate issues one
+/// with the same SANs, so without this bound an address certified once — by a hand
+/// approval, by evidence since withdrawn — would stay renewable forever.
+pub(super) fn bounded(
+    san: &San,
+    node: &str,
+    certificate_source: &str,
+    inventory: &Inventory,
+    policy: &Policy,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    let max_age = policy.serving.kubelet_certificate_max_age.0;
+    let vouched = inventory
+        .identity(node)
+        .and_then(|record| record.vouched_at(&san.value));
+    let since = match vouched {
+        Some(at) if now.duration_since(at).as_secs_f64() <= max_age.as_secs_f64() => {
+            return Ok(());
+        }
+        Some(at) => format!(
+            "no independent source (Node status, trusted Machine, inventory entry) has vouched for it since {at} (NodeIdentity {node})"
+        ),
+        None => format!(
+            "no independent source (Node status, trusted Machine, inventory entry) ever vouched for it at an approval (NodeIdentity {node} has no entry for it)"
+        ),
+    };
+    Err(refuse(
+        Reason::ForeignSan,
+        format!(
+            "{} SAN {} is vouched for only by {certificate_source}; {since}, and serving.kubeletCertificateMaxAge ({}) lets a certificate renew its own addresses only that long after; give the address a trusted source (the node's Machine, an inventory entry's addresses) or approve by hand",
+            san.kind,
+            san.value,
+            humantime::format_duration(max_age)
+        ),
+    ))
 }
 
 pub(super) fn linked_machines<'a>(
@@ -80,7 +135,7 @@ pub(super) fn linked_machines<'a>(
 pub(super) fn not_owned(
     san: &San,
     node: &str,
-    owned: &[(AddressValue, String)],
+    owned: &[Owned],
     inventory: &Inventory,
     policy: &Policy,
     now: Timestamp,
@@ -103,7 +158,7 @@ pub(super) fn not_owned(
         );
     }
     let mut known: Vec<String> = Vec::new();
-    for (value, _) in owned {
+    for Owned { value, .. } in owned {
         let text = value.to_string();
         if !known.contains(&text) {
             known.push(text);
