@@ -101,7 +101,10 @@ async fn a_write_refused_by_rbac_is_seen_everywhere_and_recovers_when_rbac_is_ba
     let (type_, _, note) = &warned[0];
     assert_eq!(type_, "Warning");
     assert!(
-        note.contains("writing the Approved condition failed: HTTP 403 Forbidden:")
+        // The identity it mints is recorded first: that is the write RBAC refuses.
+        note.contains(
+            "recording the identity it mints in NodeIdentity worker-1, before writing the Approved condition, failed: HTTP 403 Forbidden:"
+        )
             && note.contains("forbidden")
             && note.contains("ClusterRoleBinding"),
         "{note}"

@@ -323,12 +323,31 @@ fn client_csr(name: &str, pem: Vec<u8>) -> CertificateSigningRequest {
     }
 }
 
-/// The cluster as an admin finds it mid-join: the policy ConfigMap expects host
+/// The cluster as an admin finds it mid-join (csr-approver's CRD installed): the policy
+/// ConfigMap expects host
 /// `plugin-worker-1`; its client CSR is pending, a forged one (`O=system:masters`) too, and
 /// an earlier CSR of another host is already approved.
 async fn mid_join(cp: &harness::ControlPlane) {
     let admin = cp.admin_client();
     ensure_namespace(&admin, "csr-approver").await;
+    // Installed as the chart installs it: `check` reads csr-approver's identity records.
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/crd.yaml");
+    for args in [
+        &["apply", "-f", crd][..],
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/nodeidentities.csr-approver.io",
+            "--timeout=60s",
+        ],
+    ] {
+        let out = cp.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let policy = ConfigMap {
         metadata: ObjectMeta {
             name: Some("csr-approver-policy".to_owned()),

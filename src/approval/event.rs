@@ -74,6 +74,9 @@ pub fn failure_event(decision: &Decision, error: &ApprovalError) -> Event {
     let cause = error.cause();
     let what = match error {
         ApprovalError::Reread { .. } => "re-reading the CSR after a conflict".to_string(),
+        ApprovalError::Record { node, .. } => format!(
+            "recording the identity it mints in NodeIdentity {node}, before writing the {written} condition,"
+        ),
         _ => format!("writing the {written} condition"),
     };
     let failure = match error.source_error() {
@@ -85,7 +88,7 @@ pub fn failure_event(decision: &Decision, error: &ApprovalError) -> Event {
     };
     let hint = match cause {
         "forbidden" => {
-            " csr-approver may not write it: check the ClusterRoleBinding and ClusterRole csr-approver (update on certificatesigningrequests/approval, approve on the signer)."
+            " csr-approver may not write it: check the ClusterRoleBinding and ClusterRole csr-approver (update on certificatesigningrequests/approval, approve on the signer, create and update on nodeidentities)."
         }
         "unauthorized" => {
             " The apiserver does not accept csr-approver's credentials (an expired or revoked ServiceAccount token)."

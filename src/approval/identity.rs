@@ -31,6 +31,18 @@ pub enum RecordError {
 }
 
 impl RecordError {
+    /// The failure as the approval's own (its Event, metric and retry): an approval that
+    /// mints an identity is not written without its record. A stale record is no failure
+    /// (the CSR is decided again) and comes back as it was.
+    pub fn into_approval_failure(self) -> Result<super::ApprovalError, RecordError> {
+        match self {
+            RecordError::Read { node, source } | RecordError::Write { node, source } => {
+                Ok(super::ApprovalError::Record { node, source })
+            }
+            stale @ RecordError::Stale { .. } => Err(stale),
+        }
+    }
+
     pub fn source_error(&self) -> Option<&kube::Error> {
         match self {
             RecordError::Read { source, .. } | RecordError::Write { source, .. } => Some(source),

@@ -62,15 +62,18 @@ pub enum ApprovalError {
     /// it was judged; the apiserver's 409 on a stale version is what prevents that.
     #[error("{name} has no resourceVersion: refusing an unconditional write")]
     NoResourceVersion { name: String },
+    /// The identity an approval mints is recorded first: without its record, no approval.
+    #[error("recording the identity in NodeIdentity {node}: {source}")]
+    Record { node: String, source: kube::Error },
 }
 
 impl ApprovalError {
     /// The API error behind the failure, if it came from the apiserver or the transport.
     pub fn source_error(&self) -> Option<&kube::Error> {
         match self {
-            ApprovalError::Write { source, .. } | ApprovalError::Reread { source, .. } => {
-                Some(source)
-            }
+            ApprovalError::Write { source, .. }
+            | ApprovalError::Reread { source, .. }
+            | ApprovalError::Record { source, .. } => Some(source),
             ApprovalError::NoResourceVersion { .. } => None,
         }
     }

@@ -36,9 +36,15 @@ pub(super) async fn apply(
                     .remember_identity(&node, live.map(|record| *record));
                 return Ok(Action::requeue(Duration::from_secs(1)));
             }
-            Err(error) => {
+            Err(failure) => {
                 ctx.metrics.count_api_error("update");
-                return Err(error.into());
+                return match failure.into_approval_failure() {
+                    Ok(error) => {
+                        explain_write_failure(ctx, csr, decision, &error).await;
+                        Err(error.into())
+                    }
+                    Err(stale) => Err(stale.into()),
+                };
             }
         };
         let written = approval::write_verdict(&ctx.csrs, csr, decision).await;
