@@ -1217,7 +1217,12 @@ fn an_unreachable_server_is_named_with_its_context() {
 
 /// `csr` with `created` and these status conditions (type, reason, lastUpdateTime) and,
 /// when `issued`, a certificate.
-fn with_status(mut csr: Value, created: &str, conditions: &[(&str, &str, &str)], issued: bool) -> Value {
+fn with_status(
+    mut csr: Value,
+    created: &str,
+    conditions: &[(&str, &str, &str)],
+    issued: bool,
+) -> Value {
     csr["metadata"]["creationTimestamp"] = json!(created);
     let conditions: Vec<Value> = conditions
         .iter()
@@ -1355,10 +1360,21 @@ fn hygiene_summarises_a_dump_by_cause_in_json() {
         .unwrap_or_else(|| panic!("{table}"));
     assert_eq!(
         denied_row.split_whitespace().collect::<Vec<_>>(),
-        ["denied", "2", "4h", "worker-1", "(2)", "csr-denied-1,", "csr-denied-2"],
+        [
+            "denied",
+            "2",
+            "4h",
+            "worker-1",
+            "(2)",
+            "csr-denied-1,",
+            "csr-denied-2"
+        ],
         "{table}"
     );
-    assert!(table.contains("pending_too_long: pending longer than the kubelet waits"), "{table}");
+    assert!(
+        table.contains("pending_too_long: pending longer than the kubelet waits"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -1372,5 +1388,9 @@ fn hygiene_takes_no_csr_names_and_no_pending() {
     );
     let out = run(&["check", "--hygiene", "--pending"]);
     assert_eq!(out.status.code(), Some(2), "a clap usage error");
-    assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -7,8 +7,8 @@ use jiff::Timestamp;
 
 use super::policy::load_policy;
 use crate::check::{self, ColorChoice, OutputFormat};
-use crate::hygiene::{self, HygieneReport};
 use crate::facts;
+use crate::hygiene::{self, HygieneReport};
 use crate::inventory::CsrState;
 use crate::objects::ObjectSet;
 use crate::policy::Policy;

@@ -132,6 +132,10 @@ mod tests {
             inventory.remove_csr("denied-2");
         });
         refresh_gauges(&cache, &policy, &metrics);
-        assert_eq!(stale(&metrics, "denied"), 0, "garbage-collected: gone from the gauge");
+        assert_eq!(
+            stale(&metrics, "denied"),
+            0,
+            "garbage-collected: gone from the gauge"
+        );
     }
 }

@@ -65,7 +65,9 @@ impl StaleCause {
             StaleCause::NotIssued => {
                 "approved more than 5 minutes ago and still no certificate: no signer is acting on it"
             }
-            StaleCause::Denied => "denied: final, the kubelet must ask again",
+            StaleCause::Denied => {
+                "final: its kubelet must ask again (they pile up when a kubelet keeps asking and is refused)"
+            }
             StaleCause::UnknownRequester => {
                 "pending, from a requester nothing approves (neither system:node:<name> nor a bootstrapper of the policy)"
             }

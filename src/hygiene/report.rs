@@ -91,7 +91,7 @@ fn summarise(cause: StaleCause, mut csrs: Vec<&CsrSummary>, now: Timestamp) -> C
         })
         .collect();
     // Stable: equal counts stay in name order.
-    nodes.sort_by(|a, b| b.count.cmp(&a.count));
+    nodes.sort_by_key(|n| std::cmp::Reverse(n.count));
     nodes.truncate(EXAMPLES);
     CauseSummary {
         cause: cause.as_str(),

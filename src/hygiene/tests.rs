@@ -63,12 +63,18 @@ fn classified(csr: &CsrSummary) -> Option<StaleCause> {
 #[test]
 fn healthy_csrs_are_not_stale() {
     for (csr, what) in [
-        (own("issued", CLIENT_SIGNER, CsrState::Issued, 600), "issued, however old"),
+        (
+            own("issued", CLIENT_SIGNER, CsrState::Issued, 600),
+            "issued, however old",
+        ),
         (
             bootstrap("joining", "worker-2", CsrState::Issued, 90),
             "a bootstrap CSR issued",
         ),
-        (own("fresh", SERVING_SIGNER, CsrState::Pending, 1), "pending a minute"),
+        (
+            own("fresh", SERVING_SIGNER, CsrState::Pending, 1),
+            "pending a minute",
+        ),
         (
             own("waiting", CLIENT_SIGNER, CsrState::Pending, 14),
             "a renewal within the kubelet's 15 minutes",
@@ -86,7 +92,11 @@ fn healthy_csrs_are_not_stale() {
 fn an_approved_csr_the_signer_refused_is_signer_failed() {
     let mut failed = own("refused", SERVING_SIGNER, CsrState::Failed, 1);
     failed.approved_at = minutes_ago(1);
-    assert_eq!(classified(&failed), Some(StaleCause::SignerFailed), "at once: final");
+    assert_eq!(
+        classified(&failed),
+        Some(StaleCause::SignerFailed),
+        "at once: final"
+    );
 }
 
 #[test]
@@ -117,7 +127,11 @@ fn pending_past_the_kubelets_wait_is_pending_too_long() {
     // The certificate manager's 15 minutes for a node's own request...
     for signer in [CLIENT_SIGNER, SERVING_SIGNER] {
         let csr = own("renewal", signer, CsrState::Pending, 16);
-        assert_eq!(classified(&csr), Some(StaleCause::PendingTooLong), "{signer}");
+        assert_eq!(
+            classified(&csr),
+            Some(StaleCause::PendingTooLong),
+            "{signer}"
+        );
     }
     // ...and the bootstrap's hour.
     let csr = bootstrap("join", "worker-2", CsrState::Pending, 61);
@@ -233,8 +247,14 @@ fn the_table_lists_every_cause_with_its_age_and_a_legend() {
         ["denied", "1", "2h5m", "worker-1", "(1)", "d1"],
         "{table}"
     );
-    assert!(lines[1].ends_with('-'), "an empty cause shows dashes: {table}");
+    assert!(
+        lines[1].ends_with('-'),
+        "an empty cause shows dashes: {table}"
+    );
     for cause in StaleCause::ALL {
-        assert!(table.contains(&format!("{}: ", cause.as_str())), "legend: {table}");
+        assert!(
+            table.contains(&format!("{}: ", cause.as_str())),
+            "legend: {table}"
+        );
     }
 }
