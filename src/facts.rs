@@ -79,6 +79,15 @@ pub fn decided_csr_summary(csr: &CertificateSigningRequest, state: CsrState) -> 
     }
 }
 
+/// A CSR as the controller's cache summarises it: a pending one from its verified facts, a
+/// decided one from its subject ([`decided_csr_summary`]).
+pub fn cached_csr_summary(csr: &CertificateSigningRequest) -> CsrSummary {
+    match csr_state(csr) {
+        CsrState::Pending => csr_summary(&csr_facts(csr)),
+        decided => decided_csr_summary(csr, decided),
+    }
+}
+
 fn common_groups(groups: &[String]) -> Vec<Cow<'static, str>> {
     groups.iter().map(|g| common_or_owned(g)).collect()
 }

@@ -12,6 +12,7 @@ pub mod evidence;
 pub mod facts;
 pub mod gather;
 pub mod http;
+pub mod hygiene;
 pub mod identity;
 pub mod inventory;
 pub mod leader;

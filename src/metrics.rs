@@ -28,6 +28,7 @@ pub struct Metrics {
     pub kube_api_errors: IntCounterVec,
     pub write_failures: IntCounterVec,
     pub source_synced: IntGaugeVec,
+    pub stale_csrs: IntGaugeVec,
 }
 
 const PREFIX: &str = "csr_approver";
@@ -192,6 +193,16 @@ impl Metrics {
                 &["source"],
             )?,
         )?;
+        let stale_csrs = registered(
+            r,
+            IntGaugeVec::new(
+                opts(
+                    "stale_csrs",
+                    "Kubelet CSRs that went wrong and that nothing will act on, by cause (signer_failed, not_issued, denied, unknown_requester, pending_too_long; `csr-approver check --hygiene` lists them).",
+                ),
+                &["cause"],
+            )?,
+        )?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -199,6 +210,9 @@ impl Metrics {
         for signer in Signer::ALL.map(Signer::name) {
             pending_csrs.with_label_values(&[signer]).set(0.0);
             approval_latency.with_label_values(&[signer]);
+        }
+        for cause in crate::hygiene::StaleCause::ALL {
+            stale_csrs.with_label_values(&[cause.as_str()]).set(0);
         }
         // Every series at 0 from the start: increase() in the alert needs a sample before
         // the first failure, or it misses a series born at 1.
@@ -224,6 +238,7 @@ impl Metrics {
             kube_api_errors,
             write_failures,
             source_synced,
+            stale_csrs,
         })
     }
 

@@ -1214,3 +1214,183 @@ fn an_unreachable_server_is_named_with_its_context() {
     }
     assert!(!err.contains("ServiceError"), "{err}");
 }
+
+/// `csr` with `created` and these status conditions (type, reason, lastUpdateTime) and,
+/// when `issued`, a certificate.
+fn with_status(
+    mut csr: Value,
+    created: &str,
+    conditions: &[(&str, &str, &str)],
+    issued: bool,
+) -> Value {
+    csr["metadata"]["creationTimestamp"] = json!(created);
+    let conditions: Vec<Value> = conditions
+        .iter()
+        .map(|(kind, reason, at)| {
+            json!({"type": kind, "status": "True", "reason": reason, "lastUpdateTime": at})
+        })
+        .collect();
+    csr["status"] = json!({"conditions": conditions});
+    if issued {
+        // Any non-empty certificate marks it issued.
+        csr["status"]["certificate"] = json!("Zm9v");
+    }
+    csr
+}
+
+/// A dump holding one CSR of each cause, and healthy ones that are none; read offline
+/// from --objects alone, the report is one JSON line per cause.
+#[test]
+fn hygiene_summarises_a_dump_by_cause_in_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let approved = ("Approved", "AutoApproved", "2026-11-23T10:00:00Z");
+    let dump = write_yaml(
+        dir.path(),
+        "dump.yaml",
+        &[list(vec![
+            // Approved, then refused by the signer.
+            with_status(
+                serving_csr("csr-refused", "worker-2", "10.0.0.12"),
+                "2026-11-23T10:00:00Z",
+                &[
+                    approved,
+                    ("Failed", "SignerValidationFailure", "2026-11-23T10:00:01Z"),
+                ],
+                false,
+            ),
+            // Approved two hours ago, never signed.
+            with_status(
+                client_csr("csr-unsigned", "worker-3"),
+                "2026-11-23T09:59:00Z",
+                &[approved],
+                false,
+            ),
+            // Denied twice for worker-1.
+            with_status(
+                client_csr("csr-denied-1", "worker-1"),
+                "2026-11-23T08:00:00Z",
+                &[("Denied", "Forged", "2026-11-23T08:00:01Z")],
+                false,
+            ),
+            with_status(
+                client_csr("csr-denied-2", "worker-1"),
+                "2026-11-23T09:00:00Z",
+                &[("Denied", "Forged", "2026-11-23T09:00:01Z")],
+                false,
+            ),
+            // A client CSR from a requester no policy lists.
+            csr_object(
+                "csr-stranger",
+                "kubernetes.io/kube-apiserver-client-kubelet",
+                "system:serviceaccount:default:builder",
+                &["system:serviceaccounts", "system:authenticated"],
+                &CLIENT_USAGES,
+                &Request::node("worker-4"),
+                "2026-11-23T11:59:00Z",
+            ),
+            // A serving CSR its kubelet gave up on 15 minutes after asking.
+            csr_object(
+                "csr-abandoned",
+                "kubernetes.io/kubelet-serving",
+                "system:node:worker-2",
+                &["system:nodes", "system:authenticated"],
+                &SERVING_USAGES,
+                &Request::node("worker-2").ip("10.0.0.12"),
+                "2026-11-23T11:40:00Z",
+            ),
+            // Healthy: issued long ago, and a fresh bootstrap request.
+            with_status(
+                client_csr("csr-issued", "worker-2"),
+                "2026-11-23T07:00:00Z",
+                &[approved],
+                true,
+            ),
+            client_csr("csr-fresh", "worker-5"),
+        ])],
+    );
+    let out = run(&[
+        "check",
+        "--hygiene",
+        "--objects",
+        dump.to_str().unwrap(),
+        "--now",
+        NOW,
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary: Vec<(&str, u64, Vec<&str>)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["cause"].as_str().unwrap(),
+                l["count"].as_u64().unwrap(),
+                l["examples"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.as_str().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("signer_failed", 1, vec!["csr-refused"]),
+            ("not_issued", 1, vec!["csr-unsigned"]),
+            ("denied", 2, vec!["csr-denied-1", "csr-denied-2"]),
+            ("unknown_requester", 1, vec!["csr-stranger"]),
+            ("pending_too_long", 1, vec!["csr-abandoned"]),
+        ]
+    );
+    let denied = &lines[2];
+    assert_eq!(denied["oldest_age_seconds"], json!(4 * 3600), "{denied}");
+    assert_eq!(denied["oldest_created"], json!("2026-11-23T08:00:00Z"));
+    assert_eq!(denied["nodes"], json!([{"node": "worker-1", "count": 2}]));
+
+    // The same from the CSR file alone, as a table with a legend.
+    let out = run(&["check", "--hygiene", "--now", NOW, dump.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let denied_row = table
+        .lines()
+        .find(|l| l.starts_with("denied"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(
+        denied_row.split_whitespace().collect::<Vec<_>>(),
+        [
+            "denied",
+            "2",
+            "4h",
+            "worker-1",
+            "(2)",
+            "csr-denied-1,",
+            "csr-denied-2"
+        ],
+        "{table}"
+    );
+    assert!(
+        table.contains("pending_too_long: pending longer than the kubelet waits"),
+        "{table}"
+    );
+}
+
+#[test]
+fn hygiene_takes_no_csr_names_and_no_pending() {
+    let out = run(&["check", "--hygiene", "csr-abc12"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--hygiene reports on every CSR of the cluster"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["check", "--hygiene", "--pending"]);
+    assert_eq!(out.status.code(), Some(2), "a clap usage error");
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1040,3 +1040,106 @@ async fn a_partitioned_leader_is_fenced_before_the_standby_takes_over() {
     );
     assert!(scene.controller_exit(a).is_none() && scene.controller_exit(b).is_none());
 }
+
+/// What a signer that refuses leaves behind — an approval with a `Failed` condition,
+/// written through `/status` as kube-controller-manager's signer writes it (this control
+/// plane runs none, so the test writes it in its place) — is found by `check --hygiene`
+/// live and counted by the controller's gauge; a CSR left pending becomes
+/// `pending_too_long` once past the kubelet's wait (`--now`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hygiene_finds_an_approval_the_signer_refused_live_and_in_the_gauge() {
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    use kube::api::{Api, Patch, PatchParams};
+
+    let _serial = SERIAL.lock().await;
+    let mut scene = Scene::new(openshift()).await;
+    let c = scene.start_controller("replica-a", &[]);
+    scene.wait_ready(c).await;
+    scene
+        .create_machine("worker-6", &[("InternalDNS", "worker-6")])
+        .await;
+    scene.join_request("worker-6-client", "worker-6").await;
+    assert_eq!(
+        scene
+            .wait_condition("worker-6-client", APPROVAL_TIMEOUT)
+            .await
+            .as_deref(),
+        Some("Approved")
+    );
+    // No Machine vouches for worker-66: its request stays pending.
+    scene.join_request("worker-66-client", "worker-66").await;
+
+    let approved = scene.csr("worker-6-client").await;
+    let mut conditions =
+        serde_json::to_value(approved.status.and_then(|s| s.conditions).unwrap()).unwrap();
+    conditions.as_array_mut().unwrap().push(serde_json::json!({
+        "type": "Failed",
+        "status": "True",
+        "reason": "SignerValidationFailure",
+        "message": "the signer refuses this request",
+        "lastUpdateTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    }));
+    Api::<CertificateSigningRequest>::all(scene.admin.clone())
+        .patch_status(
+            "worker-6-client",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"conditions": conditions}})),
+        )
+        .await
+        .unwrap();
+
+    let kubeconfig = scene.cp.kubeconfig_path().to_str().unwrap().to_string();
+    let hygiene = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--hygiene",
+            "--kubeconfig",
+            &kubeconfig,
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_csr-approver"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|l| l["count"] != 0)
+            .map(|l| {
+                format!(
+                    "{} {} {}",
+                    l["cause"].as_str().unwrap(),
+                    l["count"],
+                    l["examples"][0].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hygiene(&[]), ["signer_failed 1 worker-6-client"]);
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2)).to_string();
+    assert_eq!(
+        hygiene(&["--now", &later]),
+        [
+            "signer_failed 1 worker-6-client",
+            "pending_too_long 1 worker-66-client"
+        ],
+        "past the bootstrap's hour"
+    );
+
+    let gauge = wait_for(Duration::from_secs(10), || async {
+        let value = metric(
+            &scene.metrics(c),
+            "csr_approver_stale_csrs{cause=\"signer_failed\"}",
+        );
+        (value == 1.0).then_some(value)
+    })
+    .await;
+    assert_eq!(gauge, Some(1.0), "{}", scene.metrics(c));
+}

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use super::policy::load_policy;
 use crate::check::{self, ColorChoice, OutputFormat};
 use crate::facts;
+use crate::hygiene::{self, HygieneReport};
 use crate::inventory::CsrState;
 use crate::objects::ObjectSet;
 use crate::policy::Policy;
@@ -33,6 +34,12 @@ pub struct CheckArgs {
     /// Only CSRs that are still pending (in the cluster, or in the CSR files).
     #[arg(long)]
     pub pending: bool,
+    /// Instead of verdicts, a summary of the kubelet CSRs that went wrong and that nothing
+    /// will act on, by cause (signer refused, approved but not issued, denied, unknown
+    /// requester, pending past the kubelet's wait): every CSR of the cluster, or of the
+    /// files (--objects and CSR files).
+    #[arg(long, conflicts_with = "pending")]
+    pub hygiene: bool,
     /// Offline: Nodes, Machines and other CSRs the cluster holds (YAML: multi-document or kind: List).
     #[arg(long = "objects", value_name = "FILE")]
     pub objects: Vec<PathBuf>,
@@ -58,6 +65,7 @@ pub struct CheckArgs {
 
 const CHECK_AFTER_HELP: &str = "\
 Live: `check --pending`, `check csr-abc12`. Offline: `check --objects cluster.yaml csrs.yaml`.
+CSRs nobody will act on, by cause: `check --hygiene` (live), `check --hygiene --objects dump.yaml`.
 As a kubectl or oc plugin (an executable named kubectl-csr_approver on PATH):
 `kubectl csr-approver check --pending`; kubectl's own flags are not passed to plugins,
 so give --kubeconfig and --context after the plugin name.";
@@ -96,6 +104,13 @@ fn check_mode(args: &CheckArgs) -> Result<CheckMode> {
                 "--objects is for offline mode; with {flag} the cluster is read live"
             )));
         }
+        if args.hygiene
+            && let Some(name) = args.csrs.first()
+        {
+            return Err(Error::Usage(format!(
+                "{name}: --hygiene reports on every CSR of the cluster; give no CSR names"
+            )));
+        }
         if let Some(path) = args.csrs.iter().find(|a| a.contains('/')) {
             return Err(Error::Usage(format!(
                 "{path} is a file, not a CSR name; with {flag} the CSRs are read from the cluster (drop {flag} to check files offline)"
@@ -104,7 +119,8 @@ fn check_mode(args: &CheckArgs) -> Result<CheckMode> {
         return Ok(CheckMode::Live);
     }
     if !args.objects.is_empty() {
-        if args.csrs.is_empty() {
+        // A hygiene report reads the CSRs of --objects too: a dump alone is enough.
+        if args.csrs.is_empty() && !args.hygiene {
             return Err(Error::Usage(
                 "give the CSR manifest files to check against --objects".to_string(),
             ));
@@ -118,6 +134,9 @@ fn check_mode(args: &CheckArgs) -> Result<CheckMode> {
             "{file} is a file but {name} is not: give CSR manifest files (offline) or CSR names (live), not both"
         ))),
         (Some(_), None) => Ok(CheckMode::Offline),
+        (None, Some(name)) if args.hygiene => Err(Error::Usage(format!(
+            "{name}: --hygiene reports on every CSR of the cluster; give no CSR names (or CSR files to report on them offline)"
+        ))),
         (None, _) => Ok(CheckMode::Live),
     }
 }
@@ -130,6 +149,7 @@ pub(super) async fn run_check(args: CheckArgs) -> Result<String> {
         namespace,
         policy_configmap,
         pending,
+        hygiene: hygiene_report,
         objects,
         policy,
         now,
@@ -140,8 +160,31 @@ pub(super) async fn run_check(args: CheckArgs) -> Result<String> {
     let now = parse_now(now.as_deref())?;
     let file_policy = policy.as_deref().map(load_policy).transpose()?;
     let color = color.enabled();
-    match mode {
-        CheckMode::Live => {
+    match (mode, hygiene_report) {
+        (CheckMode::Live, true) => {
+            let live = crate::live::LiveCheck {
+                kubeconfig,
+                context,
+                namespace,
+                policy_configmap,
+                policy: file_policy,
+                names: Vec::new(),
+                pending_only: false,
+            };
+            let (report, note) = live.hygiene(now).await?;
+            let note = if output == OutputFormat::Table {
+                note
+            } else {
+                String::new()
+            };
+            Ok(format!("{note}{}", hygiene::render(&report, output)))
+        }
+        (CheckMode::Offline, true) => {
+            let mut files: Vec<&Path> = objects.iter().map(PathBuf::as_path).collect();
+            files.extend(csrs.iter().map(Path::new));
+            offline_hygiene(&files, &file_policy.unwrap_or_default(), now, output)
+        }
+        (CheckMode::Live, false) => {
             let live = crate::live::LiveCheck {
                 kubeconfig,
                 context,
@@ -162,7 +205,7 @@ pub(super) async fn run_check(args: CheckArgs) -> Result<String> {
                 check::render_colored(&evaluations, output, color)
             ))
         }
-        CheckMode::Offline => {
+        (CheckMode::Offline, false) => {
             let offline = Offline {
                 objects: &objects,
                 csrs: &csrs,
@@ -171,6 +214,35 @@ pub(super) async fn run_check(args: CheckArgs) -> Result<String> {
             };
             offline.evaluate(now, output, color)
         }
+    }
+}
+
+/// `check --hygiene` on files: every CSR they hold (a dump of the cluster), summarised by
+/// cause. An unreadable CSR fails the check after the report on the others.
+fn offline_hygiene(
+    files: &[&Path],
+    policy: &Policy,
+    now: Timestamp,
+    output: OutputFormat,
+) -> Result<String> {
+    let mut dump = ObjectSet::default();
+    for path in files {
+        dump.read_file(path)?;
+    }
+    let summaries: Vec<_> = dump.csrs.iter().map(facts::cached_csr_summary).collect();
+    let report = hygiene::render(&HygieneReport::new(&summaries, Some(policy), now), output);
+    match dump.unreadable.as_slice() {
+        [] => Ok(report),
+        [first, ..] => Err(Error::Incomplete {
+            output: report,
+            message: format!(
+                "{} of {} CertificateSigningRequests could not be read (first: {}: {}); the others were summarised",
+                dump.unreadable.len(),
+                dump.unreadable.len() + summaries.len(),
+                first.name,
+                first.message
+            ),
+        }),
     }
 }
 

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use crate::cluster::ClusterCache;
 use crate::decision::{count_new_nodes_approved, max_new_nodes, max_pending};
 use crate::http::{Readiness, SourceState};
+use crate::hygiene;
 use crate::inventory::CsrState;
 use crate::metrics::Metrics;
 use crate::policy_watch::PolicyHolder;
@@ -45,15 +46,22 @@ pub(super) fn refresh_gauges(cache: &ClusterCache, policy: &PolicyHolder, metric
         .count();
     // No policy in force: no threshold either (the gauge keeps 0).
     let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    if let Some(policy) = policy.get() {
+    let in_force = policy.get();
+    if let Some(policy) = &in_force {
         metrics
             .max_pending
-            .set(gauge(max_pending(&inventory, &policy)));
+            .set(gauge(max_pending(&inventory, policy)));
         metrics
             .max_new_nodes
-            .set(gauge(max_new_nodes(&inventory, &policy, now)));
+            .set(gauge(max_new_nodes(&inventory, policy, now)));
     }
     metrics.recovery_pending.set(gauge(recovering));
+    for (cause, n) in hygiene::count(inventory.csrs(), in_force.as_deref(), now) {
+        metrics
+            .stale_csrs
+            .with_label_values(&[cause.as_str()])
+            .set(gauge(n));
+    }
     metrics
         .new_nodes_last_hour
         .set(gauge(count_new_nodes_approved(&inventory, now, "")));
@@ -69,5 +77,65 @@ pub(super) fn refresh_source_gauges(readiness: &Readiness, metrics: &Metrics) {
             .source_synced
             .with_label_values(&[&name])
             .set(synced);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use jiff::SignedDuration;
+
+    use super::*;
+    use crate::inventory::CsrSummary;
+    use crate::policy::Policy;
+
+    fn csr(name: &str, state: CsrState, minutes_ago: i64) -> CsrSummary {
+        CsrSummary {
+            name: name.into(),
+            signer: Cow::Borrowed(CLIENT_SIGNER),
+            created: Timestamp::now()
+                .checked_sub(SignedDuration::from_mins(minutes_ago))
+                .ok(),
+            state,
+            node_name: Some("worker-1".to_string()),
+            requester: "system:node:worker-1".to_string(),
+            groups: vec![Cow::Borrowed("system:nodes")],
+            approved_at: None,
+        }
+    }
+
+    fn stale(metrics: &Metrics, cause: &str) -> i64 {
+        metrics.stale_csrs.with_label_values(&[cause]).get()
+    }
+
+    #[test]
+    fn stale_csrs_are_counted_by_cause_before_each_scrape_and_go_back_to_zero() {
+        let cache = ClusterCache::default();
+        let policy = PolicyHolder::default();
+        let metrics = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stale(&metrics, "denied"), 0, "every cause from the start");
+        let _ = policy.offer::<String>(Ok(Policy::default()));
+        cache.edit(|inventory| {
+            inventory.upsert_csr(csr("denied-1", CsrState::Denied, 5));
+            inventory.upsert_csr(csr("denied-2", CsrState::Denied, 50));
+            inventory.upsert_csr(csr("old", CsrState::Pending, 20));
+            inventory.upsert_csr(csr("fresh", CsrState::Pending, 1));
+            inventory.upsert_csr(csr("issued", CsrState::Issued, 90));
+        });
+        refresh_gauges(&cache, &policy, &metrics);
+        assert_eq!(stale(&metrics, "denied"), 2);
+        assert_eq!(stale(&metrics, "pending_too_long"), 1);
+        assert_eq!(stale(&metrics, "signer_failed"), 0);
+        cache.edit(|inventory| {
+            inventory.remove_csr("denied-1");
+            inventory.remove_csr("denied-2");
+        });
+        refresh_gauges(&cache, &policy, &metrics);
+        assert_eq!(
+            stale(&metrics, "denied"),
+            0,
+            "garbage-collected: gone from the gauge"
+        );
     }
 }

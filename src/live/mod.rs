@@ -17,6 +17,7 @@ use crate::check::{self, Evaluation, WriteError};
 use crate::cluster::{self, KubernetesService};
 use crate::decision::CsrFacts;
 use crate::facts;
+use crate::hygiene::HygieneReport;
 use crate::identity::NodeIdentity;
 use crate::inventory::{CsrState, EndpointSource};
 use crate::policy::Policy;
@@ -124,14 +125,7 @@ fn connect_failure(error: &kube::Error) -> Option<String> {
 impl LiveCheck {
     /// Evaluates the selected CSRs; the note says where the policy came from.
     pub async fn evaluate(self, now: Timestamp) -> Result<(Vec<Evaluation>, String)> {
-        let target = resolve_cluster(
-            self.kubeconfig.as_deref(),
-            self.context.as_deref(),
-            &Environment::current(),
-        )
-        .await?;
-        let client = kube::Client::try_from(target.config.clone())
-            .map_err(|e| Error::Cluster(format!("{target}: cannot build a client: {e}")))?;
+        let (target, client) = self.connect().await?;
         let api_error = |what| read_error(what, &target);
         let (policy, note) = match self.policy {
             Some(policy) => (policy, String::new()),
@@ -250,6 +244,37 @@ impl LiveCheck {
             }
         }
         Ok((evaluations, note))
+    }
+
+    /// The cluster kubectl would talk to, and a client for it.
+    async fn connect(&self) -> Result<(ClusterTarget, kube::Client)> {
+        let target = resolve_cluster(
+            self.kubeconfig.as_deref(),
+            self.context.as_deref(),
+            &Environment::current(),
+        )
+        .await?;
+        let client = kube::Client::try_from(target.config.clone())
+            .map_err(|e| Error::Cluster(format!("{target}: cannot build a client: {e}")))?;
+        Ok((target, client))
+    }
+
+    /// `check --hygiene`: every CSR of the cluster summarised by cause, with the policy
+    /// in force (its bootstrappers say which requesters are known); the note says where the
+    /// policy came from.
+    pub async fn hygiene(self, now: Timestamp) -> Result<(HygieneReport, String)> {
+        let (target, client) = self.connect().await?;
+        let (policy, note) = match &self.policy {
+            Some(policy) => (policy.clone(), String::new()),
+            None => self.cluster_policy(&client, &target).await?,
+        };
+        let csrs = Api::<CertificateSigningRequest>::all(client)
+            .list(&ListParams::default())
+            .await
+            .map_err(read_error("CertificateSigningRequests", &target))?
+            .items;
+        let summaries: Vec<_> = csrs.iter().map(facts::cached_csr_summary).collect();
+        Ok((HygieneReport::new(&summaries, Some(&policy), now), note))
     }
 
     async fn cluster_policy(

@@ -29,6 +29,7 @@ fn deploy_monitoring_ships_the_alerts_and_the_scrape() {
             "CSRApproverPolicyInvalid",
             "CSRApproverNoLeader",
             "CSRApproverWriteFailures",
+            "CSRApproverCertificatesNotIssued",
         ])
     );
     let endpoint = &one(&docs, "ServiceMonitor", "csr-approver")["spec"]["endpoints"][0];
