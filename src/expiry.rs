@@ -237,7 +237,9 @@ impl Report {
             format!("expires at {at} (node {node})")
         };
         let stay = if until <= self.now {
-            format!("the cluster cannot be shut down safely: {at} − {margin} = {until} is already past")
+            format!(
+                "the cluster cannot be shut down safely: {at} − {margin} = {until} is already past"
+            )
         } else if self.unknown.is_empty() {
             format!("this cluster can stay shut down until {until} ({at} − {margin})")
         } else {
@@ -445,8 +447,16 @@ mod tests {
     fn serving_certificates_do_not_set_the_window() {
         let r = report(
             vec![
-                node("a", Some("2026-12-20T00:00:00Z"), Some("2026-12-02T00:00:00Z")),
-                node("b", Some("2026-12-21T00:00:00Z"), Some("2026-11-01T00:00:00Z")),
+                node(
+                    "a",
+                    Some("2026-12-20T00:00:00Z"),
+                    Some("2026-12-02T00:00:00Z"),
+                ),
+                node(
+                    "b",
+                    Some("2026-12-21T00:00:00Z"),
+                    Some("2026-11-01T00:00:00Z"),
+                ),
             ],
             true,
         );
@@ -463,7 +473,11 @@ mod tests {
         let nodes = vec![node("a", Some("2026-12-10T00:00:00Z"), None)];
         let r = Report::new(nodes, at(NOW), Duration::from_secs(36 * 3600), false);
         assert_eq!(r.shutdown_until, Some(at("2026-12-08T12:00:00Z")));
-        assert!(r.summary().contains("(2026-12-10T00:00:00Z − 1day 12h)"), "{}", r.summary());
+        assert!(
+            r.summary().contains("(2026-12-10T00:00:00Z − 1day 12h)"),
+            "{}",
+            r.summary()
+        );
     }
 
     #[test]
@@ -482,7 +496,10 @@ mod tests {
             summary.starts_with("2 nodes unknown (b, c): no record or issued CSR holds their client certificate, so the window cannot be computed for them; of the nodes known, the earliest kubelet client certificate expires at 2026-12-20T00:00:00Z (node a); the known nodes can stay shut down until 2026-12-19T23:00:00Z"),
             "{summary}"
         );
-        assert!(summary.contains("the unknown ones perhaps not"), "{summary}");
+        assert!(
+            summary.contains("the unknown ones perhaps not"),
+            "{summary}"
+        );
         let table = r.to_table();
         assert!(table.contains("\nc      unknown"), "{table}");
     }
@@ -503,7 +520,11 @@ mod tests {
     fn an_expired_certificate_is_reported_as_expired_and_the_window_as_past() {
         let r = report(
             vec![
-                node("a", Some("2026-11-30T00:00:00Z"), Some("2026-11-29T00:00:00Z")),
+                node(
+                    "a",
+                    Some("2026-11-30T00:00:00Z"),
+                    Some("2026-11-29T00:00:00Z"),
+                ),
                 node("b", Some("2026-12-20T00:00:00Z"), None),
             ],
             true,
@@ -541,14 +562,23 @@ mod tests {
         let on = report(nodes.clone(), true).summary();
         let off = report(nodes, false).summary();
         assert!(on.ends_with("(client.recovery is on: csr-approver approves each offline node's bootstrap CSR, once per window)"), "{on}");
-        assert!(off.ends_with("(client.recovery is off: an admin approves each node's bootstrap CSR by hand)"), "{off}");
+        assert!(
+            off.ends_with(
+                "(client.recovery is off: an admin approves each node's bootstrap CSR by hand)"
+            ),
+            "{off}"
+        );
     }
 
     #[test]
     fn the_json_names_every_field() {
         let r = report(
             vec![
-                node("a", Some("2026-12-20T00:00:00Z"), Some("2026-12-25T00:00:00Z")),
+                node(
+                    "a",
+                    Some("2026-12-20T00:00:00Z"),
+                    Some("2026-12-25T00:00:00Z"),
+                ),
                 node("b", None, None),
             ],
             true,

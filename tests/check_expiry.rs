@@ -39,7 +39,10 @@ fn issued_csr(name: &str, signer: &str, user: &str, node: &str, pem: &str) -> Va
             (vec!["system:nodes", "system:authenticated"], &CLIENT_USAGES)
         }
     } else {
-        (vec!["system:nodes", "system:authenticated"], &SERVING_USAGES)
+        (
+            vec!["system:nodes", "system:authenticated"],
+            &SERVING_USAGES,
+        )
     };
     json!({
         "apiVersion": "certificates.k8s.io/v1",
@@ -64,9 +67,7 @@ fn node_object(name: &str) -> Value {
 }
 
 fn record(node: &str, client: Option<(&str, &str)>, serving: Option<(&str, &str)>) -> Value {
-    let entry = |(csr, not_after): (&str, &str)| {
-        json!({"csr": csr, "serial": "0A", "notBefore": "2026-11-01T00:00:00Z", "notAfter": not_after})
-    };
+    let entry = |(csr, not_after): (&str, &str)| json!({"csr": csr, "serial": "0A", "notBefore": "2026-11-01T00:00:00Z", "notAfter": not_after});
     let mut spec = json!({"node": node, "minted": []});
     if let Some(c) = client {
         spec["clientCertificate"] = entry(c);
@@ -193,10 +194,19 @@ fn the_json_names_the_earliest_client_certificate_its_node_and_the_unknown_ones(
         summary.starts_with("1 node unknown (worker-3): no record or issued CSR holds its client certificate, so the window cannot be computed for it; of the nodes known, the earliest kubelet client certificate expires at 2026-12-12T00:00:00Z (node worker-2); the known nodes can stay shut down until 2026-12-11T22:00:00Z"),
         "{summary}"
     );
-    assert!(summary.ends_with("(client.recovery is off: an admin approves each node's bootstrap CSR by hand)"), "{summary}");
+    assert!(
+        summary.ends_with(
+            "(client.recovery is off: an admin approves each node's bootstrap CSR by hand)"
+        ),
+        "{summary}"
+    );
     let nodes = report["nodes"].as_array().unwrap();
     let names: Vec<&str> = nodes.iter().map(|n| n["node"].as_str().unwrap()).collect();
-    assert_eq!(names, ["worker-1", "worker-2", "worker-3"], "no Node, no row");
+    assert_eq!(
+        names,
+        ["worker-1", "worker-2", "worker-3"],
+        "no Node, no row"
+    );
     // worker-1: the record, not the older CSR still present.
     assert_eq!(nodes[0]["client"]["source"], "NodeIdentity");
     assert_eq!(nodes[0]["client"]["csr"], "csr-w1-renewal");
@@ -274,7 +284,10 @@ fn the_table_says_the_window_on_top_and_the_plugin_form_answers_the_same() {
             "csr-w2-serving"
         ]
     );
-    assert_eq!(row("worker-3"), ["worker-3", "unknown", "-", "unknown", "-"]);
+    assert_eq!(
+        row("worker-3"),
+        ["worker-3", "unknown", "-", "unknown", "-"]
+    );
     // `kubectl csr-approver expiry` runs `csr-approver expiry`: the same answer.
     let plugin = run(&[&["expiry"], &args[..]].concat());
     assert!(plugin.status.success(), "{}", stderr(&plugin));
@@ -403,7 +416,11 @@ fn check_still_takes_csr_files_and_names() {
         .unwrap();
     assert!(!out.status.success());
     // Read as a CSR name: the live check looks for a cluster (none here).
-    assert!(stderr(&out).contains("no cluster to read"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no cluster to read"),
+        "{}",
+        stderr(&out)
+    );
     let help = stdout(&run(&["check", "--help"]));
     assert!(help.contains("expiry"), "{help}");
 }

@@ -115,7 +115,12 @@ pub(super) async fn run_expiry(args: ExpiryArgs) -> Result<String> {
             .collect();
         let certificates =
             expiry::node_certificates(&nodes, &cluster.identities, &cluster.csrs, &policy);
-        let report = Report::new(certificates, now, args.margin, policy.client.recovery.enabled);
+        let report = Report::new(
+            certificates,
+            now,
+            args.margin,
+            policy.client.recovery.enabled,
+        );
         (report, String::new())
     };
     Ok(match args.output {
