@@ -236,15 +236,28 @@ impl Report {
         } else {
             format!("expires at {at} (node {node})")
         };
+        // Whole minutes: seconds are noise for a shutdown plan.
+        let left = Duration::from_secs(
+            until
+                .duration_since(self.now)
+                .as_secs()
+                .max(0)
+                .unsigned_abs()
+                / 60
+                * 60,
+        );
+        let left = humantime::format_duration(left);
         let stay = if until <= self.now {
             format!(
                 "the cluster cannot be shut down safely: {at} − {margin} = {until} is already past"
             )
         } else if self.unknown.is_empty() {
-            format!("this cluster can stay shut down until {until} ({at} − {margin})")
+            format!(
+                "this cluster can stay shut down until {until} ({at} − {margin}; {left} from now)"
+            )
         } else {
             format!(
-                "the known nodes can stay shut down until {until} ({at} − {margin}), the unknown ones perhaps not"
+                "the known nodes can stay shut down until {until} ({at} − {margin}; {left} from now), the unknown ones perhaps not"
             )
         };
         format!("{unknown}{which} {expires}; {stay}; {recovery}")
@@ -439,7 +452,7 @@ mod tests {
         assert!(!r.already_past());
         assert_eq!(
             r.summary(),
-            "the earliest kubelet client certificate expires at 2026-12-10T06:00:00Z (node b); this cluster can stay shut down until 2026-12-10T05:00:00Z (2026-12-10T06:00:00Z − 1h); after that, nodes return through recovery (client.recovery is off: an admin approves each node's bootstrap CSR by hand)"
+            "the earliest kubelet client certificate expires at 2026-12-10T06:00:00Z (node b); this cluster can stay shut down until 2026-12-10T05:00:00Z (2026-12-10T06:00:00Z − 1h; 9days 5h from now); after that, nodes return through recovery (client.recovery is off: an admin approves each node's bootstrap CSR by hand)"
         );
     }
 
@@ -474,7 +487,8 @@ mod tests {
         let r = Report::new(nodes, at(NOW), Duration::from_secs(36 * 3600), false);
         assert_eq!(r.shutdown_until, Some(at("2026-12-08T12:00:00Z")));
         assert!(
-            r.summary().contains("(2026-12-10T00:00:00Z − 1day 12h)"),
+            r.summary()
+                .contains("(2026-12-10T00:00:00Z − 1day 12h; 7days 12h from now)"),
             "{}",
             r.summary()
         );

@@ -248,7 +248,7 @@ fn the_table_says_the_window_on_top_and_the_plugin_form_answers_the_same() {
     let table = stdout(&out);
     let lines: Vec<&str> = table.lines().collect();
     assert!(
-        lines[0].contains("the known nodes can stay shut down until 2026-12-11T23:00:00Z (2026-12-12T00:00:00Z − 1h)")
+        lines[0].contains("the known nodes can stay shut down until 2026-12-11T23:00:00Z (2026-12-12T00:00:00Z − 1h; 10days 23h from now)")
             && lines[0].ends_with("(client.recovery is on: csr-approver approves each offline node's bootstrap CSR, once per window)"),
         "{table}"
     );
