@@ -424,3 +424,57 @@ fn check_still_takes_csr_files_and_names() {
     let help = stdout(&run(&["check", "--help"]));
     assert!(help.contains("expiry"), "{help}");
 }
+
+#[test]
+fn live_an_unreachable_server_is_named_and_objects_are_for_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port just closed, so nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kubeconfig = dir.path().join("prod.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{token: x}}}}]\ncontexts: [{{name: prod, context: {{cluster: c, user: u}}}}]\ncurrent-context: prod\n"),
+    )
+    .unwrap();
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let out = expiry(&["--kubeconfig", kubeconfig]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for part in [
+        &format!("the API server https://127.0.0.1:{port}/"),
+        "context prod of --kubeconfig",
+        "is unreachable: Connection refused",
+        "reading the policy ConfigMap",
+    ] {
+        assert!(err.contains(part), "{err} should contain {part}");
+    }
+    // With --policy, the first read is the Nodes'.
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "client: {}\n").unwrap();
+    let out = expiry(&[
+        "--kubeconfig",
+        kubeconfig,
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert!(stderr(&out).contains("(reading Nodes)"), "{}", stderr(&out));
+
+    let dump = dump(dir.path());
+    let out = expiry(&[
+        "--kubeconfig",
+        kubeconfig,
+        "--objects",
+        dump.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("--objects is for offline mode; with --kubeconfig the cluster is read live"),
+        "{}",
+        stderr(&out)
+    );
+}
