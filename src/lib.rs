@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod controller;
 pub mod decision;
 pub mod evidence;
+pub mod expiry;
 pub mod facts;
 pub mod gather;
 pub mod http;

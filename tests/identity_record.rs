@@ -245,3 +245,67 @@ async fn without_its_record_the_controller_decides_nothing() {
         scene.controller_log(c)
     );
 }
+
+/// `check expiry` live, with no controller running: worker-1's client certificate from its
+/// record, worker-2's from its issued CSR, worker-3 unknown; recovery from the ConfigMap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_expiry_reads_the_record_and_the_issued_csrs_live() {
+    let _serial = SERIAL.lock().await;
+    let scene = Scene::new(SceneOptions {
+        machine_crds: false,
+        policy: Some(
+            "client: {recovery: {enabled: true, offlineFor: 1m}}\ninventory: [{name: worker-1}]\n",
+        ),
+    })
+    .await;
+    for node in ["worker-1", "worker-2", "worker-3"] {
+        scene.register_node(node, &[("Hostname", node)]).await;
+    }
+    let mut recorded = NodeIdentity::empty("worker-1");
+    recorded.spec.client_certificate = Some(csr_approver::identity::IssuedCertificate {
+        csr: "long-gone".to_string(),
+        serial: "0A".to_string(),
+        not_before: "2026-12-01T00:00:00Z".parse().unwrap(),
+        not_after: "2027-06-01T00:00:00Z".parse().unwrap(),
+    });
+    Api::<NodeIdentity>::all(scene.admin.clone())
+        .create(&PostParams::default(), &recorded)
+        .await
+        .unwrap();
+    scene.join_request("w2-join", "worker-2").await;
+    let out = scene.cp.kubectl(&["certificate", "approve", "w2-join"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sign(&scene, "w2-join", &[0x2b]).await;
+
+    let kubeconfig = scene.cp.kubeconfig_path().to_str().unwrap().to_string();
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_csr-approver"))
+            .args(["check", "expiry", "--kubeconfig", &kubeconfig])
+            .args(["--now", "2026-12-15T00:00:00Z", "-o", "json"])
+            .output()
+            .unwrap()
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["earliestClient"]["node"], "worker-1", "{text}");
+    assert_eq!(report["earliestClient"]["notAfter"], "2027-06-01T00:00:00Z");
+    assert_eq!(report["shutdownUntil"], "2027-05-31T23:00:00Z");
+    assert_eq!(report["recovery"], true);
+    assert_eq!(report["unknownNodes"], serde_json::json!(["worker-3"]));
+    let nodes = report["nodes"].as_array().unwrap();
+    assert_eq!(nodes[0]["client"]["source"], "NodeIdentity");
+    assert_eq!(nodes[1]["client"]["source"], "CertificateSigningRequest");
+    assert_eq!(nodes[1]["client"]["csr"], "w2-join");
+    assert_eq!(nodes[1]["client"]["serial"], "2B");
+    assert_eq!(nodes[1]["client"]["notAfter"], "2027-12-01T00:00:00Z");
+    assert_eq!(nodes[2]["client"], serde_json::Value::Null);
+}

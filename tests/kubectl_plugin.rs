@@ -181,6 +181,18 @@ fn usage_names_the_command_the_admin_typed() {
     for flag in ["--kubeconfig", "--context", "--pending", "--color"] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
+    // `kubectl csr-approver expiry` is `csr-approver expiry`, i.e. `check expiry`.
+    let help = ok(
+        &dir.kubectl(&["csr-approver", "expiry", "--help"], &[]),
+        "kubectl csr-approver expiry --help",
+    );
+    assert!(
+        help.contains("Usage: kubectl csr-approver expiry [OPTIONS]"),
+        "{help}"
+    );
+    for flag in ["--kubeconfig", "--objects", "--margin", "--output"] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
     let err = failed(
         &dir.kubectl(&["csr-approver", "chekc"], &[]),
         "a mistyped subcommand",

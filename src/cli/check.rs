@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
+use super::expiry::ExpiryArgs;
 use super::policy::load_policy;
 use crate::check::{self, ColorChoice, OutputFormat};
 use crate::facts;
@@ -15,8 +16,15 @@ use crate::policy::Policy;
 use crate::{Error, Result};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = CHECK_AFTER_HELP)]
+#[command(
+    after_help = CHECK_AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
 pub struct CheckArgs {
+    // A report instead of CSR verdicts; a CSR named like one is checked as `check -- NAME`.
+    #[command(subcommand)]
+    pub command: Option<CheckCommand>,
     /// Live mode: read CSRs, Nodes, Machines and the policy ConfigMap from the cluster of
     /// this kubeconfig file (read-only). Without it, the cluster is found as kubectl finds
     /// it: $KUBECONFIG (a list is merged), else ~/.kube/config, else in-cluster.
@@ -63,12 +71,19 @@ pub struct CheckArgs {
     pub csrs: Vec<String>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum CheckCommand {
+    /// Every node's kubelet certificate expiry, and how long the cluster may stay shut down.
+    Expiry(ExpiryArgs),
+}
+
 const CHECK_AFTER_HELP: &str = "\
 Live: `check --pending`, `check csr-abc12`. Offline: `check --objects cluster.yaml csrs.yaml`.
 CSRs nobody will act on, by cause: `check --hygiene` (live), `check --hygiene --objects dump.yaml`.
 As a kubectl or oc plugin (an executable named kubectl-csr_approver on PATH):
 `kubectl csr-approver check --pending`; kubectl's own flags are not passed to plugins,
-so give --kubeconfig and --context after the plugin name.";
+so give --kubeconfig and --context after the plugin name.
+Before a shutdown: `check expiry` says how long the cluster may stay off (`check expiry --help`).";
 
 pub fn parse_now(value: Option<&str>) -> Result<Timestamp> {
     match value {
@@ -144,6 +159,7 @@ fn check_mode(args: &CheckArgs) -> Result<CheckMode> {
 pub(super) async fn run_check(args: CheckArgs) -> Result<String> {
     let mode = check_mode(&args)?;
     let CheckArgs {
+        command: _,
         kubeconfig,
         context,
         namespace,

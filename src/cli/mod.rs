@@ -2,6 +2,7 @@
 //! command.
 
 mod check;
+mod expiry;
 mod logging;
 mod policy;
 mod run;
@@ -11,7 +12,8 @@ use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
-pub use check::{CheckArgs, parse_now};
+pub use check::{CheckArgs, CheckCommand, parse_now};
+pub use expiry::ExpiryArgs;
 pub use logging::{LogFormat, init_logging};
 pub use policy::{PolicyCommand, load_policy};
 pub use run::{LeaderArgs, RunArgs};
@@ -47,6 +49,9 @@ pub enum Command {
     Run(RunArgs),
     /// Evaluate CSRs without writing anything, and explain each decision.
     Check(CheckArgs),
+    /// Every node's kubelet certificate expiry, and how long the cluster may stay shut
+    /// down (the same as `check expiry`).
+    Expiry(ExpiryArgs),
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -56,6 +61,11 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<String> {
     match cli.command {
         Command::Run(args) => run::run_controller(args).await,
+        Command::Check(CheckArgs {
+            command: Some(CheckCommand::Expiry(args)),
+            ..
+        })
+        | Command::Expiry(args) => expiry::run_expiry(args).await,
         Command::Check(args) => check::run_check(args).await,
         Command::Policy(command) => policy::run_policy(command),
     }

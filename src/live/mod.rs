@@ -25,8 +25,10 @@ use crate::policy_watch::policy_from_configmap;
 use crate::vocabulary::{AddressValue, is_kubelet_signer};
 use crate::{Error, Result};
 
+mod expiry;
 mod kubeconfig;
 
+pub use expiry::LiveExpiry;
 pub use kubeconfig::{ClusterTarget, ConfigError, ConfigOrigin, Environment, resolve_cluster};
 
 pub struct LiveCheck {
@@ -282,26 +284,33 @@ impl LiveCheck {
         client: &kube::Client,
         target: &ClusterTarget,
     ) -> Result<(Policy, String)> {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
-        let found = api
-            .get_opt(&self.policy_configmap)
-            .await
-            .map_err(read_error("the policy ConfigMap", target))?;
-        match found {
-            None => Ok((
-                Policy::default(),
-                format!(
-                    "# no ConfigMap {}/{}: built-in default policy\n",
-                    self.namespace, self.policy_configmap
-                ),
-            )),
-            Some(cm) => policy_from_configmap(&cm).map(|p| (p, String::new())).map_err(|message| {
-                Error::Cluster(format!(
-                    "ConfigMap {}/{} holds an invalid policy ({message}); the controller keeps its last good policy (at start-up it has none and approves nothing). Pass --policy FILE to evaluate with a file",
-                    self.namespace, self.policy_configmap
-                ))
-            }),
-        }
+        cluster_policy(client, target, &self.namespace, &self.policy_configmap).await
+    }
+}
+
+/// The policy of the ConfigMap `namespace/name`, or the built-in default when there is
+/// none; the note says so.
+async fn cluster_policy(
+    client: &kube::Client,
+    target: &ClusterTarget,
+    namespace: &str,
+    name: &str,
+) -> Result<(Policy, String)> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(read_error("the policy ConfigMap", target))?;
+    match found {
+        None => Ok((
+            Policy::default(),
+            format!("# no ConfigMap {namespace}/{name}: built-in default policy\n"),
+        )),
+        Some(cm) => policy_from_configmap(&cm).map(|p| (p, String::new())).map_err(|message| {
+            Error::Cluster(format!(
+                "ConfigMap {namespace}/{name} holds an invalid policy ({message}); the controller keeps its last good policy (at start-up it has none and approves nothing). Pass --policy FILE to evaluate with a file"
+            ))
+        }),
     }
 }
 
