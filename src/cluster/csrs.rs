@@ -78,7 +78,7 @@ where
             let seen = SeenCsr::of(csr, cache.known_request(csr));
             // Only the certificate, and only for a node with a record: a re-list holds
             // thousands of issued CSRs, which must not all be kept until it ends.
-            if let Some(found) = issued::on_relist(&cache, csr, seen.node()) {
+            if let Some(found) = issued::issued_for_a_recorded_node(&cache, csr, seen.node()) {
                 issued_csrs.push(found);
             }
             relist.push(seen);

@@ -37,17 +37,9 @@ pub(super) fn notice(
     }
 }
 
-/// During a re-list (the cache does not hold the listed CSRs yet): the certificate of
-/// `csr`, for `node`, if the node has a record.
-pub(super) fn on_relist(
-    cache: &ClusterCache,
-    csr: &CertificateSigningRequest,
-    node: Option<&str>,
-) -> Option<IssuedNotice> {
-    issued_for_a_recorded_node(cache, csr, node)
-}
-
-fn issued_for_a_recorded_node(
+/// The certificate `csr` carries, for `node`, if the node has a record. During a re-list
+/// the cache does not hold the listed CSRs yet: the caller names the node.
+pub(super) fn issued_for_a_recorded_node(
     cache: &ClusterCache,
     csr: &CertificateSigningRequest,
     node: Option<&str>,

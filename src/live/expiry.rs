@@ -8,11 +8,11 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 
-use super::{Environment, cluster_policy, read_error, resolve_cluster};
+use super::{cluster_policy, connect, read_error};
+use crate::Result;
 use crate::expiry::{self, Report};
 use crate::identity::NodeIdentity;
 use crate::policy::Policy;
-use crate::{Error, Result};
 
 pub struct LiveExpiry {
     /// `--kubeconfig`: this file only; else the kubectl lookup.
@@ -28,14 +28,7 @@ pub struct LiveExpiry {
 impl LiveExpiry {
     /// The report; the note says where the policy came from when it is the default.
     pub async fn report(self, now: Timestamp, margin: Duration) -> Result<(Report, String)> {
-        let target = resolve_cluster(
-            self.kubeconfig.as_deref(),
-            self.context.as_deref(),
-            &Environment::current(),
-        )
-        .await?;
-        let client = kube::Client::try_from(target.config.clone())
-            .map_err(|e| Error::Cluster(format!("{target}: cannot build a client: {e}")))?;
+        let (target, client) = connect(self.kubeconfig.as_deref(), self.context.as_deref()).await?;
         let (policy, note) = match self.policy {
             Some(policy) => (policy, String::new()),
             None => {

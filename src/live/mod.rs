@@ -109,6 +109,18 @@ fn read_error<'a>(what: &'a str, cluster: &'a ClusterTarget) -> impl Fn(kube::Er
 /// Why a request never reached the API server (refused, no such host, TLS handshake,
 /// timeout): the innermost cause of a client error, which is where the reason is. `None`
 /// for an answer from the server (403, 404, …).
+/// The cluster kubectl would talk to (`--kubeconfig`, `--context`, else as kubectl finds
+/// it), and a client for it.
+pub(crate) async fn connect(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<(ClusterTarget, kube::Client)> {
+    let target = resolve_cluster(kubeconfig, context, &Environment::current()).await?;
+    let client = kube::Client::try_from(target.config.clone())
+        .map_err(|e| Error::Cluster(format!("{target}: cannot build a client: {e}")))?;
+    Ok((target, client))
+}
+
 fn connect_failure(error: &kube::Error) -> Option<String> {
     if !matches!(error, kube::Error::Service(_) | kube::Error::HyperError(_)) {
         return None;
@@ -127,7 +139,7 @@ fn connect_failure(error: &kube::Error) -> Option<String> {
 impl LiveCheck {
     /// Evaluates the selected CSRs; the note says where the policy came from.
     pub async fn evaluate(self, now: Timestamp) -> Result<(Vec<Evaluation>, String)> {
-        let (target, client) = self.connect().await?;
+        let (target, client) = connect(self.kubeconfig.as_deref(), self.context.as_deref()).await?;
         let api_error = |what| read_error(what, &target);
         let (policy, note) = match self.policy {
             Some(policy) => (policy, String::new()),
@@ -248,24 +260,11 @@ impl LiveCheck {
         Ok((evaluations, note))
     }
 
-    /// The cluster kubectl would talk to, and a client for it.
-    async fn connect(&self) -> Result<(ClusterTarget, kube::Client)> {
-        let target = resolve_cluster(
-            self.kubeconfig.as_deref(),
-            self.context.as_deref(),
-            &Environment::current(),
-        )
-        .await?;
-        let client = kube::Client::try_from(target.config.clone())
-            .map_err(|e| Error::Cluster(format!("{target}: cannot build a client: {e}")))?;
-        Ok((target, client))
-    }
-
     /// `check --hygiene`: every CSR of the cluster summarised by cause, with the policy
     /// in force (its bootstrappers say which requesters are known); the note says where the
     /// policy came from.
     pub async fn hygiene(self, now: Timestamp) -> Result<(HygieneReport, String)> {
-        let (target, client) = self.connect().await?;
+        let (target, client) = connect(self.kubeconfig.as_deref(), self.context.as_deref()).await?;
         let (policy, note) = match &self.policy {
             Some(policy) => (policy.clone(), String::new()),
             None => self.cluster_policy(&client, &target).await?,
